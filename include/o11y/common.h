@@ -1,0 +1,55 @@
+/* o11y/common.h — what every module shares: the export macro, status codes, string views. */
+#ifndef O11Y_COMMON_H
+#define O11Y_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(O11Y_STATIC_DEFINE)
+#define O11Y_API
+#else
+#define O11Y_API __attribute__((visibility("default")))
+#endif
+
+#define O11Y_WARN_UNUSED __attribute__((warn_unused_result))
+#define O11Y_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
+
+#define O11Y_VERSION_STRING "0.1.0"
+
+/* Status codes of the library's functions. The numbers never change once released. */
+#define O11Y_STATUS_MAP(X)                                                                         \
+    X(OK, 0, "success")                                                                            \
+    X(EINVAL, 1, "invalid argument")                                                               \
+    X(ENOMEM, 2, "out of memory")                                                                  \
+    X(ELIMIT, 3, "configured limit exceeded")                                                      \
+    X(ENOTFOUND, 4, "not found")                                                                   \
+    X(ECONFLICT, 5, "conflict with an existing entry")                                             \
+    X(EBACKEND, 6, "storage backend error")                                                        \
+    X(EIO, 7, "input/output error")                                                                \
+    X(ESTATE, 8, "operation not valid in the current state")
+
+typedef enum o11y_status {
+#define O11Y_X(name, num, msg) O11Y_##name = num,
+    O11Y_STATUS_MAP(O11Y_X)
+#undef O11Y_X
+} o11y_status;
+
+/* A static, human-readable string for st; never NULL ("unknown status" for unknown values). */
+O11Y_API const char *o11y_strerror(o11y_status st);
+/* The enumerator's name, e.g. "O11Y_EINVAL"; never NULL. */
+O11Y_API const char *o11y_status_name(o11y_status st);
+
+/* A borrowed byte string: pointer plus length, no NUL required. */
+typedef struct o11y_str {
+    const char *ptr;
+    size_t len;
+} o11y_str;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

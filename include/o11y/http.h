@@ -1,0 +1,147 @@
+/* o11y/http.h — the server-agnostic HTTP pipeline: a service with its routes, the request a
+ * handler reads and the response it fills. An adapter (o11y/mhd.h) feeds it real requests.
+ *
+ * For every request the pipeline, without the handler doing anything: builds the trace context
+ * (CONTRACT section 2) and makes it the thread's current context; answers 404 NOT_FOUND, 405
+ * METHOD_NOT_ALLOWED (+ Allow), 413 PAYLOAD_TOO_LARGE and 415 UNSUPPORTED_MEDIA_TYPE itself;
+ * turns a failed handler into 500 INTERNAL_ERROR; renders every error as the envelope or as RFC
+ * 9457 problem details (CONTRACT section 1); adds X-Trace-Id, X-Job-Id, X-Project-Id,
+ * X-Processing-Time and X-Service; and writes one access line ("event":"http_request"). */
+#ifndef O11Y_HTTP_H
+#define O11Y_HTTP_H
+
+#include "o11y/common.h"
+#include "o11y/log.h"
+#include "o11y/trace.h"
+
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct json_t; /* jansson's; include <jansson.h> to use the JSON helpers */
+
+typedef struct o11y_service o11y_service;
+typedef struct o11y_request o11y_request;
+typedef struct o11y_response o11y_response;
+
+/* Methods, as bits so a route can take several. */
+typedef enum o11y_method {
+    O11Y_METHOD_OTHER = 0,
+    O11Y_GET = 1 << 0,
+    O11Y_HEAD = 1 << 1,
+    O11Y_POST = 1 << 2,
+    O11Y_PUT = 1 << 3,
+    O11Y_PATCH = 1 << 4,
+    O11Y_DELETE = 1 << 5,
+    O11Y_OPTIONS = 1 << 6,
+} o11y_method;
+
+/* The method for a request line's token (case-sensitive, RFC 9110); O11Y_METHOD_OTHER if none. */
+O11Y_API o11y_method o11y_method_parse(const char *s, size_t len);
+/* "GET", ...; "_OTHER" for O11Y_METHOD_OTHER or a combination. */
+O11Y_API const char *o11y_method_name(o11y_method m);
+
+/* A handler answers through the o11y_res_* helpers and returns 0. A non-zero return, or a
+ * return without an answer, becomes 500 INTERNAL_ERROR (logged with the route). */
+typedef int (*o11y_handler_fn)(o11y_request *req, o11y_response *res, void *user);
+
+enum o11y_route_flags {
+    O11Y_ROUTE_JSON = 1u << 0, /* POST/PUT/PATCH bodies must be application/json (else 415) */
+};
+
+/* All-zero is a valid config: zero means default. */
+typedef struct o11y_service_config {
+    const char *service_name;      /* NULL: "unknown-service"; copied */
+    const char *version;           /* NULL: "0.0.0"; copied */
+    o11y_logger *logger;           /* NULL: the service creates one from `log` and owns it */
+    o11y_log_config log;           /* used when logger is NULL; its service_name defaults to ours */
+    size_t max_body_bytes;         /* 0: 1 MiB; larger bodies get 413 */
+    const char *problem_type_base; /* RFC 9457 "type" prefix (+ code); NULL: "about:blank" */
+    const char *project_param;     /* path parameter that sets X-Project-Id; NULL: "projectId" */
+    const char *job_param;         /* path parameter that sets X-Job-Id; NULL: "jobId" */
+    bool access_log_off;           /* true: no http_request lines */
+} o11y_service_config;
+
+O11Y_API void o11y_service_config_init(o11y_service_config *cfg);
+
+/* The C counterpart of the original setup_observability(app, service_name, version): creates
+ * the service (and its logger unless one is given), and makes the logger the process default.
+ * Strings are copied. Returns O11Y_OK, O11Y_EINVAL, O11Y_EIO (log file) or O11Y_ENOMEM; on error
+ * *out is NULL. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_service_create(const o11y_service_config *cfg,
+                                                          o11y_service **out /* OUT */);
+/* Frees the service and the logger it owns (flushing it). No request may be in flight. */
+O11Y_API void o11y_service_destroy(o11y_service *svc);
+
+O11Y_API o11y_logger *o11y_service_logger(const o11y_service *svc);
+O11Y_API const char *o11y_service_name(const o11y_service *svc);
+O11Y_API const char *o11y_service_version(const o11y_service *svc);
+
+/* Registers a handler for the methods (a bit set; GET also answers HEAD) on a path template
+ * such as "/projects/{projectId}/episodes/{episodeId}". Literal segments win over parameters
+ * when two templates match. Copies the template; keeps user. Not thread-safe: register before
+ * serving. Returns O11Y_OK, O11Y_EINVAL (template not of that form, more than 8 parameters or
+ * 32 segments, no method), O11Y_ECONFLICT (the method is taken on that template), O11Y_ELIMIT
+ * (over 256 templates) or O11Y_ENOMEM. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_service_route(o11y_service *svc, unsigned methods,
+                                                         const char *path_template,
+                                                         o11y_handler_fn fn, void *user,
+                                                         unsigned flags);
+
+/*=== the request (borrowed by the handler; everything returned is valid until it returns) ===*/
+
+O11Y_API o11y_method o11y_req_method(const o11y_request *req);
+/* The path as sent, percent-escapes kept, without the query. */
+O11Y_API o11y_str o11y_req_path(const o11y_request *req);
+/* The matched template, e.g. "/projects/{projectId}"; "unmatched" when none. */
+O11Y_API const char *o11y_req_route(const o11y_request *req);
+/* A path parameter, percent-decoded (valid UTF-8, no NUL: the pipeline answered 400 otherwise);
+ * {NULL, 0} when the route has no such parameter. */
+O11Y_API o11y_str o11y_req_param(const o11y_request *req, const char *name);
+/* The first value of a query parameter, percent-decoded ('+' is a space). Returns false when
+ * absent or not decodable (bad escape, NUL, invalid UTF-8). */
+O11Y_API bool o11y_req_query(o11y_request *req, const char *name, o11y_str *out /* OUT */);
+/* A request header (first occurrence, case-insensitive name); {NULL, 0} when absent. */
+O11Y_API o11y_str o11y_req_header(const o11y_request *req, const char *name);
+O11Y_API o11y_str o11y_req_body(const o11y_request *req);
+/* The request's trace context, also the thread's current context during the handler. */
+O11Y_API o11y_trace_ctx *o11y_req_trace(o11y_request *req);
+
+/* Parses the body as one JSON object (jansson; duplicate keys, invalid UTF-8, \u0000, nesting
+ * deeper than 2048 and integers beyond 64 bits are rejected). On failure answers res with 400
+ * VALIDATION_FAILED (details: position, line, column, reason) and returns NULL. The result is
+ * borrowed, freed with the request. */
+O11Y_API struct json_t *o11y_req_json(o11y_request *req, o11y_response *res);
+
+/*=== the response ===*/
+
+/* Adds a header. Copies. O11Y_EINVAL for a name that is not a token, a value with CR, LF or NUL,
+ * or one of the headers the pipeline owns (X-Trace-Id, X-Service, ...); O11Y_ELIMIT past 16. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_res_header(o11y_response *res, const char *name,
+                                                      const char *value);
+/* Sets the status and body (copied). content_type NULL: application/json. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_res_body(o11y_response *res, int status,
+                                                    const char *content_type, const void *body,
+                                                    size_t len);
+/* Sets the status and a JSON body. Takes ownership of body (decref), on success and failure. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_res_json(o11y_response *res, int status,
+                                                    struct json_t *body);
+/* Sets a status without a body (204, 304). */
+O11Y_API void o11y_res_empty(o11y_response *res, int status);
+/* Answers with an error from the catalog. details: a JSON object or NULL (ownership taken).
+ * The status comes from the catalog; an unknown code becomes INTERNAL_ERROR. For a 5xx the
+ * message and details are logged, never sent. */
+O11Y_API void o11y_res_error(o11y_response *res, const char *code, struct json_t *details,
+                             const char *fmt, ...) O11Y_PRINTF(4, 5);
+/* Records a field-level problem; a response with any becomes 400 VALIDATION_FAILED with
+ * details.fields = [{"field","problem"}...], whatever else the handler answered. Copies. */
+O11Y_API void o11y_res_field_error(o11y_response *res, const char *field, const char *problem);
+/* True when the handler recorded field errors. */
+O11Y_API bool o11y_res_has_field_errors(const o11y_response *res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,46 @@
+/* o11y/mhd.h — serving an o11y_service with libmicrohttpd (>= 0.9.71). */
+#ifndef O11Y_MHD_H
+#define O11Y_MHD_H
+
+#include "o11y/common.h"
+#include "o11y/http.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct o11y_mhd_server o11y_mhd_server;
+
+/* All-zero is a valid config: zero means default. */
+typedef struct o11y_mhd_config {
+    const char *bind_address;      /* NULL: "127.0.0.1"; IPv4 or IPv6 literal */
+    uint16_t port;                 /* 0: any free port (see o11y_mhd_port) */
+    unsigned threads;              /* 0: one per CPU */
+    unsigned connection_timeout_s; /* idle or trickling connections are closed; 0: 30 */
+    unsigned max_connections;      /* 0: 4096 */
+    unsigned drain_timeout_ms;     /* how long o11y_mhd_stop waits for in-flight requests;
+                                      0: 10000 */
+} o11y_mhd_config;
+
+O11Y_API void o11y_mhd_config_init(o11y_mhd_config *cfg);
+
+/* Starts serving svc (keeps a pointer: svc must outlive the server). Returns O11Y_OK,
+ * O11Y_EINVAL (bad address), O11Y_EIO (cannot listen, e.g. the port is taken) or O11Y_ENOMEM;
+ * on error *out is NULL. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg,
+                                                     o11y_mhd_server **out /* OUT */);
+/* The port actually bound. */
+O11Y_API uint16_t o11y_mhd_port(const o11y_mhd_server *srv);
+/* Stops accepting, lets in-flight requests finish (up to drain_timeout_ms), closes every
+ * connection and frees the server. NULL is a no-op. */
+O11Y_API void o11y_mhd_stop(o11y_mhd_server *srv);
+
+/* Starts the server and serves until SIGINT or SIGTERM; SIGHUP reopens the log file. Then stops
+ * as o11y_mhd_stop does and returns O11Y_OK (or the start error). Blocks those three signals in
+ * the calling thread (and so in every thread it starts) and handles them with sigwait. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_mhd_run(o11y_service *svc, const o11y_mhd_config *cfg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,14 @@
+/* o11y/o11y.h — the whole public API. */
+#ifndef O11Y_O11Y_H
+#define O11Y_O11Y_H
+
+#include "o11y/common.h"
+#include "o11y/error.h"
+#include "o11y/events.h"
+#include "o11y/http.h"
+#include "o11y/log.h"
+#include "o11y/mhd.h"
+#include "o11y/operation.h"
+#include "o11y/trace.h"
+
+#endif

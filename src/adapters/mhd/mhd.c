@@ -1,0 +1,301 @@
+/* adapters/mhd/mhd.c — libmicrohttpd turned into the pipeline's stages. The only file that
+ * includes <microhttpd.h>. Per-request state is the pipeline's exchange, created from the raw
+ * request target in the URI log callback and handed back by MHD through req_cls. */
+#include "o11y/mhd.h"
+
+#include "http/http_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+struct o11y_mhd_server {
+    struct MHD_Daemon *daemon;
+    o11y_service *svc;
+    uint16_t port;
+    unsigned drain_timeout_ms;
+};
+
+/* What the adapter keeps beside the exchange. */
+typedef struct mhd_exchange {
+    o11y__exchange *ex;
+    bool started;
+    bool answered;
+    uint64_t bytes;
+} mhd_exchange;
+
+void o11y_mhd_config_init(o11y_mhd_config *cfg)
+{
+    *cfg = (o11y_mhd_config){
+        .bind_address = "127.0.0.1",
+        .connection_timeout_s = 30,
+        .max_connections = 4096,
+        .drain_timeout_ms = 10000,
+    };
+}
+
+/*=== MARK: callbacks ===*/
+
+static void *on_request_start(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)conn;
+    o11y_mhd_server *srv = cls;
+    /* The raw target, before MHD unescapes it in place: %00 and %2F stay visible to routing. */
+    mhd_exchange *m = o11y__calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->ex = o11y__exchange_new(srv->svc, uri, strlen(uri));
+    if (!m->ex) {
+        o11y__free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static o11y_str get_header(void *ctx, const char *name)
+{
+    const char *v = NULL;
+    size_t len = 0;
+    if (MHD_lookup_connection_value_n(ctx, MHD_HEADER_KIND, name, strlen(name), &v, &len) ==
+            MHD_YES &&
+        v)
+        return (o11y_str){v, len};
+    return (o11y_str){NULL, 0};
+}
+
+static int64_t content_length(struct MHD_Connection *conn)
+{
+    o11y_str v = get_header(conn, "Content-Length");
+    if (!v.ptr)
+        return -1;
+    /* MHD has already answered 400 to a malformed or conflicting value. */
+    int64_t n = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9' || n > (INT64_MAX - 9) / 10)
+            return INT64_MAX;
+        n = n * 10 + (v.ptr[i] - '0');
+    }
+    return n;
+}
+
+static void free_body(void *p)
+{
+    o11y__free(p);
+}
+
+static enum MHD_Result respond(mhd_exchange *m, struct MHD_Connection *conn)
+{
+    o11y__exchange *ex = m->ex;
+    o11y__pipeline_run(ex);
+    o11y_response *res = &ex->res;
+    struct MHD_Response *r;
+    if (res->body_len) {
+        r = MHD_create_response_from_buffer_with_free_callback(res->body_len, res->body,
+                                                               free_body);
+        if (r)
+            res->body = NULL; /* MHD owns it now */
+    } else {
+        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    }
+    if (!r)
+        return MHD_NO;
+    if (res->content_type[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, res->content_type);
+    const char *p = res->headers.ptr;
+    for (size_t i = 0; i < res->n_headers; i++) {
+        const char *name = p;
+        const char *value = name + strlen(name) + 1;
+        MHD_add_response_header(r, name, value);
+        p = value + strlen(value) + 1;
+    }
+    m->answered = true;
+    m->bytes = ex->req.method == O11Y_HEAD ? 0 : res->body_len;
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    (void)cls, (void)url, (void)version;
+    mhd_exchange *m = *req_cls;
+    if (!m)
+        return MHD_NO; /* out of memory at the start: close the connection */
+    if (!m->started) {
+        m->started = true;
+        if (o11y__pipeline_begin(m->ex, method, get_header, conn, content_length(conn)))
+            return respond(m, conn); /* before the body: no 100 Continue is sent */
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        o11y__pipeline_body(m->ex, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (m->answered)
+        return MHD_YES;
+    return respond(m, conn);
+}
+
+static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_cls,
+                            enum MHD_RequestTerminationCode toe)
+{
+    (void)cls, (void)conn;
+    mhd_exchange *m = *req_cls;
+    if (!m)
+        return;
+    o11y__pipeline_done(m->ex, m->bytes, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    o11y__exchange_free(m->ex);
+    o11y__free(m);
+    *req_cls = NULL;
+}
+
+static void on_mhd_message(void *cls, const char *fmt, va_list ap)
+{
+    o11y_mhd_server *srv = cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t len = strlen(msg);
+    while (len && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
+        msg[--len] = '\0';
+    o11y_log_va(srv->svc->logger, O11Y_LOG_WARN, "http_server_message", "libmicrohttpd message",
+                O11Y_STRN("detail", msg, len), O11Y__END);
+}
+
+/*=== MARK: lifecycle ===*/
+
+static o11y_status parse_address(const char *addr, uint16_t port, struct sockaddr_storage *ss,
+                                 bool *ipv6)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        *ipv6 = false;
+        return O11Y_OK;
+    }
+    if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        *ipv6 = true;
+        return O11Y_OK;
+    }
+    return O11Y_EINVAL;
+}
+
+o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11y_mhd_server **out)
+{
+    if (!svc || !out)
+        return O11Y_EINVAL;
+    *out = NULL;
+    o11y_mhd_config cfg;
+    o11y_mhd_config_init(&cfg);
+    if (cfg_in) {
+        if (cfg_in->bind_address)
+            cfg.bind_address = cfg_in->bind_address;
+        cfg.port = cfg_in->port;
+        cfg.threads = cfg_in->threads;
+        if (cfg_in->connection_timeout_s)
+            cfg.connection_timeout_s = cfg_in->connection_timeout_s;
+        if (cfg_in->max_connections)
+            cfg.max_connections = cfg_in->max_connections;
+        if (cfg_in->drain_timeout_ms)
+            cfg.drain_timeout_ms = cfg_in->drain_timeout_ms;
+    }
+    if (!cfg.threads) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg.threads = n > 0 && n < 256 ? (unsigned)n : 2;
+    }
+    struct sockaddr_storage ss;
+    bool ipv6;
+    if (parse_address(cfg.bind_address, cfg.port, &ss, &ipv6) != O11Y_OK)
+        return O11Y_EINVAL;
+    o11y_mhd_server *srv = o11y__calloc(1, sizeof *srv);
+    if (!srv)
+        return O11Y_ENOMEM;
+    srv->svc = svc;
+    srv->drain_timeout_ms = cfg.drain_timeout_ms;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO | (ipv6 ? MHD_USE_IPv6 : 0);
+    srv->daemon = MHD_start_daemon(
+        flags, cfg.port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, cfg.threads, MHD_OPTION_URI_LOG_CALLBACK, on_request_start,
+        srv, MHD_OPTION_NOTIFY_COMPLETED, on_request_done, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+        cfg.connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT, cfg.max_connections,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_message, srv, MHD_OPTION_END);
+    if (!srv->daemon) {
+        o11y__free(srv);
+        return O11Y_EIO;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : cfg.port;
+    *out = srv;
+    return O11Y_OK;
+}
+
+uint16_t o11y_mhd_port(const o11y_mhd_server *srv)
+{
+    return srv ? srv->port : 0;
+}
+
+void o11y_mhd_stop(o11y_mhd_server *srv)
+{
+    if (!srv)
+        return;
+    MHD_socket listen_fd = MHD_quiesce_daemon(srv->daemon);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd); /* new connections are refused from here on */
+    int64_t deadline = o11y__now_mono_ns() + (int64_t)srv->drain_timeout_ms * 1000000;
+    while (atomic_load(&srv->svc->active_requests) > 0 && o11y__now_mono_ns() < deadline) {
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(srv->daemon);
+    o11y__free(srv);
+}
+
+o11y_status o11y_mhd_run(o11y_service *svc, const o11y_mhd_config *cfg)
+{
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    o11y_mhd_server *srv;
+    o11y_status st = o11y_mhd_start(svc, cfg, &srv);
+    if (st != O11Y_OK) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return st;
+    }
+    o11y_log_va(svc->logger, O11Y_LOG_INFO, "service_started", "service started",
+                O11Y_STR("version", svc->version), O11Y_INT("port", srv->port), O11Y__END);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            o11y_logger_reopen(svc->logger);
+            continue;
+        }
+        o11y_log_va(svc->logger, O11Y_LOG_INFO, "service_stopping", "service stopping",
+                    O11Y_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"), O11Y__END);
+        break;
+    }
+    o11y_mhd_stop(srv);
+    o11y_log_va(svc->logger, O11Y_LOG_INFO, "service_stopped", "service stopped", O11Y__END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return O11Y_OK;
+}

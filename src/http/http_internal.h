@@ -1,0 +1,122 @@
+/* http/http_internal.h — the pipeline's types and the stages an adapter drives. */
+#ifndef O11Y_HTTP_INTERNAL_H
+#define O11Y_HTTP_INTERNAL_H
+
+#include "core/internal.h"
+#include "o11y/error.h"
+#include "o11y/http.h"
+
+#include <stdatomic.h>
+
+enum {
+    O11Y__MAX_PARAMS = 8,
+    O11Y__MAX_SEGMENTS = 32,
+    O11Y__MAX_ROUTES = 256,
+    O11Y__N_METHODS = 7, /* bits of o11y_method */
+    O11Y__MAX_RES_HEADERS = 16,
+};
+
+typedef struct o11y__route {
+    char *template;
+    size_t template_len;
+    char *segments[O11Y__MAX_SEGMENTS]; /* "" for a parameter */
+    size_t segment_lens[O11Y__MAX_SEGMENTS];
+    char *param_names[O11Y__MAX_PARAMS];
+    uint8_t param_at[O11Y__MAX_SEGMENTS]; /* segment -> 1 + parameter index, 0: literal */
+    size_t n_segments, n_params;
+    unsigned methods;
+    o11y_handler_fn handlers[O11Y__N_METHODS];
+    void *users[O11Y__N_METHODS];
+    unsigned flags[O11Y__N_METHODS];
+    char allow[64]; /* the Allow header value */
+} o11y__route;
+
+struct o11y_service {
+    char *name, *version, *problem_base, *project_param, *job_param;
+    char *service_header; /* X-Service value */
+    o11y_logger *logger;
+    bool owns_logger, access_log;
+    size_t max_body;
+    o11y__route *routes[O11Y__MAX_ROUTES];
+    size_t n_routes;
+    atomic_long active_requests;
+};
+
+typedef o11y_str (*o11y__header_fn)(void *ctx, const char *name);
+
+struct o11y_response {
+    int status;
+    bool answered;
+    char *body; /* owned */
+    size_t body_len;
+    char content_type[96];
+    const char *error_code; /* a catalog entry's code (static) */
+    char *error_message;    /* owned */
+    struct json_t *error_details;
+    struct json_t *field_errors;
+    o11y__buf headers; /* "Name\0Value\0" pairs */
+    size_t n_headers;
+    const char *allow; /* for 405 */
+};
+
+struct o11y_request {
+    o11y_service *svc;
+    o11y_method method;
+    char method_name[16];
+    char *uri; /* owned copy of the request target */
+    size_t path_len;
+    const char *query;
+    size_t query_len;
+    const o11y__route *route;
+    int method_index;
+    o11y_str params[O11Y__MAX_PARAMS];
+    o11y__buf arena; /* decoded parameters and query values */
+    o11y__buf body;
+    bool body_too_large;
+    o11y_trace_ctx trace;
+    o11y_trace_ctx *prev_trace;
+    int64_t start_ns, handler_start_ns, handler_end_ns;
+    o11y__header_fn get_header;
+    void *header_ctx;
+    struct json_t *json;
+    o11y_error_format error_format;
+    bool counted_active;
+};
+
+/* A request and its response, allocated together for one exchange. */
+typedef struct o11y__exchange {
+    o11y_request req;
+    o11y_response res;
+} o11y__exchange;
+
+/* Creates an exchange for the request target uri (copied). NULL on ENOMEM. */
+o11y__exchange *o11y__exchange_new(o11y_service *svc, const char *uri, size_t uri_len);
+void o11y__exchange_free(o11y__exchange *ex);
+
+/* Stage 1, once the headers are in: trace context, routing, limits. content_length is -1 when
+ * unknown (chunked). Returns true when the response is final already (404, 405, 413, 415, 400). */
+bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, o11y__header_fn get_header,
+                          void *header_ctx, int64_t content_length);
+/* Stage 2, for each piece of body: buffers it up to the limit. Returns false once the body is
+ * over the limit (the response is then 413; later pieces are discarded). */
+bool o11y__pipeline_body(o11y__exchange *ex, const char *data, size_t len);
+/* Stage 3: runs the handler (unless the response is final) and completes the response: error
+ * rendering and the standard headers. */
+void o11y__pipeline_run(o11y__exchange *ex);
+/* Stage 4, when the response has been sent: the access line. */
+void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed);
+
+/* Routing: the best template for path (literal segments beat parameters), or NULL. Fills params
+ * with raw (still escaped) segments. */
+const o11y__route *o11y__route_match(const o11y_service *svc, const char *path, size_t len,
+                                     o11y_str params[O11Y__MAX_PARAMS]);
+int o11y__method_index(o11y_method m);
+
+/* Compact JSON text of j in library-owned memory (free with o11y__free); NULL on failure. */
+char *o11y__json_dump(const struct json_t *j, size_t *len);
+
+/* Percent-decodes src into the arena; false on a bad escape, NUL or invalid UTF-8. */
+bool o11y__percent_decode(o11y__buf *arena, const char *src, size_t len, bool plus_is_space,
+                          o11y_str *out);
+
+#endif

@@ -1,0 +1,269 @@
+/* http/pipeline.c — the stages every request goes through (see ARCHITECTURE "One request"). */
+#include "http/http_internal.h"
+
+#include "error/error_internal.h"
+#include "log/log_internal.h"
+#include "o11y/error.h"
+
+#include <jansson.h>
+#include <strings.h>
+
+enum { LOG_PATH_MAX = 1024 };
+
+static void add_header(o11y_response *res, const char *name, size_t name_len, const char *value,
+                       size_t value_len)
+{
+    o11y__buf *h = &res->headers;
+    o11y__buf_append(h, name, name_len);
+    o11y__buf_putc(h, '\0');
+    o11y__buf_append(h, value, value_len);
+    o11y__buf_putc(h, '\0');
+    res->n_headers++;
+}
+#define add_header_lit(res, lit, v, n) add_header((res), (lit), sizeof(lit) - 1, (v), (n))
+
+/*=== MARK: stage 1: headers ===*/
+
+/* Content-Type: application/json, parameters and case ignored (CONTRACT section 7). */
+static bool is_json_type(o11y_str ct)
+{
+    static const char want[] = "application/json";
+    const size_t n = sizeof want - 1;
+    if (!ct.ptr || ct.len < n || strncasecmp(ct.ptr, want, n) != 0)
+        return false;
+    for (size_t i = n; i < ct.len; i++) {
+        if (ct.ptr[i] == ';')
+            return true;
+        if (ct.ptr[i] != ' ' && ct.ptr[i] != '\t')
+            return false;
+    }
+    return true;
+}
+
+static void set_context_from_params(o11y_request *req)
+{
+    o11y_service *svc = req->svc;
+    o11y_str project = o11y_req_param(req, svc->project_param);
+    /* The path's value overrides the header; an id that is not valid as a header is not sent. */
+    if (project.ptr && o11y_trace_ctx_set_project_id(&req->trace, project.ptr, project.len))
+        req->trace.project_id_len = 0, req->trace.project_id[0] = '\0';
+    o11y_str job = o11y_req_param(req, svc->job_param);
+    if (job.ptr && o11y_trace_ctx_set_job_id(&req->trace, job.ptr, job.len))
+        req->trace.job_id_len = 0, req->trace.job_id[0] = '\0';
+}
+
+static bool decode_params(o11y__exchange *ex)
+{
+    o11y_request *req = &ex->req;
+    for (size_t i = 0; i < req->route->n_params; i++) {
+        o11y_str raw = req->params[i];
+        if (!o11y__percent_decode(&req->arena, raw.ptr, raw.len, false, &req->params[i])) {
+            req->params[i] = (o11y_str){NULL, 0};
+            o11y_res_field_error(&ex->res, req->route->param_names[i],
+                                 "must be valid percent-encoded UTF-8 without NUL");
+            return false;
+        }
+    }
+    return true;
+}
+
+bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, o11y__header_fn get_header,
+                          void *header_ctx, int64_t content_length)
+{
+    o11y_request *req = &ex->req;
+    o11y_response *res = &ex->res;
+    o11y_service *svc = req->svc;
+    req->get_header = get_header;
+    req->header_ctx = header_ctx;
+    req->method = o11y_method_parse(method, strlen(method));
+    o11y_trace_ctx_from_headers(&req->trace, get_header(header_ctx, "X-Trace-Id"),
+                                get_header(header_ctx, "traceparent"),
+                                get_header(header_ctx, "X-Job-Id"),
+                                get_header(header_ctx, "X-Project-Id"));
+    o11y_str accept = get_header(header_ctx, "Accept");
+    req->error_format = o11y_error_negotiate(accept.ptr, accept.len);
+    atomic_fetch_add_explicit(&svc->active_requests, 1, memory_order_relaxed);
+    req->counted_active = true;
+
+    o11y_str raw[O11Y__MAX_PARAMS];
+    req->route = o11y__route_match(svc, req->uri, req->path_len, raw);
+    if (!req->route) {
+        o11y_res_error(res, "NOT_FOUND", NULL, NULL);
+        return true;
+    }
+    memcpy(req->params, raw, sizeof raw);
+    o11y_method effective = req->method == O11Y_HEAD && !(req->route->methods & O11Y_HEAD)
+                                ? O11Y_GET
+                                : req->method;
+    req->method_index = o11y__method_index(effective);
+    if (req->method_index < 0 || !(req->route->methods & effective)) {
+        res->allow = req->route->allow;
+        o11y_res_error(res, "METHOD_NOT_ALLOWED", NULL, NULL);
+        return true;
+    }
+    if (!decode_params(ex))
+        return true;
+    set_context_from_params(req);
+    if (content_length > 0 && (uint64_t)content_length > svc->max_body) {
+        req->body_too_large = true;
+        o11y_res_error(res, "PAYLOAD_TOO_LARGE",
+                       json_pack("{s:I}", "maxBytes", (json_int_t)svc->max_body),
+                       "The request body is larger than %zu bytes", svc->max_body);
+        return true;
+    }
+    bool has_body = effective & (O11Y_POST | O11Y_PUT | O11Y_PATCH);
+    if (has_body && (req->route->flags[req->method_index] & O11Y_ROUTE_JSON) &&
+        !is_json_type(get_header(header_ctx, "Content-Type"))) {
+        o11y_res_error(res, "UNSUPPORTED_MEDIA_TYPE", NULL, NULL);
+        return true;
+    }
+    return false;
+}
+
+/*=== MARK: stage 2: body ===*/
+
+bool o11y__pipeline_body(o11y__exchange *ex, const char *data, size_t len)
+{
+    o11y_request *req = &ex->req;
+    if (req->body_too_large || ex->res.answered)
+        return false;
+    o11y__buf_append(&req->body, data, len);
+    if (req->body.overflow) {
+        /* Chunked or lying Content-Length: stop buffering at once, discard the rest. */
+        req->body_too_large = true;
+        o11y__buf_release(&req->body);
+        o11y__buf_init(&req->body, 0);
+        size_t max = req->svc->max_body;
+        o11y_res_error(&ex->res, "PAYLOAD_TOO_LARGE",
+                       json_pack("{s:I}", "maxBytes", (json_int_t)max),
+                       "The request body is larger than %zu bytes", max);
+        return false;
+    }
+    return true;
+}
+
+/*=== MARK: stage 3: the handler and the response ===*/
+
+static void run_handler(o11y__exchange *ex)
+{
+    o11y_request *req = &ex->req;
+    o11y_response *res = &ex->res;
+    int i = req->method_index;
+    int rc = req->route->handlers[i](req, res, req->route->users[i]);
+    if (o11y_res_has_field_errors(res)) {
+        json_t *details = json_pack("{s:O}", "fields", res->field_errors);
+        o11y_res_error(res, "VALIDATION_FAILED", details, "Request validation failed");
+    } else if (rc != 0 || !res->answered) {
+        o11y_log_va(req->svc->logger, O11Y_LOG_ERROR, "handler_failed",
+                    rc ? "handler reported failure" : "handler returned no response",
+                    O11Y_STR("route", req->route->template), O11Y_INT("rc", rc), O11Y__END);
+        o11y_res_error(res, "INTERNAL_ERROR", NULL, NULL);
+    }
+}
+
+static void render_error(o11y__exchange *ex)
+{
+    o11y_request *req = &ex->req;
+    o11y_response *res = &ex->res;
+    const o11y_error_def *def = o11y_error_lookup(res->error_code);
+    if (def->status >= 500 && (res->error_message || res->error_details)) {
+        /* Internal detail goes to the log only (CONTRACT section 1). */
+        size_t ignored;
+        char *details = res->error_details ? o11y__json_dump(res->error_details, &ignored) : NULL;
+        o11y_log_va(req->svc->logger, O11Y_LOG_ERROR, "request_failed", "request failed",
+                    O11Y_STR("error_code", def->code), O11Y_STR("route", o11y_req_route(req)),
+                    O11Y_STR("internal_message", res->error_message),
+                    O11Y_STR("internal_details", details), O11Y__END);
+        o11y__free(details);
+    }
+    size_t details_len = 0;
+    char *details = res->error_details ? o11y__json_dump(res->error_details, &details_len) : NULL;
+    o11y_error_info info = {
+        .code = def->code,
+        .message = res->error_message,
+        .details_json = details,
+        .details_len = details ? details_len : 0,
+        .trace_id = {req->trace.trace_id, req->trace.trace_id_len},
+        .problem_base = req->svc->problem_base,
+    };
+    o11y__buf b;
+    o11y__buf_init(&b, SIZE_MAX / 2);
+    int status = 500;
+    o11y__error_render(&b, &info, req->error_format, &status);
+    o11y__free(details);
+    size_t len = 0;
+    char *body = o11y__buf_take(&b, &len);
+    o11y__free(res->body);
+    res->body = body;
+    res->body_len = body ? len : 0;
+    res->status = status;
+    const char *ct = req->error_format == O11Y_ERROR_PROBLEM ? "application/problem+json"
+                                                              : "application/json";
+    memcpy(res->content_type, ct, strlen(ct) + 1);
+    add_header_lit(res, "Cache-Control", "no-store", 8);
+    if (res->allow)
+        add_header_lit(res, "Allow", res->allow, strlen(res->allow));
+}
+
+void o11y__pipeline_run(o11y__exchange *ex)
+{
+    o11y_request *req = &ex->req;
+    o11y_response *res = &ex->res;
+    req->handler_start_ns = o11y__now_mono_ns();
+    req->prev_trace = o11y_trace_set_current(&req->trace);
+    if (!res->answered)
+        run_handler(ex);
+    if (res->error_code)
+        render_error(ex);
+    o11y_trace_set_current(req->prev_trace);
+    req->handler_end_ns = o11y__now_mono_ns();
+
+    o11y_trace_ctx *t = &req->trace;
+    add_header_lit(res, "X-Trace-Id", t->trace_id, t->trace_id_len);
+    if (t->job_id_len)
+        add_header_lit(res, "X-Job-Id", t->job_id, t->job_id_len);
+    if (t->project_id_len)
+        add_header_lit(res, "X-Project-Id", t->project_id, t->project_id_len);
+    char ms[32];
+    o11y__buf b;
+    o11y__buf_init_fixed(&b, ms, sizeof ms);
+    o11y__json_fixed3(&b, (double)(req->handler_end_ns - req->handler_start_ns) / 1e6);
+    add_header_lit(res, "X-Processing-Time", ms, b.len);
+    add_header_lit(res, "X-Service", req->svc->service_header, strlen(req->svc->service_header));
+}
+
+/*=== MARK: stage 4: the access line ===*/
+
+void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed)
+{
+    o11y_request *req = &ex->req;
+    o11y_service *svc = req->svc;
+    if (req->counted_active)
+        atomic_fetch_sub_explicit(&svc->active_requests, 1, memory_order_relaxed);
+    if (!svc->access_log || !req->counted_active)
+        return;
+    int status = ex->res.status;
+    o11y__line l;
+    o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
+    if (o11y__line_begin(&l, svc->logger, status >= 500 ? O11Y_LOG_ERROR : O11Y_LOG_INFO,
+                         "http_request", "request completed", sizeof "request completed" - 1)) {
+        o11y__line_key_lit(&l, "method");
+        o11y__buf_putc(&l.b, '"');
+        o11y__buf_cstr(&l.b, o11y_method_name(req->method));
+        o11y__buf_putc(&l.b, '"');
+        o11y__line_key_lit(&l, "route");
+        o11y__json_str(&l.b, o11y_req_route(req), strlen(o11y_req_route(req)), SIZE_MAX);
+        o11y__line_key_lit(&l, "path");
+        o11y__json_str(&l.b, req->uri, req->path_len, LOG_PATH_MAX);
+        o11y__line_key_lit(&l, "status");
+        o11y__json_i64(&l.b, status);
+        o11y__line_key_lit(&l, "bytes");
+        o11y__json_u64(&l.b, bytes_sent);
+        if (!completed) {
+            o11y__line_key_lit(&l, "aborted");
+            o11y__buf_lit(&l.b, "true");
+        }
+        o11y__line_end(&l, (double)(o11y__now_mono_ns() - req->start_ns) / 1e6);
+    }
+    o11y_trace_set_current(prev);
+}

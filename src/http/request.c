@@ -1,0 +1,391 @@
+/* http/request.c — what a handler reads (the request) and fills (the response). */
+#include "http/http_internal.h"
+
+#include "o11y/error.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <strings.h>
+
+enum { ARENA_MAX = 64 * 1024 };
+
+/*=== MARK: exchanges ===*/
+
+o11y__exchange *o11y__exchange_new(o11y_service *svc, const char *uri, size_t uri_len)
+{
+    o11y__exchange *ex = o11y__calloc(1, sizeof *ex);
+    if (!ex)
+        return NULL;
+    ex->req.uri = o11y__strndup(uri, uri_len);
+    if (!ex->req.uri) {
+        o11y__free(ex);
+        return NULL;
+    }
+    ex->req.svc = svc;
+    ex->req.start_ns = o11y__now_mono_ns();
+    const char *q = memchr(uri, '?', uri_len);
+    ex->req.path_len = q ? (size_t)(q - uri) : uri_len;
+    if (q) {
+        ex->req.query = ex->req.uri + ex->req.path_len + 1;
+        ex->req.query_len = uri_len - ex->req.path_len - 1;
+    }
+    o11y__buf_init(&ex->req.arena, ARENA_MAX);
+    o11y__buf_init(&ex->req.body, svc->max_body);
+    o11y__buf_init(&ex->res.headers, 16 * 1024);
+    return ex;
+}
+
+void o11y__exchange_free(o11y__exchange *ex)
+{
+    if (!ex)
+        return;
+    o11y__free(ex->req.uri);
+    o11y__buf_release(&ex->req.arena);
+    o11y__buf_release(&ex->req.body);
+    json_decref(ex->req.json);
+    o11y__free(ex->res.body);
+    o11y__free(ex->res.error_message);
+    json_decref(ex->res.error_details);
+    json_decref(ex->res.field_errors);
+    o11y__buf_release(&ex->res.headers);
+    o11y__free(ex);
+}
+
+/*=== MARK: decoding ===*/
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool o11y__percent_decode(o11y__buf *arena, const char *src, size_t len, bool plus_is_space,
+                          o11y_str *out)
+{
+    if (!o11y__buf_reserve(arena, len + 1))
+        return false;
+    /* Offsets, not pointers: the arena may move when it grows for the next value. */
+    char *dst = arena->ptr + arena->len;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+        if (c == '%') {
+            if (len - i < 3 || hexval(src[i + 1]) < 0 || hexval(src[i + 2]) < 0)
+                return false;
+            c = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
+            if (c == '\0')
+                return false;
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
+        }
+        dst[n++] = c;
+    }
+    if (!o11y__utf8_valid(dst, n))
+        return false;
+    dst[n] = '\0';
+    out->ptr = dst;
+    out->len = n;
+    arena->len += n + 1;
+    return true;
+}
+
+/*=== MARK: the request ===*/
+
+o11y_method o11y_req_method(const o11y_request *req)
+{
+    return req->method;
+}
+
+o11y_str o11y_req_path(const o11y_request *req)
+{
+    return (o11y_str){req->uri, req->path_len};
+}
+
+const char *o11y_req_route(const o11y_request *req)
+{
+    return req->route ? req->route->template : "unmatched";
+}
+
+o11y_str o11y_req_param(const o11y_request *req, const char *name)
+{
+    if (req->route && name) {
+        for (size_t i = 0; i < req->route->n_params; i++)
+            if (strcmp(req->route->param_names[i], name) == 0)
+                return req->params[i];
+    }
+    return (o11y_str){NULL, 0};
+}
+
+bool o11y_req_query(o11y_request *req, const char *name, o11y_str *out)
+{
+    if (!req->query || !name || !out)
+        return false;
+    size_t name_len = strlen(name);
+    const char *p = req->query, *end = req->query + req->query_len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *item_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(item_end - p));
+        const char *key_end = eq ? eq : item_end;
+        o11y_str key;
+        size_t mark = req->arena.len;
+        if (o11y__percent_decode(&req->arena, p, (size_t)(key_end - p), true, &key) &&
+            key.len == name_len && memcmp(key.ptr, name, name_len) == 0) {
+            if (!eq) {
+                *out = (o11y_str){"", 0};
+                return true;
+            }
+            return o11y__percent_decode(&req->arena, eq + 1, (size_t)(item_end - eq - 1), true,
+                                        out);
+        }
+        req->arena.len = mark;
+        p = amp ? amp + 1 : end;
+    }
+    return false;
+}
+
+o11y_str o11y_req_header(const o11y_request *req, const char *name)
+{
+    if (!req->get_header || !name)
+        return (o11y_str){NULL, 0};
+    return req->get_header(req->header_ctx, name);
+}
+
+o11y_str o11y_req_body(const o11y_request *req)
+{
+    return (o11y_str){req->body.ptr ? req->body.ptr : "", req->body.len};
+}
+
+o11y_trace_ctx *o11y_req_trace(o11y_request *req)
+{
+    return &req->trace;
+}
+
+static const char *json_reason(enum json_error_code code)
+{
+    switch (code) {
+    case json_error_invalid_utf8: return "invalid UTF-8";
+    case json_error_null_character: return "a \\u0000 escape is not allowed";
+    case json_error_duplicate_key: return "duplicate key in an object";
+    case json_error_stack_overflow: return "nested too deeply";
+    case json_error_numeric_overflow: return "a number is out of range";
+    case json_error_premature_end_of_input: return "unexpected end of input";
+    case json_error_end_of_input_expected: return "unexpected data after the JSON value";
+    case json_error_wrong_type: return "the body must be a JSON object";
+    case json_error_invalid_syntax: return "invalid syntax";
+    default: return "malformed JSON";
+    }
+}
+
+struct json_t *o11y_req_json(o11y_request *req, o11y_response *res)
+{
+    if (req->json)
+        return req->json;
+    json_error_t err;
+    const char *body = req->body.ptr ? req->body.ptr : "";
+    json_t *j = json_loadb(body, req->body.len, JSON_REJECT_DUPLICATES, &err);
+    enum json_error_code code = j ? json_error_unknown : json_error_code(&err);
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+        code = json_error_wrong_type;
+        err.position = 0;
+        err.line = err.column = 1;
+    }
+    if (!j) {
+        /* The parser's own text can quote the input; the details carry only positions and a
+         * fixed reason, never request bytes. */
+        json_t *details = json_pack("{s:I,s:I,s:I,s:s}", "position", (json_int_t)err.position,
+                                    "line", (json_int_t)err.line, "column",
+                                    (json_int_t)err.column, "reason", json_reason(code));
+        o11y_res_error(res, "VALIDATION_FAILED", details, "The request body is not a valid JSON "
+                                                          "object: %s",
+                       json_reason(code));
+        return NULL;
+    }
+    req->json = j;
+    return j;
+}
+
+/*=== MARK: the response ===*/
+
+static bool token_valid(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", c))
+            return false;
+    }
+    return true;
+}
+
+static bool header_safe_cstr(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+static bool pipeline_owns(const char *name)
+{
+    static const char *const owned[] = {"X-Trace-Id",        "X-Job-Id",     "X-Project-Id",
+                                        "X-Processing-Time", "X-Service",    "Content-Type",
+                                        "Content-Length",    "Connection",   "Transfer-Encoding"};
+    for (size_t i = 0; i < O11Y_ARRAY_LEN(owned); i++)
+        if (strcasecmp(owned[i], name) == 0)
+            return true;
+    return false;
+}
+
+o11y_status o11y_res_header(o11y_response *res, const char *name, const char *value)
+{
+    if (!res || !name || !value || !token_valid(name) || pipeline_owns(name))
+        return O11Y_EINVAL;
+    if (!header_safe_cstr(value))
+        return O11Y_EINVAL;
+    if (res->n_headers == O11Y__MAX_RES_HEADERS)
+        return O11Y_ELIMIT;
+    size_t mark = res->headers.len;
+    o11y__buf_append(&res->headers, name, strlen(name) + 1);
+    o11y__buf_append(&res->headers, value, strlen(value) + 1);
+    if (res->headers.overflow) {
+        res->headers.len = mark;
+        res->headers.overflow = false;
+        return O11Y_ELIMIT;
+    }
+    res->n_headers++;
+    return O11Y_OK;
+}
+
+static void clear_body(o11y_response *res)
+{
+    o11y__free(res->body);
+    res->body = NULL;
+    res->body_len = 0;
+    res->error_code = NULL;
+    o11y__free(res->error_message);
+    res->error_message = NULL;
+    json_decref(res->error_details);
+    res->error_details = NULL;
+}
+
+o11y_status o11y_res_body(o11y_response *res, int status, const char *content_type,
+                          const void *body, size_t len)
+{
+    if (!res || status < 100 || status > 599 || (len && !body))
+        return O11Y_EINVAL;
+    if (!content_type)
+        content_type = "application/json";
+    if (strlen(content_type) >= sizeof res->content_type || !header_safe_cstr(content_type))
+        return O11Y_EINVAL;
+    char *copy = o11y__malloc(len);
+    if (!copy)
+        return O11Y_ENOMEM;
+    if (len)
+        memcpy(copy, body, len);
+    clear_body(res);
+    res->body = copy;
+    res->body_len = len;
+    res->status = status;
+    res->answered = true;
+    memcpy(res->content_type, content_type, strlen(content_type) + 1);
+    return O11Y_OK;
+}
+
+char *o11y__json_dump(const struct json_t *j, size_t *len)
+{
+    size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT);
+    char *text = n ? o11y__malloc(n + 1) : NULL;
+    if (!text || json_dumpb(j, text, n, JSON_COMPACT) != n) {
+        o11y__free(text);
+        return NULL;
+    }
+    text[n] = '\0';
+    *len = n;
+    return text;
+}
+
+o11y_status o11y_res_json(o11y_response *res, int status, struct json_t *body)
+{
+    if (!res || !body) {
+        json_decref(body);
+        return O11Y_EINVAL;
+    }
+    size_t len = 0;
+    char *text = o11y__json_dump(body, &len);
+    json_decref(body);
+    if (!text)
+        return O11Y_ENOMEM;
+    clear_body(res);
+    res->body = text;
+    res->body_len = len;
+    res->status = status;
+    res->answered = true;
+    memcpy(res->content_type, "application/json", sizeof "application/json");
+    return O11Y_OK;
+}
+
+void o11y_res_empty(o11y_response *res, int status)
+{
+    if (!res)
+        return;
+    clear_body(res);
+    res->status = status;
+    res->answered = true;
+    res->content_type[0] = '\0';
+}
+
+void o11y_res_error(o11y_response *res, const char *code, struct json_t *details, const char *fmt,
+                    ...)
+{
+    if (!res) {
+        json_decref(details);
+        return;
+    }
+    const o11y_error_def *def = o11y_error_lookup(code);
+    if (!def)
+        def = o11y_error_lookup("INTERNAL_ERROR");
+    clear_body(res);
+    res->error_code = def->code;
+    res->status = def->status;
+    res->answered = true;
+    if (details && !json_is_object(details)) {
+        json_decref(details);
+        details = NULL;
+    }
+    res->error_details = details;
+    if (fmt) {
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        if (n >= 0)
+            res->error_message = o11y__strdup(msg);
+    }
+}
+
+void o11y_res_field_error(o11y_response *res, const char *field, const char *problem)
+{
+    if (!res || !field || !problem)
+        return;
+    if (!res->field_errors && !(res->field_errors = json_array()))
+        return;
+    json_array_append_new(res->field_errors,
+                          json_pack("{s:s,s:s}", "field", field, "problem", problem));
+}
+
+bool o11y_res_has_field_errors(const o11y_response *res)
+{
+    return res && res->field_errors && json_array_size(res->field_errors) > 0;
+}

@@ -1,0 +1,346 @@
+/* http/router.c — the service object and its route table. */
+#include "http/http_internal.h"
+
+#include "o11y/error.h"
+
+#include <stdio.h>
+
+static const char *const method_names[O11Y__N_METHODS] = {"GET",   "HEAD",   "POST",   "PUT",
+                                                         "PATCH", "DELETE", "OPTIONS"};
+
+o11y_method o11y_method_parse(const char *s, size_t len)
+{
+    for (int i = 0; i < O11Y__N_METHODS; i++)
+        if (strlen(method_names[i]) == len && memcmp(method_names[i], s, len) == 0)
+            return (o11y_method)(1u << i);
+    return O11Y_METHOD_OTHER;
+}
+
+int o11y__method_index(o11y_method m)
+{
+    for (int i = 0; i < O11Y__N_METHODS; i++)
+        if ((unsigned)m == 1u << i)
+            return i;
+    return -1;
+}
+
+const char *o11y_method_name(o11y_method m)
+{
+    int i = o11y__method_index(m);
+    return i < 0 ? "_OTHER" : method_names[i];
+}
+
+/*=== MARK: lifecycle ===*/
+
+void o11y_service_config_init(o11y_service_config *cfg)
+{
+    *cfg = (o11y_service_config){
+        .service_name = "unknown-service",
+        .version = "0.0.0",
+        .max_body_bytes = 1u << 20,
+        .project_param = "projectId",
+        .job_param = "jobId",
+    };
+    o11y_log_config_init(&cfg->log);
+    cfg->log.service_name = NULL;
+}
+
+static void route_free(o11y__route *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_segments; i++)
+        o11y__free(r->segments[i]);
+    for (size_t i = 0; i < r->n_params; i++)
+        o11y__free(r->param_names[i]);
+    o11y__free(r->template);
+    o11y__free(r);
+}
+
+void o11y_service_destroy(o11y_service *svc)
+{
+    if (!svc)
+        return;
+    for (size_t i = 0; i < svc->n_routes; i++)
+        route_free(svc->routes[i]);
+    if (svc->owns_logger)
+        o11y_logger_destroy(svc->logger);
+    o11y__free(svc->name);
+    o11y__free(svc->version);
+    o11y__free(svc->problem_base);
+    o11y__free(svc->project_param);
+    o11y__free(svc->job_param);
+    o11y__free(svc->service_header);
+    o11y__free(svc);
+}
+
+static bool header_value_safe(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+o11y_status o11y_service_create(const o11y_service_config *cfg_in, o11y_service **out)
+{
+    if (!out)
+        return O11Y_EINVAL;
+    *out = NULL;
+    o11y_service_config cfg;
+    o11y_service_config_init(&cfg);
+    if (cfg_in) {
+        cfg = *cfg_in;
+        if (!cfg.service_name)
+            cfg.service_name = "unknown-service";
+        if (!cfg.version)
+            cfg.version = "0.0.0";
+        if (!cfg.max_body_bytes)
+            cfg.max_body_bytes = 1u << 20;
+        if (!cfg.project_param)
+            cfg.project_param = "projectId";
+        if (!cfg.job_param)
+            cfg.job_param = "jobId";
+    }
+    if (!*cfg.service_name || strlen(cfg.service_name) > 128 ||
+        !header_value_safe(cfg.service_name) || !header_value_safe(cfg.version))
+        return O11Y_EINVAL;
+
+    o11y_service *svc = o11y__calloc(1, sizeof *svc);
+    if (!svc)
+        return O11Y_ENOMEM;
+    svc->max_body = cfg.max_body_bytes;
+    svc->access_log = !cfg.access_log_off;
+    svc->name = o11y__strdup(cfg.service_name);
+    svc->version = o11y__strdup(cfg.version);
+    svc->service_header = o11y__strdup(cfg.service_name);
+    svc->project_param = o11y__strdup(cfg.project_param);
+    svc->job_param = o11y__strdup(cfg.job_param);
+    if (cfg.problem_type_base)
+        svc->problem_base = o11y__strdup(cfg.problem_type_base);
+    if (!svc->name || !svc->version || !svc->service_header || !svc->project_param ||
+        !svc->job_param || (cfg.problem_type_base && !svc->problem_base)) {
+        o11y_service_destroy(svc);
+        return O11Y_ENOMEM;
+    }
+    if (cfg.logger) {
+        svc->logger = cfg.logger;
+    } else {
+        o11y_log_config lc = cfg.log;
+        if (!lc.service_name)
+            lc.service_name = cfg.service_name;
+        o11y_status st = o11y_logger_create(&lc, &svc->logger);
+        if (st != O11Y_OK) {
+            o11y_service_destroy(svc);
+            return st;
+        }
+        svc->owns_logger = true;
+    }
+    o11y_logger_set_default(svc->logger);
+    *out = svc;
+    return O11Y_OK;
+}
+
+o11y_logger *o11y_service_logger(const o11y_service *svc)
+{
+    return svc ? svc->logger : NULL;
+}
+
+const char *o11y_service_name(const o11y_service *svc)
+{
+    return svc ? svc->name : NULL;
+}
+
+const char *o11y_service_version(const o11y_service *svc)
+{
+    return svc ? svc->version : NULL;
+}
+
+/*=== MARK: registration ===*/
+
+static bool param_name_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* Literal characters allowed in a template: RFC 3986 pchar without '%' (templates are never
+ * escaped) and without '{' '}'. */
+static bool literal_valid(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c >= 0x7f || c == '%' || c == '{' || c == '}' || c == '?' || c == '#')
+            return false;
+    }
+    return true;
+}
+
+static o11y_status compile_template(const char *tmpl, o11y__route **out)
+{
+    size_t len = strlen(tmpl);
+    if (len == 0 || tmpl[0] != '/' || len > 1024)
+        return O11Y_EINVAL;
+    o11y__route *r = o11y__calloc(1, sizeof *r);
+    if (!r || !(r->template = o11y__strndup(tmpl, len))) {
+        route_free(r);
+        return O11Y_ENOMEM;
+    }
+    r->template_len = len;
+    o11y_status st = O11Y_EINVAL;
+    const char *p = tmpl + 1, *end = tmpl + len;
+    while (len > 1 && p <= end) {
+        const char *slash = memchr(p, '/', (size_t)(end - p));
+        const char *seg_end = slash ? slash : end;
+        size_t seg_len = (size_t)(seg_end - p);
+        if (r->n_segments == O11Y__MAX_SEGMENTS)
+            goto fail;
+        if (seg_len >= 2 && p[0] == '{' && p[seg_len - 1] == '}') {
+            if (r->n_params == O11Y__MAX_PARAMS || !param_name_valid(p + 1, seg_len - 2))
+                goto fail;
+            for (size_t i = 0; i < r->n_params; i++)
+                if (strlen(r->param_names[i]) == seg_len - 2 &&
+                    memcmp(r->param_names[i], p + 1, seg_len - 2) == 0)
+                    goto fail;
+            if (!(r->param_names[r->n_params] = o11y__strndup(p + 1, seg_len - 2)))
+                goto nomem;
+            r->param_at[r->n_segments] = (uint8_t)(++r->n_params);
+            r->segments[r->n_segments] = NULL;
+        } else {
+            if (!literal_valid(p, seg_len))
+                goto fail;
+            if (!(r->segments[r->n_segments] = o11y__strndup(p, seg_len)))
+                goto nomem;
+            r->segment_lens[r->n_segments] = seg_len;
+        }
+        r->n_segments++;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    *out = r;
+    return O11Y_OK;
+nomem:
+    st = O11Y_ENOMEM;
+fail:
+    route_free(r);
+    return st;
+}
+
+static void build_allow(o11y__route *r)
+{
+    unsigned m = r->methods;
+    if (m & O11Y_GET)
+        m |= O11Y_HEAD;
+    size_t n = 0;
+    r->allow[0] = '\0';
+    for (int i = 0; i < O11Y__N_METHODS; i++) {
+        if (!(m & (1u << i)))
+            continue;
+        int w = snprintf(r->allow + n, sizeof r->allow - n, "%s%s", n ? ", " : "", method_names[i]);
+        if (w > 0)
+            n += (size_t)w;
+    }
+}
+
+o11y_status o11y_service_route(o11y_service *svc, unsigned methods, const char *path_template,
+                               o11y_handler_fn fn, void *user, unsigned flags)
+{
+    if (!svc || !path_template || !fn || methods == 0 || methods >= (1u << O11Y__N_METHODS))
+        return O11Y_EINVAL;
+    o11y__route *r = NULL;
+    for (size_t i = 0; i < svc->n_routes; i++)
+        if (strcmp(svc->routes[i]->template, path_template) == 0)
+            r = svc->routes[i];
+    bool is_new = r == NULL;
+    if (is_new) {
+        if (svc->n_routes == O11Y__MAX_ROUTES)
+            return O11Y_ELIMIT;
+        o11y_status st = compile_template(path_template, &r);
+        if (st != O11Y_OK)
+            return st;
+    }
+    if (r->methods & methods) {
+        if (is_new)
+            route_free(r);
+        return O11Y_ECONFLICT;
+    }
+    for (int i = 0; i < O11Y__N_METHODS; i++) {
+        if (!(methods & (1u << i)))
+            continue;
+        r->handlers[i] = fn;
+        r->users[i] = user;
+        r->flags[i] = flags;
+    }
+    r->methods |= methods;
+    build_allow(r);
+    if (is_new)
+        svc->routes[svc->n_routes++] = r;
+    return O11Y_OK;
+}
+
+/*=== MARK: matching ===*/
+
+/* Scores a match: one bit per segment, literal segments high, so the template with literals
+ * earliest wins (e.g. /projects/stats over /projects/{projectId}). -1: no match. */
+static int64_t match_score(const o11y__route *r, const o11y_str *segs, size_t n_segs)
+{
+    if (r->n_segments != n_segs)
+        return -1;
+    int64_t score = 0;
+    for (size_t i = 0; i < n_segs; i++) {
+        score <<= 1;
+        if (r->param_at[i])
+            continue;
+        if (segs[i].len != r->segment_lens[i] || memcmp(segs[i].ptr, r->segments[i], segs[i].len))
+            return -1;
+        score |= 1;
+    }
+    return score;
+}
+
+const o11y__route *o11y__route_match(const o11y_service *svc, const char *path, size_t len,
+                                     o11y_str params[O11Y__MAX_PARAMS])
+{
+    o11y_str segs[O11Y__MAX_SEGMENTS];
+    size_t n = 0;
+    if (len == 0 || path[0] != '/')
+        return NULL;
+    if (len > 1) {
+        const char *p = path + 1, *end = path + len;
+        for (;;) {
+            const char *slash = memchr(p, '/', (size_t)(end - p));
+            const char *seg_end = slash ? slash : end;
+            if (seg_end == p || n == O11Y__MAX_SEGMENTS)
+                return NULL; /* empty segment or deeper than any template */
+            segs[n++] = (o11y_str){p, (size_t)(seg_end - p)};
+            if (!slash)
+                break;
+            p = slash + 1;
+        }
+    }
+    const o11y__route *best = NULL;
+    int64_t best_score = -1;
+    for (size_t i = 0; i < svc->n_routes; i++) {
+        int64_t s = match_score(svc->routes[i], segs, n);
+        if (s > best_score) {
+            best_score = s;
+            best = svc->routes[i];
+        }
+    }
+    if (best) {
+        for (size_t i = 0; i < n; i++)
+            if (best->param_at[i])
+                params[best->param_at[i] - 1] = segs[i];
+    }
+    return best;
+}

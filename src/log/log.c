@@ -1,0 +1,712 @@
+/* log/log.c — JSON log lines: formatting on the caller's thread, masking, the lock-free queue and
+ * the writer thread.
+ *
+ * The line writer is hand-written (core/json.c) rather than built with jansson: a log line is
+ * formatted on every request, and a tree plus json_dumps costs several times our budget. */
+#include "o11y/log.h"
+
+#include "core/internal.h"
+#include "log/log_internal.h"
+#include "o11y/trace.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <strings.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+    LINE_STORAGE = 64 * 1024,   /* the thread-local buffer */
+    LINE_MAX_CAP = 60 * 1024,   /* the largest max_line_bytes */
+    LINE_MIN_CAP = 4 * 1024,
+    LINE_TAIL_RESERVE = 96,     /* room kept for ,"metadata_truncated":true,"duration_ms":..} */
+    QUEUE_MIN = 256 * 1024,
+    BATCH_BYTES = 256 * 1024,   /* what the writer hands to one write() */
+    MAX_MASK_KEYS = 64,
+    MAX_DEPTH = 16,
+};
+
+enum { REC_EMPTY = 0, REC_LINE = 1, REC_PAD = 2 };
+
+/* A queue record: this header, then the line, padded to 8 bytes. */
+typedef struct rec_header {
+    uint32_t len;
+    _Atomic uint32_t state;
+} rec_header;
+
+struct o11y_logger {
+    /* Producers and the writer share these; each hot counter sits on its own cache line. */
+    _Alignas(64) atomic_uint_fast64_t head; /* bytes reserved by producers */
+    _Alignas(64) atomic_uint_fast64_t tail; /* bytes released by the writer */
+    _Alignas(64) atomic_uint sleeping;      /* futex word: 1 while the writer waits */
+    atomic_uint_fast64_t written_pos;       /* queue position written out (for flush) */
+    atomic_uint_fast64_t lines_dropped;
+    atomic_int min_level;
+    atomic_bool reopen_requested;
+    atomic_bool stopping;
+
+    char *ring;
+    size_t ring_cap; /* a power of two */
+    size_t max_line;
+    size_t max_value;
+
+    /* Written by the writer thread only; read by o11y_logger_stats. */
+    atomic_uint_fast64_t lines_written, lines_failed, write_errors, bytes_written;
+
+    int fd;
+    bool owns_fd;
+    char *file_path;
+    char *service_json; /* ,"service":"name" pre-rendered */
+    size_t service_json_len;
+    char *mask[MAX_MASK_KEYS]; /* normalised: lowercase, '-' as '_' */
+    size_t n_mask;
+    char *batch;
+    pthread_t writer;
+};
+
+static const char *const default_mask[] = {
+    "password", "passwd",      "secret",     "token",       "authorization", "cookie",
+    "set_cookie", "api_key",   "apikey",     "private_key", "credentials",   "session_id",
+};
+
+static _Atomic(o11y_logger *) default_logger;
+
+/*=== MARK: levels ===*/
+
+static const char *const level_names[] = {"INFO", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"};
+
+const char *o11y_log_level_name(o11y_log_level level)
+{
+    return (unsigned)level < O11Y_ARRAY_LEN(level_names) ? level_names[level] : "INFO";
+}
+
+o11y_status o11y_log_level_parse(const char *s, o11y_log_level *out)
+{
+    static const struct {
+        const char *name;
+        o11y_log_level level;
+    } names[] = {{"debug", O11Y_LOG_DEBUG}, {"info", O11Y_LOG_INFO},   {"warn", O11Y_LOG_WARN},
+                 {"warning", O11Y_LOG_WARN}, {"error", O11Y_LOG_ERROR}, {"fatal", O11Y_LOG_FATAL},
+                 {"off", O11Y_LOG_OFF}};
+    if (!s || !out)
+        return O11Y_EINVAL;
+    for (size_t i = 0; i < O11Y_ARRAY_LEN(names); i++) {
+        if (strcasecmp(s, names[i].name) == 0) {
+            *out = names[i].level;
+            return O11Y_OK;
+        }
+    }
+    return O11Y_EINVAL;
+}
+
+/*=== MARK: lifecycle ===*/
+
+void o11y_log_config_init(o11y_log_config *cfg)
+{
+    *cfg = (o11y_log_config){
+        .service_name = "unknown",
+        .min_level = O11Y_LOG_INFO,
+        .queue_bytes = 4u << 20,
+        .max_line_bytes = 16u << 10,
+        .max_value_bytes = 4u << 10,
+    };
+}
+
+static char *normalise_key(const char *key, size_t len)
+{
+    char *k = o11y__strndup(key, len);
+    if (!k)
+        return NULL;
+    for (size_t i = 0; i < len; i++)
+        k[i] = k[i] == '-' ? '_' : (char)((k[i] >= 'A' && k[i] <= 'Z') ? k[i] + 32 : k[i]);
+    return k;
+}
+
+static void *writer_main(void *arg);
+
+static int open_log_file(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+static void logger_free(o11y_logger *lg)
+{
+    if (lg->owns_fd && lg->fd >= 0)
+        close(lg->fd);
+    for (size_t i = 0; i < lg->n_mask; i++)
+        o11y__free(lg->mask[i]);
+    o11y__free(lg->file_path);
+    o11y__free(lg->service_json);
+    o11y__free(lg->ring);
+    o11y__free(lg->batch);
+    o11y__free(lg);
+}
+
+static size_t round_pow2(size_t v)
+{
+    size_t p = QUEUE_MIN;
+    while (p < v && p < ((size_t)1 << 40))
+        p <<= 1;
+    return p;
+}
+
+static o11y_status build_service_json(o11y_logger *lg, const char *name)
+{
+    o11y__buf b;
+    o11y__buf_init(&b, 4096);
+    o11y__buf_lit(&b, ",\"service\":");
+    o11y__json_str(&b, name, strlen(name), 256);
+    lg->service_json = o11y__buf_take(&b, &lg->service_json_len);
+    return lg->service_json ? O11Y_OK : O11Y_ENOMEM;
+}
+
+static o11y_status add_mask_keys(o11y_logger *lg, const char *const *keys, size_t n)
+{
+    for (size_t i = 0; i < n && keys[i]; i++) {
+        if (lg->n_mask == MAX_MASK_KEYS)
+            return O11Y_ELIMIT;
+        if (!(lg->mask[lg->n_mask] = normalise_key(keys[i], strlen(keys[i]))))
+            return O11Y_ENOMEM;
+        lg->n_mask++;
+    }
+    return O11Y_OK;
+}
+
+o11y_status o11y_logger_create(const o11y_log_config *cfg_in, o11y_logger **out)
+{
+    if (!out)
+        return O11Y_EINVAL;
+    *out = NULL;
+    o11y_log_config cfg;
+    o11y_log_config_init(&cfg);
+    if (cfg_in) {
+        if (cfg_in->service_name)
+            cfg.service_name = cfg_in->service_name;
+        if (cfg_in->min_level)
+            cfg.min_level = cfg_in->min_level;
+        if (cfg_in->queue_bytes)
+            cfg.queue_bytes = cfg_in->queue_bytes;
+        if (cfg_in->max_line_bytes)
+            cfg.max_line_bytes = cfg_in->max_line_bytes;
+        if (cfg_in->max_value_bytes)
+            cfg.max_value_bytes = cfg_in->max_value_bytes;
+        cfg.file_path = cfg_in->file_path;
+        cfg.mask_keys = cfg_in->mask_keys;
+    }
+    if (cfg.min_level > O11Y_LOG_OFF || cfg.max_line_bytes < LINE_MIN_CAP ||
+        cfg.max_line_bytes > LINE_MAX_CAP || cfg.max_value_bytes > cfg.max_line_bytes / 2 ||
+        cfg.queue_bytes > ((size_t)1 << 40))
+        return O11Y_EINVAL;
+
+    o11y_logger *lg = o11y__calloc(1, sizeof *lg);
+    if (!lg)
+        return O11Y_ENOMEM;
+    lg->fd = STDOUT_FILENO;
+    lg->max_line = cfg.max_line_bytes;
+    lg->max_value = cfg.max_value_bytes;
+    lg->ring_cap = round_pow2(cfg.queue_bytes);
+    atomic_init(&lg->min_level, (int)cfg.min_level);
+    o11y_status st = build_service_json(lg, cfg.service_name);
+    if (st == O11Y_OK)
+        st = add_mask_keys(lg, default_mask, O11Y_ARRAY_LEN(default_mask));
+    if (st == O11Y_OK && cfg.mask_keys)
+        st = add_mask_keys(lg, cfg.mask_keys, MAX_MASK_KEYS);
+    if (st != O11Y_OK)
+        goto fail;
+    st = O11Y_ENOMEM;
+    lg->ring = o11y__calloc(1, lg->ring_cap);
+    lg->batch = o11y__malloc(BATCH_BYTES);
+    if (!lg->ring || !lg->batch)
+        goto fail;
+    if (cfg.file_path) {
+        if (!(lg->file_path = o11y__strdup(cfg.file_path)))
+            goto fail;
+        lg->fd = open_log_file(cfg.file_path);
+        if (lg->fd < 0) {
+            st = O11Y_EIO;
+            goto fail;
+        }
+        lg->owns_fd = true;
+    }
+    if (pthread_create(&lg->writer, NULL, writer_main, lg) != 0) {
+        st = O11Y_ENOMEM;
+        goto fail;
+    }
+    *out = lg;
+    return O11Y_OK;
+fail:
+    logger_free(lg);
+    return st;
+}
+
+static void futex_wake(atomic_uint *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void wake_writer(o11y_logger *lg)
+{
+    /* seq_cst pairs with the writer's store of `sleeping` followed by its check of the queue
+     * (a Dekker handshake): either it sees our line or we see it asleep. */
+    if (atomic_load(&lg->sleeping) && atomic_exchange(&lg->sleeping, 0))
+        futex_wake(&lg->sleeping);
+}
+
+void o11y_logger_destroy(o11y_logger *lg)
+{
+    if (!lg)
+        return;
+    o11y_logger *expected = lg;
+    atomic_compare_exchange_strong(&default_logger, &expected, NULL);
+    atomic_store(&lg->stopping, true);
+    atomic_store(&lg->sleeping, 0);
+    futex_wake(&lg->sleeping);
+    pthread_join(lg->writer, NULL);
+    logger_free(lg);
+}
+
+void o11y_logger_reopen(o11y_logger *lg)
+{
+    if (!lg)
+        return;
+    atomic_store(&lg->reopen_requested, true);
+    wake_writer(lg);
+}
+
+o11y_status o11y_logger_flush(o11y_logger *lg, int timeout_ms)
+{
+    if (!lg)
+        return O11Y_EINVAL;
+    uint64_t target = atomic_load(&lg->head);
+    int64_t deadline = o11y__now_mono_ns() + (int64_t)timeout_ms * 1000000;
+    while (atomic_load(&lg->written_pos) < target) {
+        if (o11y__now_mono_ns() > deadline)
+            return O11Y_ELIMIT;
+        atomic_store(&lg->sleeping, 0);
+        futex_wake(&lg->sleeping);
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+    return O11Y_OK;
+}
+
+void o11y_logger_stats(const o11y_logger *lg, o11y_log_stats *out)
+{
+    if (!lg || !out)
+        return;
+    out->lines_written = atomic_load_explicit(&lg->lines_written, memory_order_relaxed);
+    out->lines_dropped = atomic_load_explicit(&lg->lines_dropped, memory_order_relaxed);
+    out->lines_failed = atomic_load_explicit(&lg->lines_failed, memory_order_relaxed);
+    out->write_errors = atomic_load_explicit(&lg->write_errors, memory_order_relaxed);
+    out->bytes_written = atomic_load_explicit(&lg->bytes_written, memory_order_relaxed);
+}
+
+void o11y_logger_set_min_level(o11y_logger *lg, o11y_log_level level)
+{
+    if (lg && level >= O11Y_LOG_DEBUG && level <= O11Y_LOG_OFF)
+        atomic_store_explicit(&lg->min_level, (int)level, memory_order_relaxed);
+}
+
+bool o11y_logger_enabled(const o11y_logger *lg, o11y_log_level level)
+{
+    return lg && level != O11Y_LOG_OFF &&
+           (int)level >= atomic_load_explicit(&lg->min_level, memory_order_relaxed);
+}
+
+void o11y_logger_set_default(o11y_logger *lg)
+{
+    atomic_store(&default_logger, lg);
+}
+
+o11y_logger *o11y_logger_default(void)
+{
+    return atomic_load_explicit(&default_logger, memory_order_acquire);
+}
+
+size_t o11y__log_max_value(const o11y_logger *lg)
+{
+    return lg->max_value;
+}
+
+/*=== MARK: hot path: the queue ===*/
+
+static inline size_t align8(size_t n)
+{
+    return (n + 7) & ~(size_t)7;
+}
+
+/* Copies one line into the queue; false when there is no room (the line is dropped). */
+static bool enqueue(o11y_logger *lg, const char *line, size_t len)
+{
+    const size_t cap = lg->ring_cap, need = sizeof(rec_header) + align8(len);
+    uint_fast64_t head = atomic_load_explicit(&lg->head, memory_order_relaxed);
+    size_t off, to_end, total;
+    do {
+        uint_fast64_t tail = atomic_load_explicit(&lg->tail, memory_order_acquire);
+        off = (size_t)head & (cap - 1);
+        to_end = cap - off;
+        /* A record never wraps: when it does not fit before the end, pad to the end. */
+        total = need <= to_end ? need : to_end + need;
+        if (head + total - tail > cap)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&lg->head, &head, head + total,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    if (total != need) {
+        rec_header *pad = (rec_header *)(void *)(lg->ring + off);
+        pad->len = (uint32_t)(to_end - sizeof(rec_header));
+        atomic_store_explicit(&pad->state, REC_PAD, memory_order_release);
+        off = 0;
+    }
+    rec_header *h = (rec_header *)(void *)(lg->ring + off);
+    h->len = (uint32_t)len;
+    memcpy(lg->ring + off + sizeof(rec_header), line, len);
+    atomic_store(&h->state, REC_LINE); /* seq_cst: see wake_writer */
+    wake_writer(lg);
+    return true;
+}
+
+/*=== MARK: hot path: formatting ===*/
+
+static _Thread_local char line_storage[LINE_STORAGE];
+
+static bool is_masked(const o11y_logger *lg, const char *key, size_t len)
+{
+    char k[80];
+    if (len >= sizeof k)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        k[i] = key[i] == '-' ? '_' : (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
+    for (size_t i = 0; i < lg->n_mask; i++) {
+        const char *m = lg->mask[i];
+        size_t mlen = strlen(m);
+        if (mlen > len)
+            continue;
+        /* Whole key, or its "_suffix": access_token and x_api_key, but not tokens. */
+        if (memcmp(k + len - mlen, m, mlen) == 0 && (mlen == len || k[len - mlen - 1] == '_'))
+            return true;
+    }
+    return false;
+}
+
+static void put_ctx_id(o11y__buf *b, const char *key, size_t key_len, const char *v, size_t len)
+{
+    if (!len)
+        return;
+    o11y__buf_putc(b, ',');
+    o11y__json_key(b, key, key_len);
+    /* Context ids were validated to [A-Za-z0-9._:-], which needs no escaping. */
+    o11y__buf_putc(b, '"');
+    o11y__buf_append(b, v, len);
+    o11y__buf_putc(b, '"');
+}
+
+bool o11y__line_begin(o11y__line *l, o11y_logger *lg, o11y_log_level level, const char *event,
+                      const char *msg, size_t msg_len)
+{
+    if (!o11y_logger_enabled(lg, level))
+        return false;
+    l->lg = lg;
+    l->meta_open = false;
+    o11y__buf_init_fixed(&l->b, line_storage, lg->max_line - LINE_TAIL_RESERVE);
+    o11y__buf *b = &l->b;
+    char ts[O11Y__RFC3339_LEN];
+    o11y__rfc3339_ms(o11y__now_real_ns(), ts);
+    o11y__buf_lit(b, "{\"timestamp\":\"");
+    o11y__buf_append(b, ts, sizeof ts);
+    o11y__buf_lit(b, "\",\"level\":\"");
+    o11y__buf_cstr(b, o11y_log_level_name(level));
+    o11y__buf_putc(b, '"');
+    o11y__buf_append(b, lg->service_json, lg->service_json_len);
+    const o11y_trace_ctx *ctx = o11y_trace_current();
+    if (ctx) {
+        put_ctx_id(b, "trace_id", 8, ctx->trace_id, ctx->trace_id_len);
+        put_ctx_id(b, "job_id", 6, ctx->job_id, ctx->job_id_len);
+        put_ctx_id(b, "project_id", 10, ctx->project_id, ctx->project_id_len);
+    }
+    o11y__buf_lit(b, ",\"message\":");
+    o11y__json_str(b, msg ? msg : "", msg ? msg_len : 0, lg->max_value);
+    if (event) {
+        o11y__buf_lit(b, ",\"event\":");
+        o11y__json_str(b, event, strlen(event), 256);
+    }
+    return true;
+}
+
+void o11y__line_end(o11y__line *l, double duration_ms)
+{
+    o11y__buf *b = &l->b;
+    if (O11Y_UNLIKELY(b->overflow)) {
+        /* Only metadata can outgrow the line (message and ids are capped): drop it whole. */
+        b->len = l->meta_open ? l->meta_mark : b->len;
+        b->overflow = false;
+        l->meta_open = false;
+        o11y__buf_lit(b, ",\"metadata_truncated\":true");
+    }
+    b->cap = b->max = LINE_STORAGE; /* the reserved tail */
+    if (l->meta_open)
+        o11y__buf_putc(b, '}');
+    if (duration_ms >= 0) {
+        o11y__buf_lit(b, ",\"duration_ms\":");
+        o11y__json_fixed3(b, duration_ms);
+    }
+    o11y__buf_lit(b, "}\n");
+    if (!enqueue(l->lg, b->ptr, b->len))
+        atomic_fetch_add_explicit(&l->lg->lines_dropped, 1, memory_order_relaxed);
+}
+
+static int fields_nesting(o11y_field_type t)
+{
+    return t == O11Y_FIELD_OBJ_BEGIN ? 1 : t == O11Y_FIELD_OBJ_END ? -1 : 0;
+}
+
+/* Writes one field into the metadata; returns how many of fields[] it consumed. */
+static size_t put_field(o11y__line *l, const o11y_field *f, size_t avail, int *depth, bool *first,
+                        double *duration)
+{
+    o11y__buf *b = &l->b;
+    if (f->type == O11Y_FIELD_DURATION_MS) {
+        *duration = f->v.d;
+        return 1;
+    }
+    if (f->type == O11Y_FIELD_OBJ_END) {
+        if (*depth > 0) {
+            o11y__buf_putc(b, '}');
+            (*depth)--;
+            first[*depth + 1] = false;
+        }
+        return 1;
+    }
+    const char *key = f->key ? f->key : "";
+    size_t key_len = strlen(key);
+    if (*depth == 0) {
+        if (!l->meta_open) {
+            l->meta_mark = b->len;
+            l->meta_open = true;
+            o11y__buf_lit(b, ",\"metadata\":{");
+        } else {
+            o11y__buf_putc(b, ',');
+        }
+    } else if (!first[*depth]) {
+        o11y__buf_putc(b, ',');
+    }
+    first[*depth] = false;
+    o11y__json_str(b, key, key_len, 256);
+    o11y__buf_putc(b, ':');
+    if (is_masked(l->lg, key, key_len)) {
+        o11y__buf_lit(b, "\"***\"");
+        if (f->type != O11Y_FIELD_OBJ_BEGIN)
+            return 1;
+        /* A masked object is replaced whole: skip to its matching end. */
+        size_t i = 1;
+        for (int nest = 1; i < avail && nest > 0; i++)
+            nest += fields_nesting(f[i].type);
+        return i;
+    }
+    switch (f->type) {
+    case O11Y_FIELD_STR:
+        if (!f->v.s.ptr)
+            o11y__buf_lit(b, "null");
+        else
+            o11y__json_str(b, f->v.s.ptr, f->v.s.len == SIZE_MAX ? strlen(f->v.s.ptr) : f->v.s.len,
+                           l->lg->max_value);
+        break;
+    case O11Y_FIELD_INT:
+        o11y__json_i64(b, f->v.i);
+        break;
+    case O11Y_FIELD_DOUBLE:
+        o11y__json_f64(b, f->v.d);
+        break;
+    case O11Y_FIELD_BOOL:
+        if (f->v.b)
+            o11y__buf_lit(b, "true");
+        else
+            o11y__buf_lit(b, "false");
+        break;
+    case O11Y_FIELD_OBJ_BEGIN:
+        if (*depth + 1 >= MAX_DEPTH) {
+            o11y__buf_lit(b, "null");
+            size_t i = 1;
+            for (int nest = 1; i < avail && nest > 0; i++)
+                nest += fields_nesting(f[i].type);
+            return i;
+        }
+        o11y__buf_putc(b, '{');
+        (*depth)++;
+        first[*depth] = true;
+        break;
+    default:
+        o11y__buf_lit(b, "null");
+    }
+    return 1;
+}
+
+static void log_fields(o11y_logger *lg, o11y_log_level level, const char *event,
+                       const char *message, const o11y_field *fields, size_t n)
+{
+    if (!lg)
+        lg = o11y_logger_default();
+    o11y__line l;
+    if (!o11y__line_begin(&l, lg, level, event, message, message ? strlen(message) : 0))
+        return;
+    int depth = 0;
+    bool first[MAX_DEPTH + 1] = {false};
+    double duration = -1;
+    for (size_t i = 0; i < n && fields[i].type != O11Y_FIELD_END;)
+        i += put_field(&l, &fields[i], n - i, &depth, first, &duration);
+    while (depth-- > 0)
+        o11y__buf_putc(&l.b, '}'); /* an unbalanced O11Y_OBJ: close it */
+    o11y__line_end(&l, duration);
+}
+
+void o11y_log_fields(o11y_logger *lg, o11y_log_level level, const char *event, const char *message,
+                     const o11y_field *fields, size_t n_fields)
+{
+    log_fields(lg, level, event, message, fields, fields ? n_fields : 0);
+}
+
+void o11y_log_va(o11y_logger *lg, o11y_log_level level, const char *event, const char *message,
+                 ...)
+{
+    if (!lg)
+        lg = o11y_logger_default();
+    if (!o11y_logger_enabled(lg, level))
+        return;
+    o11y_field fields[64];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, message);
+    for (;;) {
+        o11y_field f = va_arg(ap, o11y_field);
+        if (f.type == O11Y_FIELD_END)
+            break;
+        if (n < O11Y_ARRAY_LEN(fields))
+            fields[n++] = f;
+    }
+    va_end(ap);
+    log_fields(lg, level, event, message, fields, n);
+}
+
+/*=== MARK: the writer thread ===*/
+
+static void futex_wait(atomic_uint *word, unsigned expected, long timeout_ms)
+{
+    struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000};
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
+}
+
+static void write_batch(o11y_logger *lg, const char *p, size_t len, uint64_t lines)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(lg->fd, p + done, len - done);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        /* Full disk, closed pipe, revoked file: count it and drop the batch; never retry in a
+         * loop that could stall the queue forever. */
+        atomic_fetch_add_explicit(&lg->write_errors, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&lg->lines_failed, lines, memory_order_relaxed);
+        atomic_fetch_add_explicit(&lg->bytes_written, done, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&lg->lines_written, lines, memory_order_relaxed);
+    atomic_fetch_add_explicit(&lg->bytes_written, len, memory_order_relaxed);
+}
+
+/* Moves committed lines from the queue into the batch buffer; returns the bytes copied and
+ * sets *pending when a reserved record is not committed yet. */
+static size_t drain(o11y_logger *lg, uint64_t *lines, bool *pending)
+{
+    const size_t cap = lg->ring_cap;
+    uint_fast64_t pos = atomic_load_explicit(&lg->tail, memory_order_relaxed);
+    uint_fast64_t head = atomic_load_explicit(&lg->head, memory_order_acquire);
+    uint_fast64_t start = pos;
+    size_t out = 0;
+    *lines = 0;
+    *pending = false;
+    while (pos < head) {
+        size_t off = (size_t)pos & (cap - 1);
+        rec_header *h = (rec_header *)(void *)(lg->ring + off);
+        uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
+        if (state == REC_EMPTY) {
+            *pending = true;
+            break;
+        }
+        size_t len = h->len;
+        if (state == REC_LINE) {
+            if (out + len > BATCH_BYTES)
+                break;
+            memcpy(lg->batch + out, lg->ring + off + sizeof(rec_header), len);
+            out += len;
+            (*lines)++;
+        }
+        /* Clear the record whole: a later record may start anywhere inside it, and its
+         * state word must read as empty until its producer commits it. */
+        memset(lg->ring + off, 0, sizeof(rec_header) + align8(len));
+        pos += sizeof(rec_header) + align8(len);
+    }
+    if (pos != start)
+        atomic_store_explicit(&lg->tail, pos, memory_order_release);
+    return out;
+}
+
+static void reopen_file(o11y_logger *lg)
+{
+    if (!lg->file_path)
+        return;
+    int fd = open_log_file(lg->file_path);
+    if (fd < 0) {
+        atomic_fetch_add_explicit(&lg->write_errors, 1, memory_order_relaxed);
+        return; /* keep writing to the old file rather than lose lines */
+    }
+    close(lg->fd);
+    lg->fd = fd;
+}
+
+static void *writer_main(void *arg)
+{
+    o11y_logger *lg = arg;
+    /* Signals belong to the application's threads; a closed pipe must give EPIPE here, not kill
+     * the process with SIGPIPE. */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    for (;;) {
+        uint64_t lines;
+        bool pending;
+        uint_fast64_t before = atomic_load_explicit(&lg->tail, memory_order_relaxed);
+        size_t n = drain(lg, &lines, &pending);
+        if (n)
+            write_batch(lg, lg->batch, n, lines);
+        uint_fast64_t now = atomic_load_explicit(&lg->tail, memory_order_relaxed);
+        atomic_store_explicit(&lg->written_pos, now, memory_order_release);
+        if (atomic_exchange(&lg->reopen_requested, false))
+            reopen_file(lg);
+        if (now != before)
+            continue;
+        if (pending) {
+            sched_yield(); /* a producer is between reserving and committing */
+            continue;
+        }
+        if (atomic_load(&lg->stopping))
+            break;
+        atomic_store(&lg->sleeping, 1);
+        if (atomic_load(&lg->head) != now || atomic_load(&lg->stopping) ||
+            atomic_load(&lg->reopen_requested)) {
+            atomic_store(&lg->sleeping, 0);
+            continue;
+        }
+        futex_wait(&lg->sleeping, 1, 200);
+        atomic_store(&lg->sleeping, 0);
+    }
+    return NULL;
+}
