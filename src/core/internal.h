@@ -43,7 +43,7 @@ char *o11y__buf_take(o11y__buf *b, size_t *len);
 
 static inline bool o11y__buf_reserve(o11y__buf *b, size_t extra)
 {
-    if (O11Y_LIKELY(b->cap - b->len >= extra))
+    if (O11Y_LIKELY(b->cap - b->len >= extra && !b->overflow))
         return true;
     return o11y__buf_grow(b, extra);
 }

@@ -133,8 +133,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_NO; /* out of memory at the start: close the connection */
     if (!m->started) {
         m->started = true;
-        if (o11y__pipeline_begin(m->ex, method, get_header, conn, content_length(conn)))
-            return respond(m, conn); /* before the body: no 100 Continue is sent */
+        /* A body over the limit is refused before it is read (no 100 Continue is sent; MHD then
+         * closes the connection). Other early answers wait for the end of the request, so the
+         * connection stays usable; their bodies are discarded as they arrive. */
+        if (o11y__pipeline_begin(m->ex, method, get_header, conn, content_length(conn)) &&
+            m->ex->req.body_too_large)
+            return respond(m, conn);
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -230,11 +234,12 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO | (ipv6 ? MHD_USE_IPv6 : 0);
     srv->daemon = MHD_start_daemon(
-        flags, cfg.port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        flags, cfg.port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_message,
+        srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, cfg.threads, MHD_OPTION_URI_LOG_CALLBACK, on_request_start,
         srv, MHD_OPTION_NOTIFY_COMPLETED, on_request_done, srv, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg.connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT, cfg.max_connections,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_message, srv, MHD_OPTION_END);
+        MHD_OPTION_END);
     if (!srv->daemon) {
         o11y__free(srv);
         return O11Y_EIO;

@@ -1,0 +1,53 @@
+# The front door: make | make run | make test | make bench | make install PREFIX=/usr/local
+# Everything real happens in CMake/CTest; this file only picks build folders and flags.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+PREFIX     ?= /usr/local
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PORT       ?= 8001
+CMAKE_DEV   = -DO11Y_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: all deps build run test test-normal test-asan test-tsan bench install clean
+
+all: build
+
+deps:
+	@scripts/deps.sh test
+
+build: deps
+	@cmake -S . -B $(BUILD) $(CMAKE_DEV) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@mkdir -p var
+	exec $(BUILD)/services/generation-service/generation-service --port $(PORT) --db var/generation.db
+
+# The normal build, then AddressSanitizer + UBSan, then ThreadSanitizer on the concurrency tests.
+test: test-normal test-asan test-tsan
+
+test-normal: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) $(CMAKE_DEV) -DO11Y_SANITIZE=ON -DO11Y_BUILD_BENCH=OFF >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE install
+
+test-tsan: deps
+	@cmake -S . -B $(TSAN_BUILD) $(CMAKE_DEV) -DO11Y_TSAN=ON -DO11Y_BUILD_BENCH=OFF >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS)
+	@cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		ctest --output-on-failure -j $(JOBS) -L concurrency
+
+bench: build
+	@scripts/deps.sh bench
+	@scripts/bench.sh $(BUILD)
+
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

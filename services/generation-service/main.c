@@ -1,0 +1,158 @@
+/* main.c — generation-service: flags and environment, then one o11y service served over
+ * libmicrohttpd until SIGINT/SIGTERM. */
+#include "routes.h"
+#include "store.h"
+
+#include <o11y/o11y.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GS_VERSION "0.1.0"
+
+typedef struct options {
+    const char *bind;
+    const char *db;
+    const char *log_file;
+    const char *log_level;
+    const char *service_name;
+    unsigned long long port, max_body, db_max_bytes, threads;
+} options;
+
+static void usage(FILE *out)
+{
+    fputs("usage: generation-service [options]\n"
+          "  --port N           listen port (PORT; default 8001)\n"
+          "  --bind ADDR        listen address (BIND_ADDRESS; default 127.0.0.1)\n"
+          "  --db PATH          SQLite database (DB_PATH; default var/generation.db)\n"
+          "  --log-file PATH    append log lines to PATH, reopened on SIGHUP (LOG_FILE;"
+          " default stdout)\n"
+          "  --log-level LEVEL  debug, info, warn, error (LOG_LEVEL; default info)\n"
+          "  --service-name S   name in X-Service and log lines (SERVICE_NAME;"
+          " default generation-service)\n"
+          "  --max-body BYTES   request body limit (MAX_BODY_BYTES; default 1048576)\n"
+          "  --db-max-bytes N   cap on the database size, 0 for none (DB_MAX_BYTES)\n"
+          "  --threads N        server threads, 0 for one per CPU (THREADS)\n"
+          "  --version, --help\n",
+          out);
+}
+
+static bool parse_u64(const char *s, unsigned long long max, unsigned long long *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    const char *port = env_or("PORT", "8001"), *max_body = env_or("MAX_BODY_BYTES", "1048576"),
+               *db_max = env_or("DB_MAX_BYTES", "0"), *threads = env_or("THREADS", "0");
+    o->bind = env_or("BIND_ADDRESS", "127.0.0.1");
+    o->db = env_or("DB_PATH", "var/generation.db");
+    o->log_file = env_or("LOG_FILE", NULL);
+    o->log_level = env_or("LOG_LEVEL", "info");
+    o->service_name = env_or("SERVICE_NAME", "generation-service");
+    static const struct option longopts[] = {
+        {"port", required_argument, NULL, 'p'},       {"bind", required_argument, NULL, 'b'},
+        {"db", required_argument, NULL, 'd'},         {"log-file", required_argument, NULL, 'l'},
+        {"log-level", required_argument, NULL, 'L'},  {"service-name", required_argument, NULL, 's'},
+        {"max-body", required_argument, NULL, 'm'},   {"db-max-bytes", required_argument, NULL, 'D'},
+        {"threads", required_argument, NULL, 't'},    {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p': port = optarg; break;
+        case 'b': o->bind = optarg; break;
+        case 'd': o->db = optarg; break;
+        case 'l': o->log_file = optarg; break;
+        case 'L': o->log_level = optarg; break;
+        case 's': o->service_name = optarg; break;
+        case 'm': max_body = optarg; break;
+        case 'D': db_max = optarg; break;
+        case 't': threads = optarg; break;
+        case 'V': puts("generation-service " GS_VERSION " (o11y " O11Y_VERSION_STRING ")"); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "generation-service: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!parse_u64(port, 65535, &o->port) || !parse_u64(max_body, 1ull << 34, &o->max_body) ||
+        o->max_body == 0 || !parse_u64(db_max, 1ull << 50, &o->db_max_bytes) ||
+        !parse_u64(threads, 256, &o->threads)) {
+        fprintf(stderr, "generation-service: --port, --max-body, --db-max-bytes and --threads"
+                        " take decimal numbers in range\n");
+        return 2;
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+
+    o11y_service_config cfg;
+    o11y_service_config_init(&cfg);
+    cfg.service_name = o.service_name;
+    cfg.version = GS_VERSION;
+    cfg.max_body_bytes = o.max_body;
+    cfg.log.file_path = o.log_file;
+    if (o11y_log_level_parse(o.log_level, &cfg.log.min_level) != O11Y_OK) {
+        fprintf(stderr, "generation-service: unknown log level '%s'\n", o.log_level);
+        return 2;
+    }
+    o11y_service *svc;
+    o11y_status st = o11y_service_create(&cfg, &svc);
+    if (st != O11Y_OK) {
+        fprintf(stderr, "generation-service: cannot set up observability: %s\n", o11y_strerror(st));
+        return 1;
+    }
+    char err[512];
+    gs_store *store = gs_store_open(o.db, (int64_t)o.db_max_bytes, err, sizeof err);
+    if (!store) {
+        o11y_log_error("cannot open the database", O11Y_STR("path", o.db), O11Y_STR("error", err));
+        o11y_service_destroy(svc);
+        fprintf(stderr, "generation-service: cannot open the database: %s\n", err);
+        return 1;
+    }
+    st = gs_routes_register(svc, store);
+    if (st == O11Y_OK) {
+        o11y_mhd_config mc;
+        o11y_mhd_config_init(&mc);
+        mc.bind_address = o.bind;
+        mc.port = (uint16_t)o.port;
+        mc.threads = (unsigned)o.threads;
+        st = o11y_mhd_run(svc, &mc);
+        if (st != O11Y_OK)
+            o11y_log_error("cannot start the server", O11Y_STR("bind", o.bind),
+                           O11Y_INT("port", (int64_t)o.port), O11Y_STR("error", o11y_strerror(st)));
+    }
+    gs_store_close(store);
+    o11y_service_destroy(svc); /* flushes every queued log line */
+    if (st != O11Y_OK)
+        fprintf(stderr, "generation-service: %s\n", o11y_strerror(st));
+    return st == O11Y_OK ? 0 : 1;
+}

@@ -1,0 +1,490 @@
+/* store.c — SQLite storage: one connection per server thread (WAL lets readers run beside the
+ * writer), prepared statements kept per connection, every write in a transaction. */
+#include "store.h"
+
+#include <o11y/trace.h>
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum {
+    BUSY_TIMEOUT_MS = 2000,
+    MAX_CONNECTIONS = 256,
+};
+
+enum stmt_id {
+    S_PROJECT_INSERT,
+    S_PROJECT_GET,
+    S_EPISODE_INSERT,
+    S_EPISODE_LIST,
+    S_EPISODE_GET,
+    S_EPISODE_UPDATE,
+    S_EPISODE_DELETE,
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    N_STMTS
+};
+
+static const char *const stmt_sql[N_STMTS] = {
+    [S_PROJECT_INSERT] = "INSERT INTO projects(id, name, created_at) VALUES (?1, ?2, ?3)",
+    [S_PROJECT_GET] = "SELECT id, name, created_at FROM projects WHERE id = ?1",
+    [S_EPISODE_INSERT] = "INSERT INTO episodes(id, project_id, number, title, content, created_at,"
+                         " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    [S_EPISODE_LIST] = "SELECT id, project_id, number, title, content, created_at, updated_at"
+                       " FROM episodes WHERE project_id = ?1 ORDER BY number",
+    [S_EPISODE_GET] = "SELECT id, project_id, number, title, content, created_at, updated_at"
+                      " FROM episodes WHERE project_id = ?1 AND id = ?2",
+    [S_EPISODE_UPDATE] = "UPDATE episodes SET number = coalesce(?3, number),"
+                         " title = coalesce(?4, title),"
+                         " content = CASE WHEN ?6 THEN ?5 ELSE content END, updated_at = ?7"
+                         " WHERE project_id = ?1 AND id = ?2",
+    [S_EPISODE_DELETE] = "DELETE FROM episodes WHERE project_id = ?1 AND id = ?2"
+                         " RETURNING number",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS projects ("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS episodes ("
+    "  id TEXT PRIMARY KEY,"
+    "  project_id TEXT NOT NULL REFERENCES projects(id),"
+    "  number INTEGER NOT NULL, title TEXT NOT NULL, content TEXT,"
+    "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+    "  UNIQUE (project_id, number));";
+
+typedef struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmts[N_STMTS];
+    char last_error[256];
+} conn;
+
+struct gs_store {
+    char *path;
+    int64_t max_bytes;
+    pthread_key_t key;
+    pthread_mutex_t lock; /* guards conns */
+    conn *conns[MAX_CONNECTIONS];
+    size_t n_conns;
+};
+
+/*=== MARK: connections ===*/
+
+static void conn_close(conn *c)
+{
+    for (int i = 0; i < N_STMTS; i++)
+        sqlite3_finalize(c->stmts[i]);
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static int apply_pragmas(sqlite3 *db, int64_t max_bytes)
+{
+    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(db, 1); /* tells a UNIQUE failure from a foreign-key one */
+    int rc = sqlite3_exec(db,
+                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                          " PRAGMA foreign_keys=ON;",
+                          NULL, NULL, NULL);
+    if (rc == SQLITE_OK && max_bytes > 0) {
+        char sql[96];
+        /* The page size is 4096 by default; the cap is in pages and applies per connection. */
+        snprintf(sql, sizeof sql, "PRAGMA max_page_count=%lld",
+                 (long long)(max_bytes / 4096 > 0 ? max_bytes / 4096 : 1));
+        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    }
+    return rc;
+}
+
+static conn *conn_open(gs_store *st, char *err, size_t err_len)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    int rc = sqlite3_open_v2(st->path, &c->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc == SQLITE_OK)
+        rc = apply_pragmas(c->db, st->max_bytes);
+    for (int i = 0; rc == SQLITE_OK && i < N_STMTS; i++)
+        rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->stmts[i],
+                                NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, err_len, "%s", c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        conn_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* The calling thread's connection, opened on first use. */
+static conn *thread_conn(gs_store *st)
+{
+    conn *c = pthread_getspecific(st->key);
+    if (c)
+        return c;
+    char err[256];
+    c = conn_open(st, err, sizeof err);
+    if (!c)
+        return NULL;
+    pthread_mutex_lock(&st->lock);
+    bool room = st->n_conns < MAX_CONNECTIONS;
+    if (room)
+        st->conns[st->n_conns++] = c;
+    pthread_mutex_unlock(&st->lock);
+    if (!room) {
+        conn_close(c);
+        return NULL;
+    }
+    pthread_setspecific(st->key, c);
+    return c;
+}
+
+gs_store *gs_store_open(const char *path, int64_t max_bytes, char *err, size_t err_len)
+{
+    gs_store *st = calloc(1, sizeof *st);
+    if (!st || !(st->path = strdup(path))) {
+        free(st);
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    st->max_bytes = max_bytes;
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_key_create(&st->key, NULL);
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc == SQLITE_OK)
+        rc = apply_pragmas(db, 0);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, schema, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, err_len, "%s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        gs_store_close(st);
+        return NULL;
+    }
+    sqlite3_close(db);
+    return st;
+}
+
+void gs_store_close(gs_store *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->n_conns; i++)
+        conn_close(st->conns[i]);
+    pthread_key_delete(st->key);
+    pthread_mutex_destroy(&st->lock);
+    free(st->path);
+    free(st);
+}
+
+const char *gs_store_last_error(gs_store *st)
+{
+    conn *c = pthread_getspecific(st->key);
+    return c ? c->last_error : "no connection";
+}
+
+/*=== MARK: helpers ===*/
+
+static gs_result classify(conn *c, int rc)
+{
+    snprintf(c->last_error, sizeof c->last_error, "%s (%d)", sqlite3_errmsg(c->db), rc);
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+        if (rc == SQLITE_CONSTRAINT_UNIQUE)
+            return GS_CONFLICT;
+        if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+            return GS_NOT_FOUND;
+        return GS_ERROR;
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOMEM:
+        return GS_UNAVAILABLE;
+    default:
+        return GS_ERROR;
+    }
+}
+
+static sqlite3_stmt *stmt(conn *c, enum stmt_id id)
+{
+    sqlite3_stmt *s = c->stmts[id];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+static void now_text(char out[64])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+static void new_id(const char *prefix, char out[48])
+{
+    char uuid[37];
+    o11y_trace_new_id(uuid);
+    size_t n = (size_t)snprintf(out, 48, "%s", prefix);
+    for (size_t i = 0; uuid[i]; i++)
+        if (uuid[i] != '-')
+            out[n++] = uuid[i];
+    out[n] = '\0';
+}
+
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t ? (const char *)t : "";
+}
+
+static json_t *project_json(sqlite3_stmt *s)
+{
+    return json_pack("{s:s,s:s,s:s}", "id", col_text(s, 0), "name", col_text(s, 1), "createdAt",
+                     col_text(s, 2));
+}
+
+static json_t *episode_json(sqlite3_stmt *s)
+{
+    json_t *content = sqlite3_column_type(s, 4) == SQLITE_NULL ? json_null()
+                                                                : json_string(col_text(s, 4));
+    return json_pack("{s:s,s:s,s:I,s:s,s:o,s:s,s:s}", "id", col_text(s, 0), "projectId",
+                     col_text(s, 1), "number", (json_int_t)sqlite3_column_int64(s, 2), "title",
+                     col_text(s, 3), "content", content, "createdAt", col_text(s, 5),
+                     "updatedAt", col_text(s, 6));
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static gs_result project_exists(conn *c, const char *id)
+{
+    sqlite3_stmt *s = stmt(c, S_PROJECT_GET);
+    bind_text(s, 1, id);
+    int rc = sqlite3_step(s);
+    gs_result r = rc == SQLITE_ROW ? GS_OK : rc == SQLITE_DONE ? GS_NOT_FOUND : classify(c, rc);
+    sqlite3_reset(s);
+    return r;
+}
+
+static int exec_stmt(conn *c, enum stmt_id id)
+{
+    sqlite3_stmt *s = stmt(c, id);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/*=== MARK: projects ===*/
+
+gs_result gs_project_create(gs_store *st, const char *name, json_t **out)
+{
+    conn *c = thread_conn(st);
+    if (!c)
+        return GS_UNAVAILABLE;
+    char id[48], now[64];
+    new_id("proj_", id);
+    now_text(now);
+    sqlite3_stmt *s = stmt(c, S_PROJECT_INSERT);
+    bind_text(s, 1, id);
+    bind_text(s, 2, name);
+    bind_text(s, 3, now);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return classify(c, rc);
+    *out = json_pack("{s:s,s:s,s:s}", "id", id, "name", name, "createdAt", now);
+    return *out ? GS_OK : GS_ERROR;
+}
+
+gs_result gs_project_get(gs_store *st, const char *id, json_t **out)
+{
+    conn *c = thread_conn(st);
+    if (!c)
+        return GS_UNAVAILABLE;
+    sqlite3_stmt *s = stmt(c, S_PROJECT_GET);
+    bind_text(s, 1, id);
+    int rc = sqlite3_step(s);
+    gs_result r = GS_NOT_FOUND;
+    if (rc == SQLITE_ROW) {
+        *out = project_json(s);
+        r = *out ? GS_OK : GS_ERROR;
+    } else if (rc != SQLITE_DONE) {
+        r = classify(c, rc);
+    }
+    sqlite3_reset(s);
+    return r;
+}
+
+/*=== MARK: episodes ===*/
+
+gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number,
+                            const char *title, const char *content, json_t **out)
+{
+    conn *c = thread_conn(st);
+    if (!c)
+        return GS_UNAVAILABLE;
+    char id[48], now[64];
+    new_id("ep_", id);
+    now_text(now);
+    /* The foreign key makes a missing project fail the insert; no separate read is needed. */
+    sqlite3_stmt *s = stmt(c, S_EPISODE_INSERT);
+    bind_text(s, 1, id);
+    bind_text(s, 2, project_id);
+    sqlite3_bind_int64(s, 3, number);
+    bind_text(s, 4, title);
+    bind_text(s, 5, content);
+    bind_text(s, 6, now);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return classify(c, rc);
+    *out = json_pack("{s:s,s:s,s:I,s:s,s:o,s:s,s:s}", "id", id, "projectId", project_id, "number",
+                     (json_int_t)number, "title", title, "content",
+                     content ? json_string(content) : json_null(), "createdAt", now, "updatedAt",
+                     now);
+    return *out ? GS_OK : GS_ERROR;
+}
+
+gs_result gs_episode_list(gs_store *st, const char *project_id, json_t **items)
+{
+    conn *c = thread_conn(st);
+    if (!c)
+        return GS_UNAVAILABLE;
+    gs_result r = project_exists(c, project_id);
+    if (r != GS_OK)
+        return r;
+    json_t *list = json_array();
+    sqlite3_stmt *s = stmt(c, S_EPISODE_LIST);
+    bind_text(s, 1, project_id);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        json_array_append_new(list, episode_json(s));
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        json_decref(list);
+        return classify(c, rc);
+    }
+    *items = list;
+    return GS_OK;
+}
+
+static gs_result episode_get(conn *c, const char *project_id, const char *episode_id,
+                             json_t **out, bool *project_missing)
+{
+    sqlite3_stmt *s = stmt(c, S_EPISODE_GET);
+    bind_text(s, 1, project_id);
+    bind_text(s, 2, episode_id);
+    int rc = sqlite3_step(s);
+    gs_result r;
+    if (rc == SQLITE_ROW) {
+        *out = episode_json(s);
+        r = *out ? GS_OK : GS_ERROR;
+    } else {
+        r = rc == SQLITE_DONE ? GS_NOT_FOUND : classify(c, rc);
+    }
+    sqlite3_reset(s);
+    if (r == GS_NOT_FOUND)
+        *project_missing = project_exists(c, project_id) == GS_NOT_FOUND;
+    return r;
+}
+
+gs_result gs_episode_get(gs_store *st, const char *project_id, const char *episode_id,
+                         json_t **out, bool *project_missing)
+{
+    conn *c = thread_conn(st);
+    *project_missing = false;
+    if (!c)
+        return GS_UNAVAILABLE;
+    return episode_get(c, project_id, episode_id, out, project_missing);
+}
+
+gs_result gs_episode_update(gs_store *st, const char *project_id, const char *episode_id,
+                            const gs_episode_patch *p, json_t **out, bool *project_missing)
+{
+    conn *c = thread_conn(st);
+    *project_missing = false;
+    if (!c)
+        return GS_UNAVAILABLE;
+    char now[64];
+    now_text(now);
+    int rc = exec_stmt(c, S_BEGIN);
+    if (rc != SQLITE_OK)
+        return classify(c, rc);
+    sqlite3_stmt *s = stmt(c, S_EPISODE_UPDATE);
+    bind_text(s, 1, project_id);
+    bind_text(s, 2, episode_id);
+    if (p->has_number)
+        sqlite3_bind_int64(s, 3, p->number);
+    bind_text(s, 4, p->has_title ? p->title : NULL);
+    bind_text(s, 5, p->has_content ? p->content : NULL);
+    sqlite3_bind_int(s, 6, p->has_content);
+    bind_text(s, 7, now);
+    rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    gs_result r = rc == SQLITE_DONE ? GS_OK : classify(c, rc);
+    if (r == GS_OK && sqlite3_changes(c->db) == 0)
+        r = GS_NOT_FOUND;
+    if (r == GS_OK)
+        r = episode_get(c, project_id, episode_id, out, project_missing);
+    if (r == GS_OK) {
+        rc = exec_stmt(c, S_COMMIT);
+        if (rc != SQLITE_OK) {
+            json_decref(*out);
+            *out = NULL;
+            r = classify(c, rc);
+        }
+    }
+    if (r != GS_OK) {
+        exec_stmt(c, S_ROLLBACK);
+        if (r == GS_NOT_FOUND)
+            *project_missing = project_exists(c, project_id) == GS_NOT_FOUND;
+    }
+    return r;
+}
+
+gs_result gs_episode_delete(gs_store *st, const char *project_id, const char *episode_id,
+                            int64_t *number, bool *project_missing)
+{
+    conn *c = thread_conn(st);
+    *project_missing = false;
+    if (!c)
+        return GS_UNAVAILABLE;
+    sqlite3_stmt *s = stmt(c, S_EPISODE_DELETE);
+    bind_text(s, 1, project_id);
+    bind_text(s, 2, episode_id);
+    int rc = sqlite3_step(s);
+    gs_result r;
+    if (rc == SQLITE_ROW) {
+        *number = sqlite3_column_int64(s, 0);
+        rc = sqlite3_step(s);
+        r = rc == SQLITE_DONE ? GS_OK : classify(c, rc);
+    } else {
+        r = rc == SQLITE_DONE ? GS_NOT_FOUND : classify(c, rc);
+    }
+    sqlite3_reset(s);
+    if (r == GS_NOT_FOUND)
+        *project_missing = project_exists(c, project_id) == GS_NOT_FOUND;
+    return r;
+}

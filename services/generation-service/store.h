@@ -1,0 +1,51 @@
+/* store.h — generation-service's SQLite storage of projects and episodes. */
+#ifndef GS_STORE_H
+#define GS_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct gs_store gs_store;
+
+typedef enum gs_result {
+    GS_OK = 0,
+    GS_NOT_FOUND,     /* the project (or the episode in it) does not exist */
+    GS_CONFLICT,      /* the episode number is used in the project */
+    GS_UNAVAILABLE,   /* the database cannot take the write or read: full, read-only, locked */
+    GS_ERROR,         /* anything else (a bug) */
+} gs_result;
+
+/* Opens (creating) the database in WAL mode. max_bytes > 0 caps its size (a full database
+ * answers GS_UNAVAILABLE). On failure writes a reason into err and returns NULL. */
+gs_store *gs_store_open(const char *path, int64_t max_bytes, char *err, size_t err_len);
+/* Closes every connection. No thread may use the store during or after the call. */
+void gs_store_close(gs_store *st);
+/* The SQLite message of the calling thread's last failure (for logs only, never responses). */
+const char *gs_store_last_error(gs_store *st);
+
+/* Each returns the resource as a new JSON object in *out on GS_OK. */
+gs_result gs_project_create(gs_store *st, const char *name, json_t **out);
+gs_result gs_project_get(gs_store *st, const char *id, json_t **out);
+
+gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number,
+                            const char *title, const char *content, json_t **out);
+/* GS_NOT_FOUND when the project does not exist; items ordered by number. */
+gs_result gs_episode_list(gs_store *st, const char *project_id, json_t **items);
+/* *project_missing tells which of the two was not found. */
+gs_result gs_episode_get(gs_store *st, const char *project_id, const char *episode_id,
+                         json_t **out, bool *project_missing);
+
+typedef struct gs_episode_patch {
+    bool has_number, has_title, has_content;
+    int64_t number;
+    const char *title;
+    const char *content;
+} gs_episode_patch;
+gs_result gs_episode_update(gs_store *st, const char *project_id, const char *episode_id,
+                            const gs_episode_patch *patch, json_t **out, bool *project_missing);
+/* *number gets the deleted episode's number. */
+gs_result gs_episode_delete(gs_store *st, const char *project_id, const char *episode_id,
+                            int64_t *number, bool *project_missing);
+
+#endif

@@ -1,0 +1,173 @@
+/* Tests for trace/trace.c: CONTRACT section 2 and W3C Trace Context. */
+#include "o11y/trace.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#define S(lit) ((o11y_str){(lit), sizeof(lit) - 1})
+#define NONE ((o11y_str){NULL, 0})
+
+static const char valid_tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+static void id_validity(void **state)
+{
+    (void)state;
+    assert_true(o11y_trace_id_valid("abc-DEF_1.2:3", 13));
+    char long_id[129];
+    memset(long_id, 'a', sizeof long_id);
+    assert_true(o11y_trace_id_valid(long_id, 128));
+    assert_false(o11y_trace_id_valid(long_id, 129));
+    assert_false(o11y_trace_id_valid("", 0));
+    assert_false(o11y_trace_id_valid(NULL, 3));
+    assert_false(o11y_trace_id_valid("a b", 3));
+    assert_false(o11y_trace_id_valid("a\r\nb", 4));
+    assert_false(o11y_trace_id_valid("a\"b", 3));
+    assert_false(o11y_trace_id_valid("a\\b", 3));
+    assert_false(o11y_trace_id_valid("caf\xC3\xA9", 5));
+}
+
+static void traceparent_strict(void **state)
+{
+    (void)state;
+    o11y_traceparent tp;
+    assert_int_equal(o11y_traceparent_parse(valid_tp, strlen(valid_tp), &tp), O11Y_OK);
+    assert_string_equal(tp.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_string_equal(tp.parent_id, "00f067aa0ba902b7");
+    assert_int_equal(tp.flags, 1);
+    static const char *const bad[] = {
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", /* uppercase */
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01", /* zero trace id */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", /* zero parent */
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", /* version ff */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", /* 00 is exactly 55 */
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",  /* short */
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", /* later version, no '-' */
+        "",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(o11y_traceparent_parse(bad[i], strlen(bad[i]), &tp), O11Y_EINVAL);
+    /* A later version may carry more fields after a '-'. */
+    const char *v1 = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra";
+    assert_int_equal(o11y_traceparent_parse(v1, strlen(v1), &tp), O11Y_OK);
+}
+
+static bool is_uuid7(const char *s)
+{
+    if (strlen(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
+        return false;
+    for (int i = 0; i < 36; i++)
+        if (s[i] != '-' && !strchr("0123456789abcdef", s[i]))
+            return false;
+    return s[14] == '7' && strchr("89ab", s[19]) != NULL;
+}
+
+static void precedence(void **state)
+{
+    (void)state;
+    o11y_trace_ctx ctx;
+    o11y_trace_ctx_from_headers(&ctx, S("my-trace"), S(valid_tp), NONE, NONE);
+    assert_string_equal(ctx.trace_id, "my-trace");
+    assert_string_equal(ctx.parent_span_id, "00f067aa0ba902b7");
+
+    o11y_trace_ctx_from_headers(&ctx, S("bad trace\r\n"), S(valid_tp), NONE, NONE);
+    assert_string_equal(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_string_equal(ctx.w3c_trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+
+    o11y_trace_ctx_from_headers(&ctx, NONE, S("00-garbage"), S("job_1"), S("proj\n1"));
+    assert_true(is_uuid7(ctx.trace_id));
+    assert_int_equal(ctx.trace_id_len, 36);
+    assert_string_equal(ctx.job_id, "job_1");
+    assert_string_equal(ctx.project_id, "");
+    assert_int_equal(ctx.project_id_len, 0);
+    assert_int_equal(strlen(ctx.span_id), 16);
+}
+
+static void outgoing_traceparent_keeps_the_128_bits(void **state)
+{
+    (void)state;
+    o11y_trace_ctx ctx;
+    o11y_trace_ctx_from_headers(&ctx, S("0193F0A2-7C1E-7D3A-9B1C-2F4E5D6A7B8C"), NONE, NONE, NONE);
+    char tp[56];
+    o11y_trace_format_traceparent(&ctx, tp);
+    assert_memory_equal(tp, "00-0193f0a27c1e7d3a9b1c2f4e5d6a7b8c-", 36);
+    o11y_traceparent parsed;
+    assert_int_equal(o11y_traceparent_parse(tp, strlen(tp), &parsed), O11Y_OK);
+    assert_string_equal(parsed.parent_id, ctx.span_id);
+
+    /* Not a UUID or 32 hex digits: a fresh, valid id. */
+    o11y_trace_ctx_from_headers(&ctx, S("trace_abc123"), NONE, NONE, NONE);
+    o11y_trace_format_traceparent(&ctx, tp);
+    assert_int_equal(o11y_traceparent_parse(tp, strlen(tp), &parsed), O11Y_OK);
+    assert_string_equal(parsed.trace_id, ctx.w3c_trace_id);
+}
+
+static void ids_are_unique_uuid7(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    static char ids[N][37];
+    for (int i = 0; i < N; i++) {
+        o11y_trace_new_id(ids[i]);
+        assert_true(is_uuid7(ids[i]));
+    }
+    /* The 48-bit millisecond prefix never goes backwards within a thread. */
+    for (int i = 1; i < N; i++)
+        assert_true(memcmp(ids[i - 1], ids[i], 13) <= 0);
+    for (int i = 1; i < N; i += 997)
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(ids[i], ids[j]);
+}
+
+static void *other_thread(void *arg)
+{
+    (void)arg;
+    return o11y_trace_current();
+}
+
+static void current_context_is_per_thread(void **state)
+{
+    (void)state;
+    o11y_trace_ctx ctx;
+    o11y_trace_ctx_new(&ctx);
+    assert_null(o11y_trace_set_current(&ctx));
+    assert_ptr_equal(o11y_trace_current(), &ctx);
+    pthread_t t;
+    void *seen = &ctx;
+    pthread_create(&t, NULL, other_thread, NULL);
+    pthread_join(t, &seen);
+    assert_null(seen);
+    assert_ptr_equal(o11y_trace_set_current(NULL), &ctx);
+    assert_null(o11y_trace_current());
+}
+
+static void setters_validate(void **state)
+{
+    (void)state;
+    o11y_trace_ctx ctx;
+    o11y_trace_ctx_new(&ctx);
+    assert_int_equal(o11y_trace_ctx_set_job_id(&ctx, "job_1", 5), O11Y_OK);
+    assert_int_equal(o11y_trace_ctx_set_job_id(&ctx, "job 2", 5), O11Y_EINVAL);
+    assert_string_equal(ctx.job_id, "job_1");
+    assert_int_equal(o11y_trace_ctx_set_project_id(&ctx, "p\"", 2), O11Y_EINVAL);
+    assert_int_equal(ctx.project_id_len, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(id_validity),
+        cmocka_unit_test(traceparent_strict),
+        cmocka_unit_test(precedence),
+        cmocka_unit_test(outgoing_traceparent_keeps_the_128_bits),
+        cmocka_unit_test(ids_are_unique_uuid7),
+        cmocka_unit_test(current_context_is_per_thread),
+        cmocka_unit_test(setters_validate),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
