@@ -1,0 +1,68 @@
+/* harness.h — runs the real generation-service on a free loopback port and talks HTTP to it
+ * with libcurl and with raw sockets. */
+#ifndef TEST_HARNESS_H
+#define TEST_HARNESS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct gs_proc {
+    pid_t pid;
+    int port;
+    char dir[64];
+    char db[128];
+    char log[128];
+} gs_proc;
+
+/* Starts the service with --port, --db and --log-file in a fresh temporary folder, plus the
+ * NULL-terminated extra arguments; waits until it accepts connections. 0 on success. */
+int gs_start(gs_proc *p, const char *const *extra_args);
+/* SIGTERM, then waits; returns the exit status (-1 when killed by a signal or stuck). */
+int gs_stop(gs_proc *p);
+/* Removes the temporary folder. */
+void gs_cleanup(gs_proc *p);
+/* True while the process is alive and answers GET /projects/x. */
+bool gs_alive(const gs_proc *p);
+
+typedef struct http_resp {
+    long status;
+    char *body;
+    size_t body_len;
+    char *headers; /* the raw header block */
+    json_t *json;  /* the parsed body when it is JSON, else NULL */
+} http_resp;
+
+/* One request over a new connection. headers: NULL-terminated "Name: value" lines. body may be
+ * NULL. Returns 0 when a response arrived. */
+int http(const gs_proc *p, const char *method, const char *path, const char *const *headers,
+         const char *body, size_t body_len, http_resp *out);
+/* A response header's value (first occurrence, case-insensitive) copied into buf, or NULL. */
+const char *resp_header(const http_resp *r, const char *name, char *buf, size_t len);
+void http_resp_free(http_resp *r);
+/* The error code of an envelope, or NULL. */
+const char *resp_code(const http_resp *r);
+
+/* Raw socket helpers: connect to the service, send bytes, read what comes back until the peer
+ * closes or timeout_ms passes without data. Returns a malloc'd NUL-terminated buffer. */
+int raw_connect(int port);
+char *raw_exchange(int port, const char *req, size_t len, int timeout_ms, size_t *out_len);
+char *raw_read(int fd, int timeout_ms, size_t *out_len);
+
+/* Every line of the service's log file, each parsed (the test fails on a non-JSON line). */
+json_t *read_log(const gs_proc *p);
+/* The log file's raw bytes (NUL-terminated, malloc'd). */
+char *read_log_raw(const gs_proc *p, size_t *len);
+/* Log lines whose "event" is event (new reference). */
+json_t *log_events(json_t *lines, const char *event);
+
+/* Convenience: creates a project, returns its id (static buffer per call site is the caller's). */
+void create_project(const gs_proc *p, char id[64]);
+
+
+
+/* Polls the log (up to 5 s) until at least n lines carry event and, when trace_id is not NULL,
+ * that trace id; returns them (new reference). */
+json_t *log_wait(const gs_proc *p, const char *event, const char *trace_id, size_t n);
+#endif
