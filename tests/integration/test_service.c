@@ -660,8 +660,18 @@ static void full_database_answers_503_and_keeps_data(void **state)
     assert_non_null(strstr(internal, "full"));
     json_decref(failed);
     assert_int_equal(gs_stop(&svc), 0);
-    /* Restart on the same file: everything written before is still there. */
+    /* Restart on the same file, without the cap: everything written before is still there. */
+    gs_proc again;
+    const char *const same_db[] = {"--db", small.db, NULL};
+    assert_int_equal(gs_start(&again, same_db), 0);
+    svc = again;
+    assert_int_equal(episode_count(p), created);
+    r = post_episode(p, "{\"number\":99,\"title\":\"after\"}");
+    assert_int_equal(r.status, 201);
+    http_resp_free(&r);
+    assert_int_equal(gs_stop(&svc), 0);
     svc = saved;
+    gs_cleanup(&again);
     gs_cleanup(&small);
 }
 
