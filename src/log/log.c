@@ -347,16 +347,24 @@ static bool enqueue(o11y_logger *lg, const char *line, size_t len)
     const size_t cap = lg->ring_cap, need = sizeof(rec_header) + align8(len);
     uint_fast64_t head = atomic_load_explicit(&lg->head, memory_order_relaxed);
     size_t off, to_end, total;
-    do {
+    for (;;) {
         uint_fast64_t tail = atomic_load_explicit(&lg->tail, memory_order_acquire);
+        if (O11Y_UNLIKELY(head < tail)) {
+            /* Our head is older than the writer's progress: reload it, or the free space
+             * computed below would wrap around and look like a full queue. */
+            head = atomic_load_explicit(&lg->head, memory_order_relaxed);
+            continue;
+        }
         off = (size_t)head & (cap - 1);
         to_end = cap - off;
         /* A record never wraps: when it does not fit before the end, pad to the end. */
         total = need <= to_end ? need : to_end + need;
         if (head + total - tail > cap)
             return false;
-    } while (!atomic_compare_exchange_weak_explicit(&lg->head, &head, head + total,
-                                                    memory_order_relaxed, memory_order_relaxed));
+        if (atomic_compare_exchange_weak_explicit(&lg->head, &head, head + total,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            break;
+    }
     if (total != need) {
         rec_header *pad = (rec_header *)(void *)(lg->ring + off);
         pad->len = (uint32_t)(to_end - sizeof(rec_header));
@@ -683,6 +691,9 @@ static void *writer_main(void *arg)
     for (;;) {
         uint64_t lines;
         bool pending;
+        /* Read before draining: when it says stop, this drain sees every line committed before
+         * the stop was requested, so the loop may end as soon as the drain finds nothing. */
+        bool stop = atomic_load(&lg->stopping);
         uint_fast64_t before = atomic_load_explicit(&lg->tail, memory_order_relaxed);
         size_t n = drain(lg, &lines, &pending);
         if (n)
@@ -697,7 +708,7 @@ static void *writer_main(void *arg)
             sched_yield(); /* a producer is between reserving and committing */
             continue;
         }
-        if (atomic_load(&lg->stopping))
+        if (stop)
             break;
         atomic_store(&lg->sleeping, 1);
         if (atomic_load(&lg->head) != now || atomic_load(&lg->stopping) ||

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,17 +60,29 @@ int gs_start(gs_proc *p, const char *const *extra)
         p->port = free_port();
         char port[16];
         snprintf(port, sizeof port, "%d", p->port);
-        const char *argv[32] = {GS_BINARY, "--port", port, "--db", p->db, "--log-file", p->log};
-        int n = 7;
-        for (int i = 0; extra && extra[i] && n < 30; i++)
+        /* GS_WRAPPER runs the service under a tool, e.g. "valgrind --leak-check=full". */
+        static char wrapper[512];
+        const char *argv[48];
+        int n = 0;
+        const char *w = getenv("GS_WRAPPER");
+        if (w && *w) {
+            snprintf(wrapper, sizeof wrapper, "%s", w);
+            for (char *tok = strtok(wrapper, " "); tok && n < 16; tok = strtok(NULL, " "))
+                argv[n++] = tok;
+        }
+        const char *base[] = {GS_BINARY, "--port", port, "--db", p->db, "--log-file", p->log};
+        for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
+            argv[n++] = base[i];
+        for (int i = 0; extra && extra[i] && n < 46; i++)
             argv[n++] = extra[i];
         argv[n] = NULL;
         p->pid = fork();
         if (p->pid == 0) {
-            execv(GS_BINARY, (char *const *)argv);
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
+            execvp(argv[0], (char *const *)argv);
             _exit(127);
         }
-        for (int i = 0; i < 500; i++) { /* up to 5 s */
+        for (int i = 0; i < 2000; i++) { /* up to 20 s (valgrind starts slowly) */
             int fd = raw_connect(p->port);
             if (fd >= 0) {
                 close(fd);

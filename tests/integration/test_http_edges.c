@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,7 +288,7 @@ static void bad_framing_is_answered_by_the_server_library(void **state)
 
 typedef struct trickle_arg {
     int port;
-    volatile int stop;
+    atomic_int stop;
 } trickle_arg;
 
 static void *trickle(void *arg)
@@ -296,7 +297,7 @@ static void *trickle(void *arg)
     int fd = raw_connect(t->port);
     const char req[] = "GET /projects/slow HTTP/1.1\r\nHost: t\r\nX-Slow: ";
     send(fd, req, sizeof req - 1, MSG_NOSIGNAL);
-    while (!t->stop) {
+    while (!atomic_load(&t->stop)) {
         send(fd, "a", 1, MSG_NOSIGNAL); /* one byte every 50 ms */
         usleep(50000);
     }
@@ -311,7 +312,8 @@ static void slow_clients_do_not_block_others(void **state)
     trickle_arg args[SLOW];
     pthread_t t[SLOW];
     for (int i = 0; i < SLOW; i++) {
-        args[i] = (trickle_arg){.port = svc.port};
+        args[i].port = svc.port;
+        atomic_init(&args[i].stop, 0);
         pthread_create(&t[i], NULL, trickle, &args[i]);
     }
     usleep(200000);
@@ -328,7 +330,7 @@ static void slow_clients_do_not_block_others(void **state)
         worst = dt > worst ? dt : worst;
     }
     for (int i = 0; i < SLOW; i++) {
-        args[i].stop = 1;
+        atomic_store(&args[i].stop, 1);
         pthread_join(t[i], NULL);
     }
     /* A functional bound, not a benchmark: blocked would mean seconds. */
