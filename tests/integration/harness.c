@@ -99,15 +99,13 @@ int gs_start(gs_proc *p, const char *const *extra)
     return -1;
 }
 
-int gs_stop(gs_proc *p)
+int gs_wait_exit(gs_proc *p, int timeout_ms)
 {
     if (p->pid <= 0)
         return -1;
-    kill(p->pid, SIGTERM);
-    for (int i = 0; i < 1500; i++) { /* up to 15 s */
+    for (int i = 0; i < timeout_ms / 10; i++) {
         int status;
-        pid_t r = waitpid(p->pid, &status, WNOHANG);
-        if (r == p->pid) {
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
             p->pid = 0;
             return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         }
@@ -117,6 +115,14 @@ int gs_stop(gs_proc *p)
     waitpid(p->pid, NULL, 0);
     p->pid = 0;
     return -1;
+}
+
+int gs_stop(gs_proc *p)
+{
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGTERM);
+    return gs_wait_exit(p, 15000);
 }
 
 void gs_cleanup(gs_proc *p)

@@ -21,6 +21,8 @@ typedef struct gs_proc {
 int gs_start(gs_proc *p, const char *const *extra_args);
 /* SIGTERM, then waits; returns the exit status (-1 when killed by a signal or stuck). */
 int gs_stop(gs_proc *p);
+/* Waits for the process to exit (SIGKILL after timeout_ms); returns its exit status or -1. */
+int gs_wait_exit(gs_proc *p, int timeout_ms);
 /* Removes the temporary folder. */
 void gs_cleanup(gs_proc *p);
 /* True while the process is alive and answers GET /projects/x. */

@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -675,6 +676,62 @@ static void full_database_answers_503_and_keeps_data(void **state)
     gs_cleanup(&small);
 }
 
+/*=== MARK: shutdown ===*/
+
+static void sigterm_finishes_in_flight_requests(void **state)
+{
+    (void)state;
+    gs_proc own;
+    assert_int_equal(gs_start(&own, NULL), 0);
+    gs_proc saved = svc;
+    svc = own;
+    char p[64];
+    create_project(&svc, p);
+    /* A request whose body is half sent when SIGTERM arrives. */
+    const char body[] = "{\"number\":5,\"title\":\"in flight\"}";
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "POST /projects/%s/episodes HTTP/1.1\r\nHost: t\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "X-Trace-Id: in-flight-1\r\n\r\n",
+                     p, sizeof body - 1);
+    int fd = raw_connect(svc.port);
+    assert_true(fd >= 0);
+    assert_int_equal(send(fd, head, (size_t)n, MSG_NOSIGNAL), n);
+    assert_int_equal(send(fd, body, 10, MSG_NOSIGNAL), 10);
+    usleep(200000);
+    kill(svc.pid, SIGTERM);
+    usleep(300000);
+    /* No new connections while draining. */
+    int late = raw_connect(svc.port);
+    assert_true(late < 0);
+    assert_int_equal(send(fd, body + 10, sizeof body - 1 - 10, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof body - 1 - 10));
+    size_t len;
+    char *resp = raw_read(fd, 2000, &len);
+    assert_non_null(strstr(resp, "HTTP/1.1 201"));
+    free(resp);
+    close(fd);
+    assert_int_equal(gs_wait_exit(&svc, 15000), 0);
+    json_t *lines = read_log(&svc);
+    json_t *access = log_events(lines, "http_request");
+    bool logged = false;
+    size_t i;
+    json_t *l;
+    json_array_foreach(access, i, l) {
+        const char *t = json_string_value(json_object_get(l, "trace_id"));
+        logged |= t && strcmp(t, "in-flight-1") == 0;
+    }
+    const char *last = json_string_value(
+        json_object_get(json_array_get(lines, json_array_size(lines) - 1), "event"));
+    assert_true(logged);
+    assert_string_equal(last, "service_stopped");
+    json_decref(access);
+    json_decref(lines);
+    svc = saved;
+    gs_cleanup(&own);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -691,6 +748,7 @@ int main(void)
         cmocka_unit_test(hostile_paths),
         cmocka_unit_test(problem_details_on_request),
         cmocka_unit_test(full_database_answers_503_and_keeps_data),
+        cmocka_unit_test(sigterm_finishes_in_flight_requests),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
