@@ -20,6 +20,23 @@ static const uint8_t byte_class[256] = {
 
 const char o11y__hex_digits[16] = "0123456789abcdef";
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* True when none of the 8 bytes at p needs attention: no control character, no '"', no '\\',
+ * nothing >= 0x80. Each test sets a byte's high bit where the byte may match (the borrow trick
+ * can flag a byte next to a real match, never miss one), so a false answer is only ever
+ * conservative: the byte loop then looks closer. */
+static inline bool word_is_plain(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    uint64_t quote = v ^ (ONES * '"'), backslash = v ^ (ONES * '\\');
+    uint64_t flags = ((v - ONES * 0x20) & ~v) | ((quote - ONES) & ~quote) |
+                     ((backslash - ONES) & ~backslash) | v;
+    return (flags & HIGHS) == 0;
+}
+
 /* Length of the valid UTF-8 sequence at p (RFC 3629 section 4), or 0 when it is not one. */
 static size_t utf8_seq(const unsigned char *p, size_t avail)
 {
@@ -114,6 +131,8 @@ void o11y__json_str_body(o11y__buf *b, const char *s, size_t len, size_t max_byt
     size_t i = 0;
     while (i < len) {
         size_t run = i;
+        while (run + 8 <= len && word_is_plain(p + run))
+            run += 8;
         while (run < len && byte_class[p[run]] == 0)
             run++;
         o11y__buf_append(b, p + i, run - i);
@@ -145,15 +164,28 @@ void o11y__json_str(o11y__buf *b, const char *s, size_t len, size_t max_bytes)
     o11y__buf_putc(b, '"');
 }
 
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
 void o11y__json_u64(o11y__buf *b, uint64_t v)
 {
     char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    o11y__buf_append(b, tmp + sizeof tmp - n, n);
+    size_t n = sizeof tmp;
+    while (v >= 100) { /* two digits per division */
+        size_t pair = (size_t)(v % 100) * 2;
+        v /= 100;
+        tmp[--n] = digit_pairs[pair + 1];
+        tmp[--n] = digit_pairs[pair];
+    }
+    if (v >= 10) {
+        tmp[--n] = digit_pairs[v * 2 + 1];
+        tmp[--n] = digit_pairs[v * 2];
+    } else {
+        tmp[--n] = (char)('0' + v);
+    }
+    o11y__buf_append(b, tmp + n, sizeof tmp - n);
 }
 
 void o11y__json_i64(o11y__buf *b, int64_t v)

@@ -245,24 +245,29 @@ void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed
     int status = ex->res.status;
     o11y__line l;
     o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
-    if (o11y__line_begin(&l, svc->logger, status >= 500 ? O11Y_LOG_ERROR : O11Y_LOG_INFO,
-                         "http_request", "request completed", sizeof "request completed" - 1)) {
-        o11y__line_key_lit(&l, "method");
-        o11y__buf_putc(&l.b, '"');
-        o11y__buf_cstr(&l.b, o11y_method_name(req->method));
-        o11y__buf_putc(&l.b, '"');
-        o11y__line_key_lit(&l, "route");
-        o11y__json_str(&l.b, o11y_req_route(req), strlen(o11y_req_route(req)), SIZE_MAX);
-        o11y__line_key_lit(&l, "path");
-        o11y__json_str(&l.b, req->uri, req->path_len, LOG_PATH_MAX);
-        o11y__line_key_lit(&l, "status");
-        o11y__json_i64(&l.b, status);
-        o11y__line_key_lit(&l, "bytes");
-        o11y__json_u64(&l.b, bytes_sent);
-        if (!completed) {
-            o11y__line_key_lit(&l, "aborted");
-            o11y__buf_lit(&l.b, "true");
-        }
+    /* The one line every request writes: built from pre-rendered pieces (route templates were
+     * checked at registration to need no escaping); only the path is escaped. */
+    static const char head[] = ",\"message\":\"request completed\",\"event\":\"http_request\"";
+    if (o11y__line_begin_json(&l, svc->logger, status >= 500 ? O11Y_LOG_ERROR : O11Y_LOG_INFO,
+                              head, sizeof head - 1)) {
+        o11y__buf *b = &l.b;
+        const char *method = o11y_method_name(req->method);
+        const char *route = req->route ? req->route->template : "unmatched";
+        size_t route_len = req->route ? req->route->template_len : sizeof "unmatched" - 1;
+        l.meta_mark = b->len;
+        l.meta_open = true;
+        o11y__buf_lit(b, ",\"metadata\":{\"method\":\"");
+        o11y__buf_cstr(b, method);
+        o11y__buf_lit(b, "\",\"route\":\"");
+        o11y__buf_append(b, route, route_len);
+        o11y__buf_lit(b, "\",\"path\":");
+        o11y__json_str(b, req->uri, req->path_len, LOG_PATH_MAX);
+        o11y__buf_lit(b, ",\"status\":");
+        o11y__json_u64(b, (uint64_t)status);
+        o11y__buf_lit(b, ",\"bytes\":");
+        o11y__json_u64(b, bytes_sent);
+        if (!completed)
+            o11y__buf_lit(b, ",\"aborted\":true");
         o11y__line_end(&l, (double)(o11y__now_mono_ns() - req->start_ns) / 1e6);
     }
     o11y_trace_set_current(prev);

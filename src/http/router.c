@@ -171,15 +171,17 @@ static bool param_name_valid(const char *s, size_t len)
     return true;
 }
 
-/* Literal characters allowed in a template: RFC 3986 pchar without '%' (templates are never
- * escaped) and without '{' '}'. */
+/* Literal characters allowed in a template: printable ASCII without '%' (templates are never
+ * escaped), '{' '}', '?', '#', and without '"' and '\\', so a template is valid JSON string text
+ * as it is (the access line copies it unescaped). */
 static bool literal_valid(const char *s, size_t len)
 {
     if (len == 0)
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c <= 0x20 || c >= 0x7f || c == '%' || c == '{' || c == '}' || c == '?' || c == '#')
+        if (c <= 0x20 || c >= 0x7f || c == '%' || c == '{' || c == '}' || c == '?' || c == '#' ||
+            c == '"' || c == '\\')
             return false;
     }
     return true;

@@ -27,17 +27,22 @@ enum {
     LINE_MIN_CAP = 4 * 1024,
     LINE_TAIL_RESERVE = 96,     /* room kept for ,"metadata_truncated":true,"duration_ms":..} */
     QUEUE_MIN = 256 * 1024,
-    BATCH_BYTES = 256 * 1024,   /* what the writer hands to one write() */
+    BATCH_BYTES = 1024 * 1024,  /* what the writer hands to one write() */
+    WRITER_IDLE_MS = 20,        /* the longest a line waits in an idle queue */
     MAX_MASK_KEYS = 64,
     MAX_DEPTH = 16,
 };
 
 enum { REC_EMPTY = 0, REC_LINE = 1, REC_PAD = 2 };
 
-/* A queue record: this header, then the line, padded to 8 bytes. */
+/* A queue record: this header, then the line, padded to 8 bytes. Whether a record is committed
+ * lives apart, in one state byte per 8-byte granule of the ring (only the granule where a
+ * record starts is ever set). Keeping the state out of the ring means no stale byte of an
+ * earlier lap can pass for a commit, so the writer never has to clear the ring itself, and
+ * the ring's cache lines stay with the producers. */
 typedef struct rec_header {
     uint32_t len;
-    _Atomic uint32_t state;
+    uint32_t unused;
 } rec_header;
 
 struct o11y_logger {
@@ -52,7 +57,8 @@ struct o11y_logger {
     atomic_bool stopping;
 
     char *ring;
-    size_t ring_cap; /* a power of two */
+    _Atomic uint8_t *ring_state; /* ring_cap / 8 bytes: REC_* of the record starting there */
+    size_t ring_cap;             /* a power of two */
     size_t max_line;
     size_t max_value;
 
@@ -144,6 +150,7 @@ static void logger_free(o11y_logger *lg)
     o11y__free(lg->file_path);
     o11y__free(lg->service_json);
     o11y__free(lg->ring);
+    o11y__free((void *)lg->ring_state);
     o11y__free(lg->batch);
     o11y__free(lg);
 }
@@ -220,9 +227,10 @@ o11y_status o11y_logger_create(const o11y_log_config *cfg_in, o11y_logger **out)
     if (st != O11Y_OK)
         goto fail;
     st = O11Y_ENOMEM;
-    lg->ring = o11y__calloc(1, lg->ring_cap);
+    lg->ring = o11y__malloc(lg->ring_cap);
+    lg->ring_state = o11y__calloc(lg->ring_cap / 8, 1);
     lg->batch = o11y__malloc(BATCH_BYTES);
-    if (!lg->ring || !lg->batch)
+    if (!lg->ring || !lg->ring_state || !lg->batch)
         goto fail;
     if (cfg.file_path) {
         if (!(lg->file_path = o11y__strdup(cfg.file_path)))
@@ -252,8 +260,6 @@ static void futex_wake(atomic_uint *word)
 
 static void wake_writer(o11y_logger *lg)
 {
-    /* seq_cst pairs with the writer's store of `sleeping` followed by its check of the queue
-     * (a Dekker handshake): either it sees our line or we see it asleep. */
     if (atomic_load(&lg->sleeping) && atomic_exchange(&lg->sleeping, 0))
         futex_wake(&lg->sleeping);
 }
@@ -368,14 +374,19 @@ static bool enqueue(o11y_logger *lg, const char *line, size_t len)
     if (total != need) {
         rec_header *pad = (rec_header *)(void *)(lg->ring + off);
         pad->len = (uint32_t)(to_end - sizeof(rec_header));
-        atomic_store_explicit(&pad->state, REC_PAD, memory_order_release);
+        atomic_store_explicit(&lg->ring_state[off / 8], REC_PAD, memory_order_release);
         off = 0;
     }
     rec_header *h = (rec_header *)(void *)(lg->ring + off);
     h->len = (uint32_t)len;
     memcpy(lg->ring + off + sizeof(rec_header), line, len);
-    atomic_store(&h->state, REC_LINE); /* seq_cst: see wake_writer */
-    wake_writer(lg);
+    atomic_store_explicit(&lg->ring_state[off / 8], REC_LINE, memory_order_release);
+    /* A system call per line would cost more than the line itself. The sleeping writer wakes on
+     * its own every WRITER_IDLE_MS; it is woken early only once the queue is an eighth full,
+     * which leaves it seven eighths of the queue to catch up before anything is dropped. */
+    if (O11Y_UNLIKELY(head + total - atomic_load_explicit(&lg->tail, memory_order_relaxed) >
+                      cap / 8))
+        wake_writer(lg);
     return true;
 }
 
@@ -402,47 +413,81 @@ static bool is_masked(const o11y_logger *lg, const char *key, size_t len)
     return false;
 }
 
-static void put_ctx_id(o11y__buf *b, const char *key, size_t key_len, const char *v, size_t len)
+/* The line's start as "{...,"level":"X"" pieces, one per level, so no strlen runs per line. */
+static const struct {
+    const char *text;
+    size_t len;
+} level_json[] = {
+#define LEVEL_JSON(name) {"\",\"level\":\"" name "\"", sizeof("\",\"level\":\"" name "\"") - 1}
+    LEVEL_JSON("INFO"), LEVEL_JSON("DEBUG"), LEVEL_JSON("INFO"),  LEVEL_JSON("WARN"),
+    LEVEL_JSON("ERROR"), LEVEL_JSON("FATAL"), LEVEL_JSON("OFF"),
+#undef LEVEL_JSON
+};
+
+static char *put_raw(char *p, const char *s, size_t len)
 {
-    if (!len)
-        return;
-    o11y__buf_putc(b, ',');
-    o11y__json_key(b, key, key_len);
-    /* Context ids were validated to [A-Za-z0-9._:-], which needs no escaping. */
-    o11y__buf_putc(b, '"');
-    o11y__buf_append(b, v, len);
-    o11y__buf_putc(b, '"');
+    memcpy(p, s, len);
+    return p + len;
 }
 
-bool o11y__line_begin(o11y__line *l, o11y_logger *lg, o11y_log_level level, const char *event,
-                      const char *msg, size_t msg_len)
+/* ,"key":"value" for a context id, which was validated to [A-Za-z0-9._:-]: no escaping. */
+static char *put_ctx_id(char *p, const char *key_json, size_t key_len, const char *v, size_t len)
+{
+    if (!len)
+        return p;
+    p = put_raw(p, key_json, key_len);
+    p = put_raw(p, v, len);
+    *p++ = '"';
+    return p;
+}
+#define PUT_CTX_ID(p, lit, v, n) put_ctx_id((p), (lit), sizeof(lit) - 1, (v), (n))
+
+/* Everything before the message: bounded (service name at most 256 bytes escaped, three ids of
+ * at most 128), so it is written with one capacity check instead of one per piece. */
+static bool line_prefix(o11y__line *l, o11y_logger *lg, o11y_log_level level)
 {
     if (!o11y_logger_enabled(lg, level))
         return false;
     l->lg = lg;
     l->meta_open = false;
     o11y__buf_init_fixed(&l->b, line_storage, lg->max_line - LINE_TAIL_RESERVE);
-    o11y__buf *b = &l->b;
-    char ts[O11Y__RFC3339_LEN];
-    o11y__rfc3339_ms(o11y__now_real_ns(), ts);
-    o11y__buf_lit(b, "{\"timestamp\":\"");
-    o11y__buf_append(b, ts, sizeof ts);
-    o11y__buf_lit(b, "\",\"level\":\"");
-    o11y__buf_cstr(b, o11y_log_level_name(level));
-    o11y__buf_putc(b, '"');
-    o11y__buf_append(b, lg->service_json, lg->service_json_len);
+    char *p = line_storage;
+    p = put_raw(p, "{\"timestamp\":\"", 14);
+    o11y__rfc3339_ms(o11y__now_real_ns(), p);
+    p += O11Y__RFC3339_LEN;
+    p = put_raw(p, level_json[level].text, level_json[level].len);
+    p = put_raw(p, lg->service_json, lg->service_json_len);
     const o11y_trace_ctx *ctx = o11y_trace_current();
     if (ctx) {
-        put_ctx_id(b, "trace_id", 8, ctx->trace_id, ctx->trace_id_len);
-        put_ctx_id(b, "job_id", 6, ctx->job_id, ctx->job_id_len);
-        put_ctx_id(b, "project_id", 10, ctx->project_id, ctx->project_id_len);
+        p = PUT_CTX_ID(p, ",\"trace_id\":\"", ctx->trace_id, ctx->trace_id_len);
+        p = PUT_CTX_ID(p, ",\"job_id\":\"", ctx->job_id, ctx->job_id_len);
+        p = PUT_CTX_ID(p, ",\"project_id\":\"", ctx->project_id, ctx->project_id_len);
     }
+    l->b.len = (size_t)(p - line_storage);
+    return true;
+}
+
+bool o11y__line_begin(o11y__line *l, o11y_logger *lg, o11y_log_level level, const char *event,
+                      const char *msg, size_t msg_len)
+{
+    if (!line_prefix(l, lg, level))
+        return false;
+    o11y__buf *b = &l->b;
     o11y__buf_lit(b, ",\"message\":");
     o11y__json_str(b, msg ? msg : "", msg ? msg_len : 0, lg->max_value);
     if (event) {
         o11y__buf_lit(b, ",\"event\":");
         o11y__json_str(b, event, strlen(event), 256);
     }
+    return true;
+}
+
+bool o11y__line_begin_json(o11y__line *l, o11y_logger *lg, o11y_log_level level,
+                           const char *json, size_t len)
+{
+    if (!line_prefix(l, lg, level))
+        return false;
+    o11y__buf_append(&l->b, json, len);
     return true;
 }
 
@@ -644,7 +689,7 @@ static size_t drain(o11y_logger *lg, uint64_t *lines, bool *pending)
     while (pos < head) {
         size_t off = (size_t)pos & (cap - 1);
         rec_header *h = (rec_header *)(void *)(lg->ring + off);
-        uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
+        uint8_t state = atomic_load_explicit(&lg->ring_state[off / 8], memory_order_acquire);
         if (state == REC_EMPTY) {
             *pending = true;
             break;
@@ -657,9 +702,9 @@ static size_t drain(o11y_logger *lg, uint64_t *lines, bool *pending)
             out += len;
             (*lines)++;
         }
-        /* Clear the record whole: a later record may start anywhere inside it, and its
-         * state word must read as empty until its producer commits it. */
-        memset(lg->ring + off, 0, sizeof(rec_header) + align8(len));
+        /* Cleared before tail moves past it (release below), so the next producer here finds
+         * it empty until it commits. */
+        atomic_store_explicit(&lg->ring_state[off / 8], REC_EMPTY, memory_order_relaxed);
         pos += sizeof(rec_header) + align8(len);
     }
     if (pos != start)
@@ -716,7 +761,7 @@ static void *writer_main(void *arg)
             atomic_store(&lg->sleeping, 0);
             continue;
         }
-        futex_wait(&lg->sleeping, 1, 200);
+        futex_wait(&lg->sleeping, 1, WRITER_IDLE_MS);
         atomic_store(&lg->sleeping, 0);
     }
     return NULL;

@@ -19,6 +19,11 @@ typedef struct o11y__line {
 bool o11y__line_begin(o11y__line *l, o11y_logger *lg, o11y_log_level level, const char *event,
                       const char *msg, size_t msg_len);
 
+/* The same with message and event given as pre-rendered JSON members, e.g.
+ * ,"message":"request completed","event":"http_request" (trusted: written as is). */
+bool o11y__line_begin_json(o11y__line *l, o11y_logger *lg, o11y_log_level level,
+                           const char *json, size_t len);
+
 /* Opens the next metadata member: writes the separator and "key": (key: a plain literal). */
 static inline void o11y__line_key(o11y__line *l, const char *key, size_t len)
 {

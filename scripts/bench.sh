@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# make bench: prints the figures the README quotes. Loopback only, bounded in time.
+#   scripts/bench.sh BUILD_DIR
+set -euo pipefail
+build=${1:-build}
+bin=$build/bench
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 - <<'PY' 2>/dev/null || echo $((20000 + RANDOM % 20000))
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+PY
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "bench: server on port $1 did not start" >&2
+    return 1
+}
+
+echo "== log line (bench_log)"
+"$bin/bench_log" 1000000
+
+echo "== log line, instructions (callgrind, 20000 lines)"
+valgrind --tool=callgrind --callgrind-out-file="$work/cg.log" \
+    --toggle-collect=bench_access_line "$bin/bench_log" 20000 --callgrind >/dev/null 2>&1
+ir=$(callgrind_annotate "$work/cg.log" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
+echo "instructions per access line (format + enqueue): $((ir / 20000))"
+
+threads=${BENCH_THREADS:-1}
+duration=${BENCH_SECONDS:-5}
+conns=${BENCH_CONNECTIONS:-50}
+echo "== middleware: the same GET, libmicrohttpd bare vs wrapped by o11y (wrk -t1 -c$conns -d${duration}s, server threads $threads)"
+start_server() { # mode port [log]
+    "$bin/bench_server" "$1" "$2" "$threads" ${3:+"$3"} >/dev/null 2>&1 &
+    pids+=($!)
+    wait_port "$2"
+}
+rps() { wrk -t1 -c"$conns" -d"${duration}s" "http://127.0.0.1:$1/projects/proj_1" | awk '/Requests\/sec/ {print $2}'; }
+bare_port=$(free_port); start_server bare "$bare_port"
+wrap_port=$(free_port); start_server wrapped "$wrap_port" "$work/access.log"
+declare -a bare_r wrap_r
+for round in 1 2 3; do # alternate, so both see the same machine
+    bare_r+=("$(rps "$bare_port")")
+    wrap_r+=("$(rps "$wrap_port")")
+done
+median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
+b=$(median "${bare_r[@]}"); w=$(median "${wrap_r[@]}")
+echo "bare:    ${bare_r[*]} req/s (median $b)"
+echo "wrapped: ${wrap_r[*]} req/s (median $w), access lines: $(wc -l < "$work/access.log")"
+awk -v b="$b" -v w="$w" 'BEGIN { printf "wrapped / bare = %.3f\n", w / b }'
+for p in "${pids[@]}"; do kill "$p"; done
+wait 2>/dev/null || true
+pids=()
+
+echo "== middleware, instructions per request (callgrind, difference of 3000 and 1000 requests)"
+count_ir() { # mode requests
+    local port; port=$(free_port)
+    valgrind --tool=callgrind --callgrind-out-file="$work/srv.%p" \
+        "$bin/bench_server" "$1" "$port" 1 "$work/cg-access.log" >/dev/null 2>&1 &
+    local pid=$!
+    wait_port "$port"
+    curl -s -o /dev/null "http://127.0.0.1:$port/projects/p[1-$2]"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    callgrind_annotate "$work/srv.$pid" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}'
+}
+for mode in bare wrapped; do
+    lo=$(count_ir "$mode" 1000); hi=$(count_ir "$mode" 3000)
+    per=$(( (hi - lo) / 2000 ))
+    echo "$mode: $per instructions per request"
+    eval "ir_$mode=$per"
+done
+echo "added by o11y: $((ir_wrapped - ir_bare)) instructions per request"
