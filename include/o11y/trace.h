@@ -24,7 +24,6 @@ typedef struct o11y_trace_ctx {
     char project_id[O11Y_TRACE_ID_MAX + 1];
     char span_id[17];        /* this unit of work's span, 16 lowercase hex */
     char parent_span_id[17]; /* from an incoming traceparent, or "" */
-    char w3c_trace_id[33];   /* the 128-bit trace id sent in outgoing traceparent headers */
     uint8_t trace_flags;     /* W3C trace-flags; bit 0: sampled */
     uint8_t trace_id_len, job_id_len, project_id_len;
 } o11y_trace_ctx;
@@ -74,8 +73,13 @@ O11Y_API o11y_trace_ctx *o11y_trace_current(void);
  * clears). Returns the previous one, so nested scopes can restore it. */
 O11Y_API o11y_trace_ctx *o11y_trace_set_current(o11y_trace_ctx *ctx);
 
-/* Formats the headers of an outgoing call: traceparent "00-<w3c trace id>-<span id>-<flags>"
- * into out (55 bytes and a NUL). */
+/* The 128-bit W3C trace-id (32 lowercase hex digits and a NUL) that stands for ctx's trace id
+ * in traceparent headers: its own bits when the trace id is a UUID or 32 hex digits, otherwise a
+ * hash of it, so every service derives the same one from the same X-Trace-Id. */
+O11Y_API void o11y_trace_w3c_id(const o11y_trace_ctx *ctx, char out[33]);
+
+/* Formats the traceparent header of an outgoing call, "00-<w3c trace-id>-<span id>-<flags>",
+ * into out (55 bytes and a NUL). Send it with X-Trace-Id: ctx->trace_id. */
 O11Y_API void o11y_trace_format_traceparent(const o11y_trace_ctx *ctx, char out[56]);
 
 #ifdef __cplusplus

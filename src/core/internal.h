@@ -31,10 +31,13 @@ typedef struct o11y__buf {
     size_t cap;
     size_t max;
     bool growable;
+    bool heap; /* ptr is ours to free */
     bool overflow;
 } o11y__buf;
 
 void o11y__buf_init(o11y__buf *b, size_t max);                   /* growable, empty */
+/* Growable, starting in the caller's storage (borrowed) and moving to the heap past it. */
+void o11y__buf_init_inline(o11y__buf *b, char *storage, size_t size, size_t max);
 void o11y__buf_init_fixed(o11y__buf *b, char *storage, size_t cap); /* borrows storage */
 void o11y__buf_release(o11y__buf *b);                            /* frees heap storage */
 bool o11y__buf_grow(o11y__buf *b, size_t extra);                 /* false: over max or ENOMEM */
@@ -71,6 +74,23 @@ static inline void o11y__buf_cstr(o11y__buf *b, const char *s)
 }
 
 void o11y__buf_printf(o11y__buf *b, const char *fmt, ...) O11Y_PRINTF(2, 3);
+
+/*=== MARK: arena ===*/
+/* Bump allocation for one request's small strings. Starts in the caller's storage, then takes
+ * chunks from the heap; nothing moves, so returned pointers stay valid until release. */
+typedef struct o11y__arena_chunk o11y__arena_chunk;
+typedef struct o11y__arena {
+    char *ptr;
+    size_t left;
+    size_t total; /* bytes handed out, capped by max */
+    size_t max;
+    o11y__arena_chunk *chunks;
+} o11y__arena;
+
+void o11y__arena_init(o11y__arena *a, char *storage, size_t size, size_t max);
+/* NULL past max or on ENOMEM. */
+char *o11y__arena_alloc(o11y__arena *a, size_t n);
+void o11y__arena_release(o11y__arena *a);
 
 /*=== MARK: JSON writer ===*/
 /* Hand-written rather than jansson's json_dumps because these run on every request and every

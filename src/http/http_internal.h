@@ -44,6 +44,17 @@ struct o11y_service {
 
 typedef o11y_str (*o11y__header_fn)(void *ctx, const char *name);
 
+/* The request headers the pipeline itself reads, gathered by the adapter in one pass. */
+typedef struct o11y__std_headers {
+    o11y_str x_trace_id, traceparent, x_job_id, x_project_id;
+    o11y_str accept, content_type;
+    int64_t content_length; /* -1: absent (chunked or no body) */
+} o11y__std_headers;
+
+/* Fills h from one header (name case-insensitive); other names are ignored. */
+void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_len,
+                           const char *value, size_t value_len);
+
 struct o11y_response {
     int status;
     bool answered;
@@ -70,7 +81,7 @@ struct o11y_request {
     const o11y__route *route;
     int method_index;
     o11y_str params[O11Y__MAX_PARAMS];
-    o11y__buf arena; /* decoded parameters and query values */
+    o11y__arena arena; /* decoded parameters and query values */
     o11y__buf body;
     bool body_too_large;
     o11y_trace_ctx trace;
@@ -83,20 +94,33 @@ struct o11y_request {
     bool counted_active;
 };
 
-/* A request and its response, allocated together for one exchange. */
+enum { O11Y__URI_INLINE = 512, O11Y__HEADERS_INLINE = 512, O11Y__ARENA_INLINE = 256 };
+
+/* A request and its response, allocated together for one exchange, and recycled through a
+ * per-thread cache: a request costs no malloc in the steady state. */
 typedef struct o11y__exchange {
     o11y_request req;
     o11y_response res;
+    /* The adapter's own per-request state. */
+    bool started, responded;
+    uint64_t bytes_sent;
+    struct o11y__exchange *next_free;
+    /* Not cleared between uses: written before read. */
+    char uri_inline[O11Y__URI_INLINE];
+    char headers_inline[O11Y__HEADERS_INLINE];
+    char arena_inline[O11Y__ARENA_INLINE];
 } o11y__exchange;
 
 /* Creates an exchange for the request target uri (copied). NULL on ENOMEM. */
 o11y__exchange *o11y__exchange_new(o11y_service *svc, const char *uri, size_t uri_len);
+/* Releases everything the exchange holds and returns it to the calling thread's cache. */
 void o11y__exchange_free(o11y__exchange *ex);
 
-/* Stage 1, once the headers are in: trace context, routing, limits. content_length is -1 when
- * unknown (chunked). Returns true when the response is final already (404, 405, 413, 415, 400). */
-bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, o11y__header_fn get_header,
-                          void *header_ctx, int64_t content_length);
+/* Stage 1, once the headers are in: trace context, routing, limits. get_header serves the
+ * handler's o11y_req_header calls. Returns true when the response is final already (404, 405,
+ * 413, 415, 400). */
+bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__std_headers *std,
+                          o11y__header_fn get_header, void *header_ctx);
 /* Stage 2, for each piece of body: buffers it up to the limit. Returns false once the body is
  * over the limit (the response is then 413; later pieces are discarded). */
 bool o11y__pipeline_body(o11y__exchange *ex, const char *data, size_t len);
@@ -115,8 +139,9 @@ int o11y__method_index(o11y_method m);
 /* Compact JSON text of j in library-owned memory (free with o11y__free); NULL on failure. */
 char *o11y__json_dump(const struct json_t *j, size_t *len);
 
-/* Percent-decodes src into the arena; false on a bad escape, NUL or invalid UTF-8. */
-bool o11y__percent_decode(o11y__buf *arena, const char *src, size_t len, bool plus_is_space,
+/* Percent-decodes src into memory from the arena (NUL-terminated); false on a bad escape, NUL,
+ * invalid UTF-8 or an exhausted arena. */
+bool o11y__percent_decode(o11y__arena *arena, const char *src, size_t len, bool plus_is_space,
                           o11y_str *out);
 
 #endif

@@ -67,8 +67,66 @@ static bool decode_params(o11y__exchange *ex)
     return true;
 }
 
-bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, o11y__header_fn get_header,
-                          void *header_ctx, int64_t content_length)
+static bool name_is(const char *name, size_t len, const char *lit, size_t lit_len)
+{
+    return len == lit_len && strncasecmp(name, lit, len) == 0;
+}
+#define NAME_IS(name, len, lit) name_is((name), (len), (lit), sizeof(lit) - 1)
+
+static void keep_first(o11y_str *slot, const char *v, size_t len)
+{
+    if (!slot->ptr)
+        *slot = (o11y_str){v, len};
+}
+
+void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_len,
+                           const char *value, size_t value_len)
+{
+    /* Dispatch on the length first: most headers are rejected by one comparison. */
+    switch (name_len) {
+    case 6:
+        if (NAME_IS(name, name_len, "Accept"))
+            keep_first(&h->accept, value, value_len);
+        break;
+    case 8:
+        if (NAME_IS(name, name_len, "X-Job-Id"))
+            keep_first(&h->x_job_id, value, value_len);
+        break;
+    case 10:
+        if (NAME_IS(name, name_len, "X-Trace-Id"))
+            keep_first(&h->x_trace_id, value, value_len);
+        break;
+    case 11:
+        if (NAME_IS(name, name_len, "traceparent"))
+            keep_first(&h->traceparent, value, value_len);
+        break;
+    case 12:
+        if (NAME_IS(name, name_len, "X-Project-Id"))
+            keep_first(&h->x_project_id, value, value_len);
+        else if (NAME_IS(name, name_len, "Content-Type"))
+            keep_first(&h->content_type, value, value_len);
+        break;
+    case 14:
+        if (NAME_IS(name, name_len, "Content-Length") && h->content_length < 0) {
+            /* The server library has already refused a malformed or conflicting value. */
+            int64_t n = 0;
+            for (size_t i = 0; i < value_len; i++) {
+                if (value[i] < '0' || value[i] > '9' || n > (INT64_MAX - 9) / 10) {
+                    n = INT64_MAX;
+                    break;
+                }
+                n = n * 10 + (value[i] - '0');
+            }
+            h->content_length = n;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__std_headers *std,
+                          o11y__header_fn get_header, void *header_ctx)
 {
     o11y_request *req = &ex->req;
     o11y_response *res = &ex->res;
@@ -76,12 +134,10 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, o11y__header_f
     req->get_header = get_header;
     req->header_ctx = header_ctx;
     req->method = o11y_method_parse(method, strlen(method));
-    o11y_trace_ctx_from_headers(&req->trace, get_header(header_ctx, "X-Trace-Id"),
-                                get_header(header_ctx, "traceparent"),
-                                get_header(header_ctx, "X-Job-Id"),
-                                get_header(header_ctx, "X-Project-Id"));
-    o11y_str accept = get_header(header_ctx, "Accept");
-    req->error_format = o11y_error_negotiate(accept.ptr, accept.len);
+    o11y_trace_ctx_from_headers(&req->trace, std->x_trace_id, std->traceparent, std->x_job_id,
+                                std->x_project_id);
+    req->error_format = o11y_error_negotiate(std->accept.ptr, std->accept.len);
+    int64_t content_length = std->content_length;
     atomic_fetch_add_explicit(&svc->active_requests, 1, memory_order_relaxed);
     req->counted_active = true;
 
@@ -113,7 +169,7 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, o11y__header_f
     }
     bool has_body = effective & (O11Y_POST | O11Y_PUT | O11Y_PATCH);
     if (has_body && (req->route->flags[req->method_index] & O11Y_ROUTE_JSON) &&
-        !is_json_type(get_header(header_ctx, "Content-Type"))) {
+        !is_json_type(std->content_type)) {
         o11y_res_error(res, "UNSUPPORTED_MEDIA_TYPE", NULL, NULL);
         return true;
     }

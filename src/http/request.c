@@ -4,6 +4,7 @@
 #include "o11y/error.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
@@ -12,16 +13,50 @@ enum { ARENA_MAX = 64 * 1024 };
 
 /*=== MARK: exchanges ===*/
 
+/* Finished exchanges wait here for the next request on the same thread. */
+enum { CACHE_MAX = 64 };
+static _Thread_local struct {
+    o11y__exchange *head;
+    size_t n;
+    bool registered;
+} cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_drop(void *unused)
+{
+    (void)unused;
+    while (cache.head) {
+        o11y__exchange *ex = cache.head;
+        cache.head = ex->next_free;
+        o11y__free(ex);
+    }
+    cache.n = 0;
+}
+
+static void cache_key_create(void)
+{
+    pthread_key_create(&cache_key, cache_drop);
+}
+
 o11y__exchange *o11y__exchange_new(o11y_service *svc, const char *uri, size_t uri_len)
 {
-    o11y__exchange *ex = o11y__calloc(1, sizeof *ex);
-    if (!ex)
+    o11y__exchange *ex = cache.head;
+    if (ex) {
+        cache.head = ex->next_free;
+        cache.n--;
+    } else if (!(ex = o11y__malloc(sizeof *ex))) {
         return NULL;
-    ex->req.uri = o11y__strndup(uri, uri_len);
-    if (!ex->req.uri) {
+    }
+    memset(ex, 0, offsetof(o11y__exchange, uri_inline));
+    char *copy = uri_len < sizeof ex->uri_inline ? ex->uri_inline : o11y__malloc(uri_len + 1);
+    if (!copy) {
         o11y__free(ex);
         return NULL;
     }
+    memcpy(copy, uri, uri_len);
+    copy[uri_len] = '\0';
+    ex->req.uri = copy;
     ex->req.svc = svc;
     ex->req.start_ns = o11y__now_mono_ns();
     const char *q = memchr(uri, '?', uri_len);
@@ -30,9 +65,10 @@ o11y__exchange *o11y__exchange_new(o11y_service *svc, const char *uri, size_t ur
         ex->req.query = ex->req.uri + ex->req.path_len + 1;
         ex->req.query_len = uri_len - ex->req.path_len - 1;
     }
-    o11y__buf_init(&ex->req.arena, ARENA_MAX);
+    o11y__arena_init(&ex->req.arena, ex->arena_inline, sizeof ex->arena_inline, ARENA_MAX);
     o11y__buf_init(&ex->req.body, svc->max_body);
-    o11y__buf_init(&ex->res.headers, 16 * 1024);
+    o11y__buf_init_inline(&ex->res.headers, ex->headers_inline, sizeof ex->headers_inline,
+                          16 * 1024);
     return ex;
 }
 
@@ -40,8 +76,9 @@ void o11y__exchange_free(o11y__exchange *ex)
 {
     if (!ex)
         return;
-    o11y__free(ex->req.uri);
-    o11y__buf_release(&ex->req.arena);
+    if (ex->req.uri != ex->uri_inline)
+        o11y__free(ex->req.uri);
+    o11y__arena_release(&ex->req.arena);
     o11y__buf_release(&ex->req.body);
     json_decref(ex->req.json);
     o11y__free(ex->res.body);
@@ -49,7 +86,18 @@ void o11y__exchange_free(o11y__exchange *ex)
     json_decref(ex->res.error_details);
     json_decref(ex->res.field_errors);
     o11y__buf_release(&ex->res.headers);
-    o11y__free(ex);
+    if (cache.n == CACHE_MAX) {
+        o11y__free(ex);
+        return;
+    }
+    if (!cache.registered) { /* so the cache is freed when this thread exits */
+        pthread_once(&cache_once, cache_key_create);
+        pthread_setspecific(cache_key, &cache);
+        cache.registered = true;
+    }
+    ex->next_free = cache.head;
+    cache.head = ex;
+    cache.n++;
 }
 
 /*=== MARK: decoding ===*/
@@ -65,35 +113,52 @@ static int hexval(char c)
     return -1;
 }
 
-bool o11y__percent_decode(o11y__buf *arena, const char *src, size_t len, bool plus_is_space,
+/* Decodes one byte of src at *i (advancing it); -1 on a bad escape. */
+static int decode_at(const char *src, size_t len, size_t *i, bool plus_is_space)
+{
+    char c = src[*i];
+    if (c == '%') {
+        if (len - *i < 3 || hexval(src[*i + 1]) < 0 || hexval(src[*i + 2]) < 0)
+            return -1;
+        int v = hexval(src[*i + 1]) * 16 + hexval(src[*i + 2]);
+        *i += 3;
+        return v;
+    }
+    (*i)++;
+    return c == '+' && plus_is_space ? ' ' : (unsigned char)c;
+}
+
+bool o11y__percent_decode(o11y__arena *arena, const char *src, size_t len, bool plus_is_space,
                           o11y_str *out)
 {
-    if (!o11y__buf_reserve(arena, len + 1))
+    char *dst = o11y__arena_alloc(arena, len + 1); /* decoding never lengthens */
+    if (!dst)
         return false;
-    /* Offsets, not pointers: the arena may move when it grows for the next value. */
-    char *dst = arena->ptr + arena->len;
     size_t n = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = src[i];
-        if (c == '%') {
-            if (len - i < 3 || hexval(src[i + 1]) < 0 || hexval(src[i + 2]) < 0)
-                return false;
-            c = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
-            if (c == '\0')
-                return false;
-            i += 2;
-        } else if (c == '+' && plus_is_space) {
-            c = ' ';
-        }
-        dst[n++] = c;
+    for (size_t i = 0; i < len;) {
+        int c = decode_at(src, len, &i, plus_is_space);
+        if (c <= 0)
+            return false; /* a bad escape or an encoded NUL */
+        dst[n++] = (char)c;
     }
     if (!o11y__utf8_valid(dst, n))
         return false;
     dst[n] = '\0';
     out->ptr = dst;
     out->len = n;
-    arena->len += n + 1;
     return true;
+}
+
+/* Compares a raw (escaped) query key with name without allocating. */
+static bool key_equals(const char *raw, size_t len, const char *name, size_t name_len)
+{
+    size_t i = 0, j = 0;
+    while (i < len) {
+        int c = decode_at(raw, len, &i, true);
+        if (c < 0 || j == name_len || (char)c != name[j++])
+            return false;
+    }
+    return j == name_len;
 }
 
 /*=== MARK: the request ===*/
@@ -134,10 +199,7 @@ bool o11y_req_query(o11y_request *req, const char *name, o11y_str *out)
         const char *item_end = amp ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(item_end - p));
         const char *key_end = eq ? eq : item_end;
-        o11y_str key;
-        size_t mark = req->arena.len;
-        if (o11y__percent_decode(&req->arena, p, (size_t)(key_end - p), true, &key) &&
-            key.len == name_len && memcmp(key.ptr, name, name_len) == 0) {
+        if (key_equals(p, (size_t)(key_end - p), name, name_len)) {
             if (!eq) {
                 *out = (o11y_str){"", 0};
                 return true;
@@ -145,7 +207,6 @@ bool o11y_req_query(o11y_request *req, const char *name, o11y_str *out)
             return o11y__percent_decode(&req->arena, eq + 1, (size_t)(item_end - eq - 1), true,
                                         out);
         }
-        req->arena.len = mark;
         p = amp ? amp + 1 : end;
     }
     return false;

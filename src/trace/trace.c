@@ -96,16 +96,21 @@ static void new_span_id(char out[17])
     out[16] = '\0';
 }
 
-/* The 128-bit W3C trace id for outgoing calls: the trace id itself when it is 32 hex digits or a
- * UUID (hyphens removed, lowercased), otherwise a fresh random one. */
-static void derive_w3c_id(o11y_trace_ctx *ctx)
+static uint64_t fnv1a64(const char *s, size_t len, uint64_t h)
+{
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001B3ull;
+    return h;
+}
+
+/* Computed on demand rather than per request: only outgoing calls need it. */
+void o11y_trace_w3c_id(const o11y_trace_ctx *ctx, char out[33])
 {
     const char *s = ctx->trace_id;
-    size_t len = ctx->trace_id_len;
-    char hex[32];
-    size_t n = 0;
+    size_t len = ctx->trace_id_len, n = 0;
     bool ok = len == 32 || (len == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' &&
                             s[23] == '-');
+    bool zero = true;
     for (size_t i = 0; ok && i < len; i++) {
         char c = s[i];
         if (c == '-' && len == 36)
@@ -115,18 +120,15 @@ static void derive_w3c_id(o11y_trace_ctx *ctx)
         if (lower_hex(c) < 0)
             ok = false;
         else
-            hex[n++] = c;
+            out[n++] = c;
+        zero &= c == '0';
     }
-    bool zero = true;
-    for (size_t i = 0; ok && i < 32; i++)
-        zero &= hex[i] == '0';
-    if (ok && !zero) {
-        memcpy(ctx->w3c_trace_id, hex, 32);
-    } else {
-        o11y__hex_u64(o11y__rand64(), ctx->w3c_trace_id);
-        o11y__hex_u64(o11y__rand64() | 1, ctx->w3c_trace_id + 16);
+    if (!ok || zero || n != 32) {
+        /* Not 128 bits of hex: two FNV-1a hashes with different offsets, never all zero. */
+        o11y__hex_u64(fnv1a64(s, len, 0xCBF29CE484222325ull), out);
+        o11y__hex_u64(fnv1a64(s, len, 0x84222325CBF29CE4ull) | 1, out + 16);
     }
-    ctx->w3c_trace_id[32] = '\0';
+    out[32] = '\0';
 }
 
 static void set_id(char *dst, uint8_t *dst_len, const char *s, size_t len)
@@ -170,7 +172,6 @@ void o11y_trace_ctx_from_headers(o11y_trace_ctx *ctx, o11y_str x_trace_id, o11y_
     }
     /* A traceparent whose trace-id differs from a valid X-Trace-Id keeps the X-Trace-Id (it
      * wins by precedence); outgoing calls then carry the id derived from X-Trace-Id. */
-    derive_w3c_id(ctx);
     new_span_id(ctx->span_id);
     if (o11y_trace_id_valid(x_job_id.ptr, x_job_id.len))
         set_id(ctx->job_id, &ctx->job_id_len, x_job_id.ptr, x_job_id.len);
@@ -209,7 +210,9 @@ o11y_trace_ctx *o11y_trace_set_current(o11y_trace_ctx *ctx)
 void o11y_trace_format_traceparent(const o11y_trace_ctx *ctx, char out[56])
 {
     memcpy(out, "00-", 3);
-    memcpy(out + 3, ctx->w3c_trace_id, 32);
+    char w3c[33];
+    o11y_trace_w3c_id(ctx, w3c);
+    memcpy(out + 3, w3c, 32);
     out[35] = '-';
     memcpy(out + 36, ctx->span_id, 16);
     out[52] = '-';

@@ -95,8 +95,9 @@ static void methods(void **state)
 static void percent_decoding(void **state)
 {
     (void)state;
-    o11y__buf arena;
-    o11y__buf_init(&arena, 1024);
+    char storage[16];
+    o11y__arena arena;
+    o11y__arena_init(&arena, storage, sizeof storage, 4096);
     o11y_str out;
     assert_true(o11y__percent_decode(&arena, "a%20b+c", 7, false, &out));
     assert_string_equal(out.ptr, "a b+c");
@@ -108,7 +109,18 @@ static void percent_decoding(void **state)
     assert_false(o11y__percent_decode(&arena, "a%zz", 4, false, &out));
     assert_false(o11y__percent_decode(&arena, "a%2", 3, false, &out));
     assert_false(o11y__percent_decode(&arena, "%FF", 3, false, &out));
-    o11y__buf_release(&arena);
+    /* Earlier results stay valid when the arena takes new chunks. */
+    o11y_str first, second;
+    assert_true(o11y__percent_decode(&arena, "first", 5, false, &first));
+    for (int i = 0; i < 50; i++)
+        assert_true(o11y__percent_decode(&arena, "0123456789abcdefghij", 20, false, &second));
+    assert_string_equal(first.ptr, "first");
+    /* The arena's cap holds: 4096 bytes in all, then decoding fails. */
+    int fits = 0;
+    while (o11y__percent_decode(&arena, "0123456789abcdefghij", 20, false, &second))
+        fits++;
+    assert_true(fits > 0 && fits < 4096 / 21);
+    o11y__arena_release(&arena);
 }
 
 int main(void)

@@ -77,7 +77,9 @@ static void precedence(void **state)
 
     o11y_trace_ctx_from_headers(&ctx, S("bad trace\r\n"), S(valid_tp), NONE, NONE);
     assert_string_equal(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert_string_equal(ctx.w3c_trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    char w3c[33];
+    o11y_trace_w3c_id(&ctx, w3c);
+    assert_string_equal(w3c, "4bf92f3577b34da6a3ce929d0e0e4736");
 
     o11y_trace_ctx_from_headers(&ctx, NONE, S("00-garbage"), S("job_1"), S("proj\n1"));
     assert_true(is_uuid7(ctx.trace_id));
@@ -100,11 +102,18 @@ static void outgoing_traceparent_keeps_the_128_bits(void **state)
     assert_int_equal(o11y_traceparent_parse(tp, strlen(tp), &parsed), O11Y_OK);
     assert_string_equal(parsed.parent_id, ctx.span_id);
 
-    /* Not a UUID or 32 hex digits: a fresh, valid id. */
+    /* Not a UUID or 32 hex digits: a valid id derived from it, the same in every service. */
     o11y_trace_ctx_from_headers(&ctx, S("trace_abc123"), NONE, NONE, NONE);
     o11y_trace_format_traceparent(&ctx, tp);
     assert_int_equal(o11y_traceparent_parse(tp, strlen(tp), &parsed), O11Y_OK);
-    assert_string_equal(parsed.trace_id, ctx.w3c_trace_id);
+    o11y_trace_ctx other;
+    o11y_trace_ctx_from_headers(&other, S("trace_abc123"), NONE, NONE, NONE);
+    char w3c[33];
+    o11y_trace_w3c_id(&other, w3c);
+    assert_string_equal(parsed.trace_id, w3c);
+    o11y_trace_ctx_from_headers(&other, S("00000000000000000000000000000000"), NONE, NONE, NONE);
+    o11y_trace_w3c_id(&other, w3c);
+    assert_string_not_equal(w3c, "00000000000000000000000000000000");
 }
 
 static void ids_are_unique_uuid7(void **state)

@@ -23,14 +23,6 @@ struct o11y_mhd_server {
     unsigned drain_timeout_ms;
 };
 
-/* What the adapter keeps beside the exchange. */
-typedef struct mhd_exchange {
-    o11y__exchange *ex;
-    bool started;
-    bool answered;
-    uint64_t bytes;
-} mhd_exchange;
-
 void o11y_mhd_config_init(o11y_mhd_config *cfg)
 {
     *cfg = (o11y_mhd_config){
@@ -48,15 +40,7 @@ static void *on_request_start(void *cls, const char *uri, struct MHD_Connection 
     (void)conn;
     o11y_mhd_server *srv = cls;
     /* The raw target, before MHD unescapes it in place: %00 and %2F stay visible to routing. */
-    mhd_exchange *m = o11y__calloc(1, sizeof *m);
-    if (!m)
-        return NULL;
-    m->ex = o11y__exchange_new(srv->svc, uri, strlen(uri));
-    if (!m->ex) {
-        o11y__free(m);
-        return NULL;
-    }
-    return m;
+    return o11y__exchange_new(srv->svc, uri, strlen(uri));
 }
 
 static o11y_str get_header(void *ctx, const char *name)
@@ -70,19 +54,12 @@ static o11y_str get_header(void *ctx, const char *name)
     return (o11y_str){NULL, 0};
 }
 
-static int64_t content_length(struct MHD_Connection *conn)
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_len, const char *value, size_t value_len)
 {
-    o11y_str v = get_header(conn, "Content-Length");
-    if (!v.ptr)
-        return -1;
-    /* MHD has already answered 400 to a malformed or conflicting value. */
-    int64_t n = 0;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.ptr[i] < '0' || v.ptr[i] > '9' || n > (INT64_MAX - 9) / 10)
-            return INT64_MAX;
-        n = n * 10 + (v.ptr[i] - '0');
-    }
-    return n;
+    (void)kind;
+    o11y__std_headers_add(cls, key, key_len, value ? value : "", value ? value_len : 0);
+    return MHD_YES;
 }
 
 static void free_body(void *p)
@@ -90,9 +67,8 @@ static void free_body(void *p)
     o11y__free(p);
 }
 
-static enum MHD_Result respond(mhd_exchange *m, struct MHD_Connection *conn)
+static enum MHD_Result respond(o11y__exchange *ex, struct MHD_Connection *conn)
 {
-    o11y__exchange *ex = m->ex;
     o11y__pipeline_run(ex);
     o11y_response *res = &ex->res;
     struct MHD_Response *r;
@@ -115,8 +91,8 @@ static enum MHD_Result respond(mhd_exchange *m, struct MHD_Connection *conn)
         MHD_add_response_header(r, name, value);
         p = value + strlen(value) + 1;
     }
-    m->answered = true;
-    m->bytes = ex->req.method == O11Y_HEAD ? 0 : res->body_len;
+    ex->responded = true;
+    ex->bytes_sent = ex->req.method == O11Y_HEAD ? 0 : res->body_len;
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -128,39 +104,39 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   void **req_cls)
 {
     (void)cls, (void)url, (void)version;
-    mhd_exchange *m = *req_cls;
-    if (!m)
+    o11y__exchange *ex = *req_cls;
+    if (!ex)
         return MHD_NO; /* out of memory at the start: close the connection */
-    if (!m->started) {
-        m->started = true;
+    if (!ex->started) {
+        ex->started = true;
+        o11y__std_headers std = {.content_length = -1};
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &std);
         /* A body over the limit is refused before it is read (no 100 Continue is sent; MHD then
          * closes the connection). Other early answers wait for the end of the request, so the
          * connection stays usable; their bodies are discarded as they arrive. */
-        if (o11y__pipeline_begin(m->ex, method, get_header, conn, content_length(conn)) &&
-            m->ex->req.body_too_large)
-            return respond(m, conn);
+        if (o11y__pipeline_begin(ex, method, &std, get_header, conn) && ex->req.body_too_large)
+            return respond(ex, conn);
         return MHD_YES;
     }
     if (*upload_data_size) {
-        o11y__pipeline_body(m->ex, upload_data, *upload_data_size);
+        o11y__pipeline_body(ex, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (m->answered)
+    if (ex->responded)
         return MHD_YES;
-    return respond(m, conn);
+    return respond(ex, conn);
 }
 
 static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_cls,
                             enum MHD_RequestTerminationCode toe)
 {
     (void)cls, (void)conn;
-    mhd_exchange *m = *req_cls;
-    if (!m)
+    o11y__exchange *ex = *req_cls;
+    if (!ex)
         return;
-    o11y__pipeline_done(m->ex, m->bytes, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
-    o11y__exchange_free(m->ex);
-    o11y__free(m);
+    o11y__pipeline_done(ex, ex->bytes_sent, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    o11y__exchange_free(ex);
     *req_cls = NULL;
 }
 
