@@ -2,7 +2,8 @@
  * middleware's cost can be measured side by side (scripts/bench.sh drives it with wrk and
  * callgrind).
  *   bench_server bare    PORT THREADS
- *   bench_server wrapped PORT THREADS LOGFILE   (access logging on, to LOGFILE) */
+ *   bench_server wrapped PORT THREADS LOGFILE   (access logging on, to LOGFILE)
+ *   bench_server quiet   PORT THREADS LOGFILE   (wrapped, access logging off) */
 #include <o11y/o11y.h>
 
 #include <microhttpd.h>
@@ -61,12 +62,13 @@ static int run_bare(unsigned port, unsigned threads)
     return 0;
 }
 
-static int run_wrapped(unsigned port, unsigned threads, const char *log)
+static int run_wrapped(unsigned port, unsigned threads, const char *log, bool access_log)
 {
     o11y_service_config cfg;
     o11y_service_config_init(&cfg);
     cfg.service_name = "bench-service";
     cfg.log.file_path = log;
+    cfg.access_log_off = !access_log;
     o11y_service *svc;
     if (o11y_service_create(&cfg, &svc) != O11Y_OK ||
         o11y_service_route(svc, O11Y_GET, "/projects/{projectId}", wrapped, NULL, 0) != O11Y_OK)
@@ -82,13 +84,13 @@ static int run_wrapped(unsigned port, unsigned threads, const char *log)
 
 int main(int argc, char **argv)
 {
-    if (argc < 4 || (strcmp(argv[1], "wrapped") == 0 && argc < 5)) {
-        fprintf(stderr, "usage: bench_server bare|wrapped PORT THREADS [LOGFILE]\n");
+    if (argc < 4 || (strcmp(argv[1], "bare") != 0 && argc < 5)) {
+        fprintf(stderr, "usage: bench_server bare|wrapped|quiet PORT THREADS [LOGFILE]\n");
         return 2;
     }
     unsigned port = (unsigned)strtoul(argv[2], NULL, 10);
     unsigned threads = (unsigned)strtoul(argv[3], NULL, 10);
     if (strcmp(argv[1], "bare") == 0)
         return run_bare(port, threads);
-    return run_wrapped(port, threads, argv[4]);
+    return run_wrapped(port, threads, argv[4], strcmp(argv[1], "quiet") != 0);
 }

@@ -49,16 +49,20 @@ start_server() { # mode port [log]
 rps() { wrk -t1 -c"$conns" -d"${duration}s" "http://127.0.0.1:$1/projects/proj_1" | awk '/Requests\/sec/ {print $2}'; }
 bare_port=$(free_port); start_server bare "$bare_port"
 wrap_port=$(free_port); start_server wrapped "$wrap_port" "$work/access.log"
-declare -a bare_r wrap_r
-for round in 1 2 3; do # alternate, so both see the same machine
+quiet_port=$(free_port); start_server quiet "$quiet_port" "$work/quiet.log"
+declare -a bare_r wrap_r quiet_r
+for round in 1 2 3; do # interleaved, so all three see the same machine
     bare_r+=("$(rps "$bare_port")")
     wrap_r+=("$(rps "$wrap_port")")
+    quiet_r+=("$(rps "$quiet_port")")
 done
 median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
-b=$(median "${bare_r[@]}"); w=$(median "${wrap_r[@]}")
-echo "bare:    ${bare_r[*]} req/s (median $b)"
-echo "wrapped: ${wrap_r[*]} req/s (median $w), access lines: $(wc -l < "$work/access.log")"
-awk -v b="$b" -v w="$w" 'BEGIN { printf "wrapped / bare = %.3f\n", w / b }'
+b=$(median "${bare_r[@]}"); w=$(median "${wrap_r[@]}"); q=$(median "${quiet_r[@]}")
+echo "bare:                    ${bare_r[*]} req/s (median $b)"
+echo "wrapped, access log on:  ${wrap_r[*]} req/s (median $w), lines: $(wc -l < "$work/access.log")"
+echo "wrapped, access log off: ${quiet_r[*]} req/s (median $q)"
+awk -v b="$b" -v w="$w" -v q="$q" \
+    'BEGIN { printf "wrapped / bare = %.3f (log on), %.3f (log off)\n", w / b, q / b }'
 for p in "${pids[@]}"; do kill "$p"; done
 wait 2>/dev/null || true
 pids=()

@@ -49,6 +49,8 @@ typedef struct o11y__std_headers {
     o11y_str x_trace_id, traceparent, x_job_id, x_project_id;
     o11y_str accept, content_type;
     int64_t content_length; /* -1: absent (chunked or no body) */
+    bool transfer_encoding;
+    bool conflicting_length; /* two Content-Length values that differ */
 } o11y__std_headers;
 
 /* Fills h from one header (name case-insensitive); other names are ignored. */
@@ -68,6 +70,7 @@ struct o11y_response {
     o11y__buf headers; /* "Name\0Value\0" pairs */
     size_t n_headers;
     const char *allow; /* for 405 */
+    bool close;        /* ask the adapter to close the connection after the response */
 };
 
 struct o11y_request {
@@ -84,6 +87,7 @@ struct o11y_request {
     o11y__arena arena; /* decoded parameters and query values */
     o11y__buf body;
     bool body_too_large;
+    bool answer_now; /* answer before reading the body, then close the connection */
     o11y_trace_ctx trace;
     o11y_trace_ctx *prev_trace;
     int64_t start_ns, handler_start_ns, handler_end_ns;

@@ -106,9 +106,13 @@ void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_l
         else if (NAME_IS(name, name_len, "Content-Type"))
             keep_first(&h->content_type, value, value_len);
         break;
+    case 17:
+        if (NAME_IS(name, name_len, "Transfer-Encoding"))
+            h->transfer_encoding = true;
+        break;
     case 14:
-        if (NAME_IS(name, name_len, "Content-Length") && h->content_length < 0) {
-            /* The server library has already refused a malformed or conflicting value. */
+        if (NAME_IS(name, name_len, "Content-Length")) {
+            /* The server library has already refused a malformed value, not a repeated one. */
             int64_t n = 0;
             for (size_t i = 0; i < value_len; i++) {
                 if (value[i] < '0' || value[i] > '9' || n > (INT64_MAX - 9) / 10) {
@@ -117,6 +121,8 @@ void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_l
                 }
                 n = n * 10 + (value[i] - '0');
             }
+            if (h->content_length >= 0 && h->content_length != n)
+                h->conflicting_length = true;
             h->content_length = n;
         }
         break;
@@ -141,6 +147,14 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     atomic_fetch_add_explicit(&svc->active_requests, 1, memory_order_relaxed);
     req->counted_active = true;
 
+    if (std->conflicting_length || (std->transfer_encoding && content_length >= 0)) {
+        /* RFC 9112 section 6.3: the body's length is ambiguous (the shape of request smuggling).
+         * Refuse it before reading anything and close the connection. */
+        req->answer_now = res->close = true;
+        o11y_res_error(res, "VALIDATION_FAILED", NULL,
+                       "Conflicting Content-Length or Transfer-Encoding headers");
+        return true;
+    }
     o11y_str raw[O11Y__MAX_PARAMS];
     req->route = o11y__route_match(svc, req->uri, req->path_len, raw);
     if (!req->route) {
@@ -161,7 +175,7 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
         return true;
     set_context_from_params(req);
     if (content_length > 0 && (uint64_t)content_length > svc->max_body) {
-        req->body_too_large = true;
+        req->body_too_large = req->answer_now = true;
         o11y_res_error(res, "PAYLOAD_TOO_LARGE",
                        json_pack("{s:I}", "maxBytes", (json_int_t)svc->max_body),
                        "The request body is larger than %zu bytes", svc->max_body);
@@ -286,6 +300,8 @@ void o11y__pipeline_run(o11y__exchange *ex)
     o11y__json_fixed3(&b, (double)(req->handler_end_ns - req->handler_start_ns) / 1e6);
     add_header_lit(res, "X-Processing-Time", ms, b.len);
     add_header_lit(res, "X-Service", req->svc->service_header, strlen(req->svc->service_header));
+    if (res->close)
+        add_header_lit(res, "Connection", "close", 5);
 }
 
 /*=== MARK: stage 4: the access line ===*/

@@ -111,10 +111,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ex->started = true;
         o11y__std_headers std = {.content_length = -1};
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &std);
-        /* A body over the limit is refused before it is read (no 100 Continue is sent; MHD then
-         * closes the connection). Other early answers wait for the end of the request, so the
-         * connection stays usable; their bodies are discarded as they arrive. */
-        if (o11y__pipeline_begin(ex, method, &std, get_header, conn) && ex->req.body_too_large)
+        /* A body over the limit or of ambiguous length is refused before it is read (no 100
+         * Continue is sent; MHD then closes the connection). Other early answers wait for the
+         * end of the request, so the connection stays usable; their bodies are discarded. */
+        if (o11y__pipeline_begin(ex, method, &std, get_header, conn) && ex->req.answer_now)
             return respond(ex, conn);
         return MHD_YES;
     }
