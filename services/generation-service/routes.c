@@ -149,6 +149,19 @@ static void not_found(o11y_response *res, bool project_missing)
         o11y_res_error(res, "EPISODE_NOT_FOUND", NULL, NULL);
 }
 
+/* Answers a read: the resource with 200, or the error its result calls for. */
+static int answer_read(o11y_response *res, gs_store *st, gs_result r, json_t *found,
+                       bool project_missing)
+{
+    if (r == GS_NOT_FOUND)
+        not_found(res, project_missing);
+    else if (r != GS_OK)
+        store_failure(res, st, r, "SERVICE_UNAVAILABLE");
+    else
+        return o11y_res_json(res, 200, found) == O11Y_OK ? 0 : 1;
+    return 0;
+}
+
 static const char *param(o11y_request *req, const char *name)
 {
     /* Decoded parameters are NUL-terminated and contain no NUL (the pipeline checked). */
@@ -183,15 +196,9 @@ static int create_project(o11y_request *req, o11y_response *res, void *user)
 
 static int get_project(o11y_request *req, o11y_response *res, void *user)
 {
-    json_t *project;
+    json_t *project = NULL;
     gs_result r = gs_project_get(user, param(req, "projectId"), &project);
-    if (r == GS_NOT_FOUND)
-        o11y_res_error(res, "PROJECT_NOT_FOUND", NULL, NULL);
-    else if (r != GS_OK)
-        store_failure(res, user, r, "SERVICE_UNAVAILABLE");
-    else
-        return o11y_res_json(res, 200, project) == O11Y_OK ? 0 : 1;
-    return 0;
+    return answer_read(res, user, r, project, true);
 }
 
 /*=== MARK: episodes ===*/
@@ -243,34 +250,21 @@ static int create_episode(o11y_request *req, o11y_response *res, void *user)
 
 static int list_episodes(o11y_request *req, o11y_response *res, void *user)
 {
-    json_t *items;
+    json_t *items = NULL;
     gs_result r = gs_episode_list(user, param(req, "projectId"), &items);
-    if (r == GS_NOT_FOUND) {
-        o11y_res_error(res, "PROJECT_NOT_FOUND", NULL, NULL);
-        return 0;
-    }
-    if (r != GS_OK) {
-        store_failure(res, user, r, "SERVICE_UNAVAILABLE");
-        return 0;
-    }
-    json_t *body = json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(items), "items",
-                             items);
-    return o11y_res_json(res, 200, body) == O11Y_OK ? 0 : 1;
+    json_t *body = r != GS_OK ? NULL
+                              : json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(items),
+                                          "items", items);
+    return answer_read(res, user, r, body, true);
 }
 
 static int get_episode(o11y_request *req, o11y_response *res, void *user)
 {
-    json_t *episode;
+    json_t *episode = NULL;
     bool project_missing;
     gs_result r = gs_episode_get(user, param(req, "projectId"), param(req, "episodeId"), &episode,
                                  &project_missing);
-    if (r == GS_NOT_FOUND)
-        not_found(res, project_missing);
-    else if (r != GS_OK)
-        store_failure(res, user, r, "SERVICE_UNAVAILABLE");
-    else
-        return o11y_res_json(res, 200, episode) == O11Y_OK ? 0 : 1;
-    return 0;
+    return answer_read(res, user, r, episode, project_missing);
 }
 
 static int update_episode(o11y_request *req, o11y_response *res, void *user)
