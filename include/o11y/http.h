@@ -6,12 +6,16 @@
  * METHOD_NOT_ALLOWED (+ Allow), 413 PAYLOAD_TOO_LARGE and 415 UNSUPPORTED_MEDIA_TYPE itself;
  * turns a failed handler into 500 INTERNAL_ERROR; renders every error as the envelope or as RFC
  * 9457 problem details (CONTRACT section 1); adds X-Trace-Id, X-Job-Id, X-Project-Id,
- * X-Processing-Time and X-Service; and writes one access line ("event":"http_request"). */
+ * X-Processing-Time and X-Service; writes one access line ("event":"http_request"); and records
+ * http_server_requests_total, http_server_request_duration_seconds and
+ * http_server_active_requests, served with the process metrics at GET /metrics (Prometheus text
+ * or OpenMetrics) and as JSON at GET /metrics/summary. */
 #ifndef O11Y_HTTP_H
 #define O11Y_HTTP_H
 
 #include "o11y/common.h"
 #include "o11y/log.h"
+#include "o11y/metrics.h"
 #include "o11y/trace.h"
 
 #include <stdbool.h>
@@ -62,6 +66,8 @@ typedef struct o11y_service_config {
     const char *project_param;     /* path parameter that sets X-Project-Id; NULL: "projectId" */
     const char *job_param;         /* path parameter that sets X-Job-Id; NULL: "jobId" */
     bool access_log_off;           /* true: no http_request lines */
+    o11y_metrics *metrics;         /* NULL: the service creates a registry and owns it */
+    bool no_metrics_routes;        /* true: no GET /metrics and /metrics/summary */
 } o11y_service_config;
 
 O11Y_API void o11y_service_config_init(o11y_service_config *cfg);
@@ -76,6 +82,8 @@ O11Y_API O11Y_WARN_UNUSED o11y_status o11y_service_create(const o11y_service_con
 O11Y_API void o11y_service_destroy(o11y_service *svc);
 
 O11Y_API o11y_logger *o11y_service_logger(const o11y_service *svc);
+/* The service's metric registry (the process default registry too). */
+O11Y_API o11y_metrics *o11y_service_metrics(const o11y_service *svc);
 O11Y_API const char *o11y_service_name(const o11y_service *svc);
 O11Y_API const char *o11y_service_version(const o11y_service *svc);
 

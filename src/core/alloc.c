@@ -37,3 +37,12 @@ char *o11y__strdup(const char *s)
 {
     return s ? o11y__strndup(s, strlen(s)) : NULL;
 }
+
+void *o11y__aligned_calloc(size_t alignment, size_t size)
+{
+    size = (size + alignment - 1) / alignment * alignment;
+    void *p = aligned_alloc(alignment, size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}

@@ -20,6 +20,8 @@ void *o11y__realloc(void *ptr, size_t size);
 void o11y__free(void *ptr);
 char *o11y__strndup(const char *s, size_t len);
 char *o11y__strdup(const char *s);
+/* Zeroed memory aligned to alignment (a power of two); free with o11y__free. */
+void *o11y__aligned_calloc(size_t alignment, size_t size);
 
 /*=== MARK: byte buffer ===*/
 /* A byte buffer with a hard cap. Either growable (heap, grows up to max) or fixed (caller's

@@ -5,6 +5,7 @@
 #include "core/internal.h"
 #include "o11y/error.h"
 #include "o11y/http.h"
+#include "o11y/metrics.h"
 
 #include <stdatomic.h>
 
@@ -15,6 +16,19 @@ enum {
     O11Y__N_METHODS = 7, /* bits of o11y_method */
     O11Y__MAX_RES_HEADERS = 16,
 };
+
+enum { O11Y__STAT_METHODS = O11Y__N_METHODS + 1, O11Y__STATUS_CACHE = 8 };
+
+/* A route's metric series, resolved once (at registration for its methods, on first use for the
+ * rest); index O11Y__N_METHODS stands for methods outside the table (_OTHER). */
+typedef struct o11y__route_stats {
+    _Atomic(o11y_series *) duration[O11Y__STAT_METHODS];
+    _Atomic(o11y_series *) errors[O11Y__STAT_METHODS][2]; /* 4xx, 5xx */
+    struct {
+        atomic_int status;
+        _Atomic(o11y_series *) series;
+    } requests[O11Y__STAT_METHODS][O11Y__STATUS_CACHE];
+} o11y__route_stats;
 
 typedef struct o11y__route {
     char *template;
@@ -29,6 +43,7 @@ typedef struct o11y__route {
     void *users[O11Y__N_METHODS];
     unsigned flags[O11Y__N_METHODS];
     char allow[64]; /* the Allow header value */
+    o11y__route_stats stats;
 } o11y__route;
 
 struct o11y_service {
@@ -40,7 +55,25 @@ struct o11y_service {
     o11y__route *routes[O11Y__MAX_ROUTES];
     size_t n_routes;
     atomic_long active_requests;
+    int64_t started_ns; /* CLOCK_REALTIME */
+    o11y_metrics *metrics;
+    bool owns_metrics;
+    o11y_metric *m_requests, *m_duration, *m_errors, *m_operation, *m_operation_errors;
+    o11y_series *s_active;
+    o11y__route_stats unmatched;
 };
+
+/* Registers the service's metrics (HTTP, process, log, build info, operations) and the
+ * /metrics and /metrics/summary routes. */
+o11y_status o11y__service_metrics_init(o11y_service *svc, bool routes);
+/* Resolves a route's series for the methods it serves. */
+void o11y__route_stats_prepare(o11y_service *svc, o11y__route *r);
+/* Records one finished request. */
+void o11y__record_request(o11y_service *svc, const o11y__route *r, o11y_method method, int status,
+                          double seconds);
+/* Sets the response body, taking ownership of body (freed with o11y__free). */
+void o11y__res_body_owned(o11y_response *res, int status, const char *content_type, char *body,
+                          size_t len);
 
 typedef o11y_str (*o11y__header_fn)(void *ctx, const char *name);
 

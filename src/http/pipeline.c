@@ -145,6 +145,7 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     req->error_format = o11y_error_negotiate(std->accept.ptr, std->accept.len);
     int64_t content_length = std->content_length;
     atomic_fetch_add_explicit(&svc->active_requests, 1, memory_order_relaxed);
+    o11y_gauge_add(svc->s_active, 1);
     req->counted_active = true;
 
     if (std->conflicting_length || (std->transfer_encoding && content_length >= 0)) {
@@ -310,11 +311,15 @@ void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed
 {
     o11y_request *req = &ex->req;
     o11y_service *svc = req->svc;
-    if (req->counted_active)
-        atomic_fetch_sub_explicit(&svc->active_requests, 1, memory_order_relaxed);
-    if (!svc->access_log || !req->counted_active)
-        return;
+    if (!req->counted_active)
+        return; /* the server library refused the request before the pipeline saw it */
     int status = ex->res.status;
+    double elapsed_ms = (double)(o11y__now_mono_ns() - req->start_ns) / 1e6;
+    o11y__record_request(svc, req->route, req->method, status, elapsed_ms / 1e3);
+    o11y_gauge_add(svc->s_active, -1);
+    atomic_fetch_sub_explicit(&svc->active_requests, 1, memory_order_relaxed);
+    if (!svc->access_log)
+        return;
     o11y__line l;
     o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
     /* The one line every request writes: built from pre-rendered pieces (route templates were
@@ -340,7 +345,7 @@ void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed
         o11y__json_u64(b, bytes_sent);
         if (!completed)
             o11y__buf_lit(b, ",\"aborted\":true");
-        o11y__line_end(&l, (double)(o11y__now_mono_ns() - req->start_ns) / 1e6);
+        o11y__line_end(&l, elapsed_ms);
     }
     o11y_trace_set_current(prev);
 }

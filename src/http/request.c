@@ -376,6 +376,17 @@ char *o11y__json_dump(const struct json_t *j, size_t *len)
     return text;
 }
 
+void o11y__res_body_owned(o11y_response *res, int status, const char *content_type, char *body,
+                          size_t len)
+{
+    clear_body(res);
+    res->body = body;
+    res->body_len = len;
+    res->status = status;
+    res->answered = true;
+    snprintf(res->content_type, sizeof res->content_type, "%s", content_type);
+}
+
 o11y_status o11y_res_json(o11y_response *res, int status, struct json_t *body)
 {
     if (!res || !body) {

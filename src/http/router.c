@@ -65,6 +65,8 @@ void o11y_service_destroy(o11y_service *svc)
         route_free(svc->routes[i]);
     if (svc->owns_logger)
         o11y_logger_destroy(svc->logger);
+    if (svc->owns_metrics)
+        o11y_metrics_destroy(svc->metrics);
     o11y__free(svc->name);
     o11y__free(svc->version);
     o11y__free(svc->problem_base);
@@ -137,6 +139,22 @@ o11y_status o11y_service_create(const o11y_service_config *cfg_in, o11y_service 
         svc->owns_logger = true;
     }
     o11y_logger_set_default(svc->logger);
+    svc->started_ns = o11y__now_real_ns();
+    if (cfg.metrics) {
+        svc->metrics = cfg.metrics;
+    } else {
+        o11y_status st = o11y_metrics_create(&svc->metrics);
+        if (st != O11Y_OK) {
+            o11y_service_destroy(svc);
+            return st;
+        }
+        svc->owns_metrics = true;
+    }
+    o11y_status st = o11y__service_metrics_init(svc, !cfg.no_metrics_routes);
+    if (st != O11Y_OK) {
+        o11y_service_destroy(svc);
+        return st;
+    }
     *out = svc;
     return O11Y_OK;
 }
@@ -144,6 +162,11 @@ o11y_status o11y_service_create(const o11y_service_config *cfg_in, o11y_service 
 o11y_logger *o11y_service_logger(const o11y_service *svc)
 {
     return svc ? svc->logger : NULL;
+}
+
+o11y_metrics *o11y_service_metrics(const o11y_service *svc)
+{
+    return svc ? svc->metrics : NULL;
 }
 
 const char *o11y_service_name(const o11y_service *svc)
@@ -287,6 +310,7 @@ o11y_status o11y_service_route(o11y_service *svc, unsigned methods, const char *
     build_allow(r);
     if (is_new)
         svc->routes[svc->n_routes++] = r;
+    o11y__route_stats_prepare(svc, r);
     return O11Y_OK;
 }
 

@@ -1,8 +1,11 @@
-/* log/operation.c — operation tracking on top of the logger. */
+/* metrics/operation.c — operation tracking: one log line per operation and, when a default
+ * registry is set, o11y_operation_duration_seconds{operation} and
+ * o11y_operation_errors_total{operation}. */
 #include "o11y/operation.h"
 
 #include "core/internal.h"
 #include "o11y/log.h"
+#include "o11y/metrics.h"
 
 o11y_operation o11y_operation_start(const char *name)
 {
@@ -13,6 +16,19 @@ void o11y_operation_fail(o11y_operation *op, const char *error_code)
 {
     if (op)
         op->error_code = error_code ? error_code : "INTERNAL_ERROR";
+}
+
+static void record(const o11y_operation *op, double ms)
+{
+    o11y_metrics *reg = o11y_metrics_default();
+    o11y_metric *duration = o11y_metrics_find(reg, "o11y_operation_duration_seconds");
+    o11y_series *s;
+    const char *labels[] = {op->name};
+    if (duration && o11y_metric_series(duration, labels, &s) == O11Y_OK)
+        o11y_histogram_observe(s, ms / 1e3);
+    o11y_metric *errors = o11y_metrics_find(reg, "o11y_operation_errors_total");
+    if (errors && o11y_metric_series(errors, labels, &s) == O11Y_OK && op->error_code)
+        o11y_counter_inc(s); /* resolved on success too, so the series shows 0 */
 }
 
 double o11y_operation_end(o11y_operation *op)
@@ -29,6 +45,7 @@ double o11y_operation_end(o11y_operation *op)
         o11y_log_va(NULL, O11Y_LOG_INFO, "operation", "operation completed",
                     O11Y_STR("operation", op->name), O11Y_STR("outcome", "success"),
                     O11Y_DURATION_MS(ms), O11Y__END);
+    record(op, ms);
     return ms;
 }
 

@@ -1,0 +1,382 @@
+/* http/observe.c — the service's metrics: what every request records, and the two endpoints
+ * that serve them (GET /metrics, GET /metrics/summary). */
+#include "http/http_internal.h"
+
+#include "metrics/metrics_internal.h"
+
+#include <jansson.h>
+
+/*=== MARK: registration ===*/
+
+static double log_written(void *ctx)
+{
+    o11y_log_stats st;
+    o11y_logger_stats(ctx, &st);
+    return (double)st.lines_written;
+}
+
+static double log_dropped(void *ctx)
+{
+    o11y_log_stats st;
+    o11y_logger_stats(ctx, &st);
+    return (double)st.lines_dropped;
+}
+
+static double log_failed(void *ctx)
+{
+    o11y_log_stats st;
+    o11y_logger_stats(ctx, &st);
+    return (double)st.lines_failed;
+}
+
+static o11y_status family(o11y_service *svc, const char *name, const char *help,
+                          o11y_metric_type type, const char *const *labels, size_t n,
+                          unsigned flags, o11y_metric **out)
+{
+    o11y_metric_opts o = {.name = name, .help = help, .type = type, .label_names = labels,
+                          .n_labels = n, .flags = flags};
+    o11y_status st = o11y_metric_register(svc->metrics, &o, out);
+    if (st == O11Y_ECONFLICT) { /* a registry shared by several services */
+        *out = o11y_metrics_find(svc->metrics, name);
+        st = *out && (*out)->type == type && (*out)->n_labels == n ? O11Y_OK : O11Y_ECONFLICT;
+    }
+    return st;
+}
+
+static int serve_metrics(o11y_request *req, o11y_response *res, void *user);
+static int serve_summary(o11y_request *req, o11y_response *res, void *user);
+
+o11y_status o11y__service_metrics_init(o11y_service *svc, bool routes)
+{
+    static const char *const method_route_status[] = {"method", "route", "status"};
+    static const char *const method_route[] = {"method", "route"};
+    static const char *const method_route_class[] = {"method", "route", "class"};
+    static const char *const operation[] = {"operation"};
+    static const char *const build[] = {"version", "service"};
+    o11y_metric *active, *build_info;
+    o11y_status st;
+#define TRY(call)                                                                                  \
+    if ((st = (call)) != O11Y_OK)                                                                  \
+        return st;
+    TRY(family(svc, "http_server_requests_total", "HTTP requests answered, by route and status",
+               O11Y_COUNTER, method_route_status, 3, 0, &svc->m_requests));
+    TRY(family(svc, "http_server_request_duration_seconds",
+               "Time from the request's first byte to its response, by route", O11Y_HISTOGRAM,
+               method_route, 2, O11Y_METRIC_WINDOWS, &svc->m_duration));
+    TRY(family(svc, "http_server_active_requests", "HTTP requests being handled", O11Y_GAUGE,
+               NULL, 0, 0, &active));
+    TRY(family(svc, "o11y_http_errors_total", "4xx and 5xx answers by route (for the summary)",
+               O11Y_COUNTER, method_route_class, 3, O11Y_METRIC_WINDOWS | O11Y_METRIC_HIDDEN,
+               &svc->m_errors));
+    TRY(family(svc, "o11y_operation_duration_seconds", "Duration of tracked operations",
+               O11Y_HISTOGRAM, operation, 1, O11Y_METRIC_WINDOWS, &svc->m_operation));
+    TRY(family(svc, "o11y_operation_errors_total", "Tracked operations that failed",
+               O11Y_COUNTER, operation, 1, O11Y_METRIC_WINDOWS, &svc->m_operation_errors));
+    TRY(family(svc, "o11y_build_info", "The service's version; the value is always 1", O11Y_GAUGE,
+               build, 2, 0, &build_info));
+    TRY(o11y_metric_series(active, NULL, &svc->s_active));
+    const char *build_values[] = {svc->version, svc->name};
+    o11y_series *b;
+    TRY(o11y_metric_series(build_info, build_values, &b));
+    o11y_gauge_set(b, 1);
+    TRY(o11y__metrics_register_process(svc->metrics));
+    static const struct {
+        const char *name, *help;
+        o11y_metric_value_fn fn;
+    } log_fns[] = {
+        {"o11y_log_lines_written_total", "Log lines written by the log writer", log_written},
+        {"o11y_log_lines_dropped_total", "Log lines dropped because the queue was full",
+         log_dropped},
+        {"o11y_log_lines_failed_total", "Log lines lost to a failing sink (full disk, closed pipe)",
+         log_failed},
+    };
+    for (size_t i = 0; i < O11Y_ARRAY_LEN(log_fns); i++) {
+        st = o11y_metric_register_fn(svc->metrics, log_fns[i].name, log_fns[i].help, O11Y_COUNTER,
+                                     log_fns[i].fn, svc->logger);
+        if (st != O11Y_OK && st != O11Y_ECONFLICT)
+            return st;
+    }
+    o11y_metrics_set_default(svc->metrics);
+    if (routes) {
+        TRY(o11y_service_route(svc, O11Y_GET, "/metrics", serve_metrics, svc, 0));
+        TRY(o11y_service_route(svc, O11Y_GET, "/metrics/summary", serve_summary, svc, 0));
+    }
+#undef TRY
+    return O11Y_OK;
+}
+
+/*=== MARK: recording ===*/
+
+static int stat_index(o11y_method m)
+{
+    int i = o11y__method_index(m);
+    return i < 0 ? O11Y__N_METHODS : i;
+}
+
+static const char *stat_method(int i)
+{
+    return i == O11Y__N_METHODS ? "_OTHER" : o11y_method_name((o11y_method)(1u << i));
+}
+
+/* The series in *slot, resolved by label values the first time. */
+static o11y_series *resolve(_Atomic(o11y_series *) *slot, o11y_metric *m,
+                            const char *const *values)
+{
+    o11y_series *s = atomic_load_explicit(slot, memory_order_acquire);
+    if (O11Y_LIKELY(s != NULL) || !m)
+        return s;
+    if (o11y_metric_series(m, values, &s) != O11Y_OK)
+        return NULL;
+    atomic_store_explicit(slot, s, memory_order_release);
+    return s;
+}
+
+void o11y__route_stats_prepare(o11y_service *svc, o11y__route *r)
+{
+    unsigned m = r->methods; /* HEAD, answered by GET routes, is resolved when one arrives */
+    for (int i = 0; i < O11Y__N_METHODS; i++) {
+        if (!(m & (1u << i)))
+            continue;
+        const char *values[] = {stat_method(i), r->template};
+        resolve(&r->stats.duration[i], svc->m_duration, values);
+    }
+}
+
+static o11y_series *requests_series(o11y_service *svc, o11y__route_stats *st, int mi,
+                                    const char *route, int status)
+{
+    /* A few statuses per route and method: a small cache claimed with a compare-and-swap. */
+    for (int i = 0; i < O11Y__STATUS_CACHE; i++) {
+        int seen = atomic_load_explicit(&st->requests[mi][i].status, memory_order_acquire);
+        if (seen == status) {
+            o11y_series *s = atomic_load_explicit(&st->requests[mi][i].series,
+                                                  memory_order_acquire);
+            if (s)
+                return s;
+            break; /* being resolved by another thread: look it up */
+        }
+        if (seen == 0) {
+            if (!atomic_compare_exchange_strong(&st->requests[mi][i].status, &seen, status) &&
+                seen != status)
+                continue;
+            char code[8];
+            o11y__buf b;
+            o11y__buf_init_fixed(&b, code, sizeof code - 1);
+            o11y__json_i64(&b, status);
+            code[b.len] = '\0';
+            const char *values[] = {stat_method(mi), route, code};
+            return resolve(&st->requests[mi][i].series, svc->m_requests, values);
+        }
+    }
+    char code[8];
+    o11y__buf b;
+    o11y__buf_init_fixed(&b, code, sizeof code - 1);
+    o11y__json_i64(&b, status);
+    code[b.len] = '\0';
+    const char *values[] = {stat_method(mi), route, code};
+    o11y_series *s = NULL;
+    return o11y_metric_series(svc->m_requests, values, &s) == O11Y_OK ? s : NULL;
+}
+
+void o11y__record_request(o11y_service *svc, const o11y__route *r, o11y_method method, int status,
+                          double seconds)
+{
+    o11y__route_stats *st = r ? (o11y__route_stats *)&r->stats : &svc->unmatched;
+    const char *route = r ? r->template : "unmatched";
+    int mi = stat_index(method);
+    const char *values[] = {stat_method(mi), route};
+    o11y_series *d = resolve(&st->duration[mi], svc->m_duration, values);
+    if (d)
+        o11y_histogram_observe(d, seconds);
+    o11y_series *c = requests_series(svc, st, mi, route, status);
+    if (c)
+        o11y_counter_inc(c);
+    if (status >= 400) {
+        int server = status >= 500;
+        const char *evalues[] = {stat_method(mi), route, server ? "5xx" : "4xx"};
+        o11y_series *e = resolve(&st->errors[mi][server], svc->m_errors, evalues);
+        if (e)
+            o11y_counter_inc(e);
+    }
+}
+
+/*=== MARK: GET /metrics ===*/
+
+static int serve_metrics(o11y_request *req, o11y_response *res, void *user)
+{
+    o11y_service *svc = user;
+    o11y_str accept = o11y_req_header(req, "Accept");
+    o11y_exposition f = o11y_exposition_negotiate(accept.ptr, accept.len);
+    size_t len;
+    char *text = o11y_metrics_render(svc->metrics, f, &len);
+    if (!text)
+        return 1;
+    o11y__res_body_owned(res, 200, o11y_exposition_content_type(f), text, len);
+    return 0;
+}
+
+/*=== MARK: GET /metrics/summary ===*/
+
+/* One line of the summary: the series that make it up, accumulated per window. */
+typedef struct summary_group {
+    char name[300];
+    uint64_t count[3], errors[3], client_errors[3];
+    double sum[3];
+    uint64_t *buckets[3];
+} summary_group;
+
+typedef struct summary {
+    summary_group *groups;
+    size_t n, cap;
+    o11y_metric *histogram;
+    bool ok;
+} summary;
+
+static summary_group *group_for(summary *sm, const char *name)
+{
+    for (size_t i = 0; i < sm->n; i++)
+        if (strcmp(sm->groups[i].name, name) == 0)
+            return &sm->groups[i];
+    if (sm->n == sm->cap) {
+        size_t cap = sm->cap ? sm->cap * 2 : 16;
+        summary_group *g = o11y__realloc(sm->groups, cap * sizeof *g);
+        if (!g)
+            return NULL;
+        sm->groups = g;
+        sm->cap = cap;
+    }
+    summary_group *g = &sm->groups[sm->n];
+    memset(g, 0, sizeof *g);
+    snprintf(g->name, sizeof g->name, "%s", name);
+    for (int w = 0; w < 3; w++) {
+        g->buckets[w] = o11y__calloc(O11Y__N_BUCKETS, sizeof(uint64_t));
+        if (!g->buckets[w]) {
+            for (int k = 0; k < w; k++)
+                o11y__free(g->buckets[k]);
+            return NULL;
+        }
+    }
+    sm->n++;
+    return g;
+}
+
+/* "GET /projects/{projectId}"; every unmatched request is the one operation "unmatched". */
+static void group_name(const o11y_series *s, size_t n_labels, char *out, size_t len)
+{
+    if (n_labels == 1)
+        snprintf(out, len, "%s", o11y_series_label(s, 0));
+    else if (strcmp(o11y_series_label(s, 1), "unmatched") == 0)
+        snprintf(out, len, "unmatched");
+    else
+        snprintf(out, len, "%s %s", o11y_series_label(s, 0), o11y_series_label(s, 1));
+}
+
+static void add_duration(o11y_series *s, void *ctx)
+{
+    summary *sm = ctx;
+    char name[300];
+    group_name(s, s->metric->n_labels, name, sizeof name);
+    summary_group *g = group_for(sm, name);
+    if (!g) {
+        sm->ok = false;
+        return;
+    }
+    for (int w = 0; w < 3; w++)
+        if (o11y__series_accumulate(s, (o11y_window)w, &g->count[w], &g->sum[w], g->buckets[w]))
+            sm->ok = false;
+}
+
+static void add_errors(o11y_series *s, void *ctx)
+{
+    summary *sm = ctx;
+    char name[300];
+    group_name(s, s->metric->n_labels == 3 ? 2 : 1, name, sizeof name);
+    summary_group *g = group_for(sm, name);
+    if (!g) {
+        sm->ok = false;
+        return;
+    }
+    bool client = s->metric->n_labels == 3 && strcmp(o11y_series_label(s, 2), "4xx") == 0;
+    for (int w = 0; w < 3; w++) {
+        double ignored = 0;
+        o11y__series_accumulate(s, (o11y_window)w, client ? &g->client_errors[w] : &g->errors[w],
+                                &ignored, NULL);
+    }
+}
+
+static json_t *group_json(const summary *sm, const summary_group *g, int w, bool named)
+{
+    o11y_series_stats st;
+    o11y__stats_from_buckets(sm->histogram, g->buckets[w], g->count[w], g->sum[w], &st);
+    json_t *o = json_object();
+    if (named)
+        json_object_set_new(o, "operation", json_string(g->name));
+    json_object_set_new(o, "request_count", json_integer((json_int_t)st.count));
+    json_object_set_new(o, "avg_response_time_ms", json_real(st.avg * 1e3));
+    json_object_set_new(o, "p95_response_time_ms", json_real(st.p95 * 1e3));
+    json_object_set_new(o, "p99_response_time_ms", json_real(st.p99 * 1e3));
+    json_object_set_new(o, "error_count", json_integer((json_int_t)g->errors[w]));
+    json_object_set_new(o, "client_error_count", json_integer((json_int_t)g->client_errors[w]));
+    json_object_set_new(o, "error_rate",
+                        json_real(st.count ? (double)g->errors[w] / (double)st.count : 0));
+    return o;
+}
+
+static json_t *groups_json(summary *sm)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < sm->n; i++) {
+        if (sm->groups[i].count[0] == 0)
+            continue; /* registered, never called */
+        json_t *o = group_json(sm, &sm->groups[i], O11Y_WINDOW_LIFETIME, true);
+        json_object_set_new(o, "last_60s", group_json(sm, &sm->groups[i], O11Y_WINDOW_60S, false));
+        json_object_set_new(o, "last_5m", group_json(sm, &sm->groups[i], O11Y_WINDOW_5M, false));
+        json_array_append_new(list, o);
+    }
+    return list;
+}
+
+static void summary_release(summary *sm)
+{
+    for (size_t i = 0; i < sm->n; i++)
+        for (int w = 0; w < 3; w++)
+            o11y__free(sm->groups[i].buckets[w]);
+    o11y__free(sm->groups);
+}
+
+static json_t *totals_json(const summary *sm)
+{
+    uint64_t count = 0, errors = 0, client = 0;
+    for (size_t i = 0; i < sm->n; i++) {
+        count += sm->groups[i].count[0];
+        errors += sm->groups[i].errors[0];
+        client += sm->groups[i].client_errors[0];
+    }
+    return json_pack("{s:I,s:I,s:I,s:f}", "request_count", (json_int_t)count, "error_count",
+                     (json_int_t)errors, "client_error_count", (json_int_t)client, "error_rate",
+                     count ? (double)errors / (double)count : 0.0);
+}
+
+static int serve_summary(o11y_request *req, o11y_response *res, void *user)
+{
+    (void)req;
+    o11y_service *svc = user;
+    summary routes = {.histogram = svc->m_duration, .ok = true};
+    summary ops = {.histogram = svc->m_operation, .ok = true};
+    o11y_metric_foreach(svc->m_duration, add_duration, &routes);
+    o11y_metric_foreach(svc->m_errors, add_errors, &routes);
+    o11y_metric_foreach(svc->m_operation, add_duration, &ops);
+    o11y_metric_foreach(svc->m_operation_errors, add_errors, &ops);
+    int rc = 1;
+    if (routes.ok && ops.ok) {
+        int64_t uptime = (o11y__now_real_ns() - svc->started_ns) / 1000000000;
+        json_t *body = json_pack("{s:s,s:s,s:I,s:o,s:o,s:o}", "service", svc->name, "version",
+                                 svc->version, "uptimeSeconds", (json_int_t)uptime, "operations",
+                                 groups_json(&routes), "trackedOperations", groups_json(&ops),
+                                 "totals", totals_json(&routes));
+        rc = body && o11y_res_json(res, 200, body) == O11Y_OK ? 0 : 1;
+    }
+    summary_release(&routes);
+    summary_release(&ops);
+    return rc;
+}
