@@ -5,7 +5,7 @@ set -euo pipefail
 
 want=${1:-test}
 build_pkgs=(cmake make gcc pkgconf libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev)
-test_pkgs=(libcmocka-dev curl valgrind)
+test_pkgs=(libcmocka-dev curl valgrind prometheus)
 bench_pkgs=(wrk valgrind)
 
 pkgs=("${build_pkgs[@]}")

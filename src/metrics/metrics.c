@@ -293,10 +293,10 @@ o11y_status o11y__series_accumulate(const o11y_series *s, o11y_window w, uint64_
         unsigned back = w == O11Y_WINDOW_60S ? 60 / O11Y__TICK_SECONDS : 300 / O11Y__TICK_SECONDS;
         o11y_metric *mm = (o11y_metric *)m;
         pthread_mutex_lock(&mm->window_lock);
-        if (s->ring_filled) {
-            unsigned steps = back < s->ring_filled ? back : s->ring_filled;
-            const o11y__snapshot *base =
-                &s->ring[(s->ring_next + O11Y__RING - steps) % O11Y__RING];
+        /* With less history than the window, the window is everything since the series began
+         * (the ring holds 31 snapshots and a window at most 30 back, so it has not wrapped). */
+        if (back <= s->ring_filled) {
+            const o11y__snapshot *base = &s->ring[(s->ring_next + O11Y__RING - back) % O11Y__RING];
             c -= base->count < c ? base->count : c;
             total -= base->sum;
             for (uint32_t i = 0; b && i < base->n; i++)
