@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
@@ -335,6 +336,33 @@ static int delete_episode(o11y_request *req, o11y_response *res, void *user)
     return 0;
 }
 
+/*=== MARK: statistics ===*/
+
+/* Episode creation per day and per project, from the database: project ids are data here, never
+ * metric labels. */
+static int episode_stats(o11y_request *req, o11y_response *res, void *user)
+{
+    int days = 7;
+    o11y_str v;
+    if (o11y_req_query(req, "days", &v)) {
+        char *end;
+        long n = v.len && v.len < 8 ? strtol(v.ptr, &end, 10) : 0;
+        if (!v.len || v.len >= 8 || *end || n < 1 || n > 365 || v.ptr[0] == '+' ||
+            v.ptr[0] == '-') {
+            o11y_res_field_error(res, "days", "must be an integer between 1 and 365");
+            return 0;
+        }
+        days = (int)n;
+    }
+    json_t *stats;
+    gs_result r = gs_episode_stats(user, days, &stats);
+    if (r != GS_OK) {
+        store_failure(res, user, r, "SERVICE_UNAVAILABLE");
+        return 0;
+    }
+    return o11y_res_json(res, 200, stats) == O11Y_OK ? 0 : 1;
+}
+
 o11y_status gs_routes_register(o11y_service *svc, gs_store *store)
 {
     static const struct {
@@ -351,6 +379,7 @@ o11y_status gs_routes_register(o11y_service *svc, gs_store *store)
         {O11Y_PATCH, "/projects/{projectId}/episodes/{episodeId}", update_episode,
          O11Y_ROUTE_JSON},
         {O11Y_DELETE, "/projects/{projectId}/episodes/{episodeId}", delete_episode, 0},
+        {O11Y_GET, "/stats/episodes", episode_stats, 0},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         o11y_status st =

@@ -24,6 +24,7 @@ enum stmt_id {
     S_EPISODE_GET,
     S_EPISODE_UPDATE,
     S_EPISODE_DELETE,
+    S_STATS,
     S_BEGIN,
     S_COMMIT,
     S_ROLLBACK,
@@ -45,6 +46,9 @@ static const char *const stmt_sql[N_STMTS] = {
                          " WHERE project_id = ?1 AND id = ?2",
     [S_EPISODE_DELETE] = "DELETE FROM episodes WHERE project_id = ?1 AND id = ?2"
                          " RETURNING number",
+    [S_STATS] = "SELECT substr(created_at, 1, 10) AS day, project_id, count(*) FROM episodes"
+                " WHERE created_at >= date('now', ?1) GROUP BY day, project_id"
+                " ORDER BY day, project_id",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -487,4 +491,59 @@ gs_result gs_episode_delete(gs_store *st, const char *project_id, const char *ep
     if (r == GS_NOT_FOUND)
         *project_missing = project_exists(c, project_id) == GS_NOT_FOUND;
     return r;
+}
+
+/*=== MARK: statistics ===*/
+
+/* Adds n to the entry of arr whose key member equals value, or appends one. */
+static void tally(json_t *arr, const char *key, const char *value, json_int_t n)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o) {
+        if (strcmp(json_string_value(json_object_get(o, key)), value) == 0) {
+            json_t *c = json_object_get(o, "count");
+            json_integer_set(c, json_integer_value(c) + n);
+            return;
+        }
+    }
+    json_array_append_new(arr, json_pack("{s:s,s:I}", key, value, "count", n));
+}
+
+gs_result gs_episode_stats(gs_store *st, int days, json_t **out)
+{
+    conn *c = thread_conn(st);
+    if (!c)
+        return GS_UNAVAILABLE;
+    char modifier[32];
+    snprintf(modifier, sizeof modifier, "-%d days", days - 1);
+    sqlite3_stmt *s = stmt(c, S_STATS);
+    bind_text(s, 1, modifier);
+    json_t *by_day = json_array(), *by_project = json_array(), *both = json_array();
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *day = col_text(s, 0), *project = col_text(s, 1);
+        json_int_t n = (json_int_t)sqlite3_column_int64(s, 2);
+        json_array_append_new(both, json_pack("{s:s,s:s,s:I}", "date", day, "projectId", project,
+                                              "count", n));
+        tally(by_day, "date", day, n);
+        tally(by_project, "projectId", project, n);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) {
+        json_decref(by_day);
+        json_decref(by_project);
+        json_decref(both);
+        return classify(c, rc);
+    }
+    char from[64];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    time_t start = ts.tv_sec - (time_t)(days - 1) * 86400;
+    struct tm tm;
+    gmtime_r(&start, &tm);
+    snprintf(from, sizeof from, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+    *out = json_pack("{s:i,s:s,s:o,s:o,s:o}", "days", days, "from", from, "byDay", by_day,
+                     "byProject", by_project, "byDayAndProject", both);
+    return *out ? GS_OK : GS_ERROR;
 }

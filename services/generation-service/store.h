@@ -48,4 +48,9 @@ gs_result gs_episode_update(gs_store *st, const char *project_id, const char *ep
 gs_result gs_episode_delete(gs_store *st, const char *project_id, const char *episode_id,
                             int64_t *number, bool *project_missing);
 
+/* Episodes created per day and per project over the last `days` days (today included):
+ * *out = {"days","from","byDay":[{"date","count"}],"byProject":[{"projectId","count"}],
+ * "byDayAndProject":[{"date","projectId","count"}]}. */
+gs_result gs_episode_stats(gs_store *st, int days, json_t **out);
+
 #endif

@@ -23,6 +23,7 @@
 enum { PROJECT_GETS = 25 };
 
 static gs_proc svc;
+static char project_a[64], project_b[64];
 
 static int group_setup(void **state)
 {
@@ -39,9 +40,18 @@ static int group_setup(void **state)
             return -1;
         http_resp_free(&r);
     }
-    char id[64];
-    create_project(&svc, id);
-    create_project(&svc, id);
+    create_project(&svc, project_a);
+    create_project(&svc, project_b);
+    static const char *const ct[] = {"Content-Type: application/json", NULL};
+    for (int i = 1; i <= 4; i++) {
+        char path[128], body[64];
+        snprintf(path, sizeof path, "/projects/%s/episodes", i <= 3 ? project_a : project_b);
+        int n = snprintf(body, sizeof body, "{\"number\":%d,\"title\":\"t\"}", i);
+        http_resp e;
+        if (http(&svc, "POST", path, ct, body, (size_t)n, &e) != 0 || e.status != 201)
+            return -1;
+        http_resp_free(&e);
+    }
     http_resp r;
     if (http(&svc, "GET", "/no/such/route", NULL, NULL, 0, &r) != 0)
         return -1;
@@ -119,6 +129,7 @@ static void scrape_is_valid_prometheus_text(void **state)
     for (size_t i = 0; i < sizeof process / sizeof process[0]; i++)
         assert_non_null(strstr(r.body, process[i]));
     assert_null(strstr(r.body, "missing-")); /* no raw path ever becomes a label */
+    assert_null(strstr(r.body, project_a));   /* nor a project id */
     /* promtool finds nothing to say. */
     char file[160], cmd[256], out[4096];
     snprintf(file, sizeof file, "%s/scrape.prom", svc.dir);
@@ -183,6 +194,41 @@ static void summary_per_route_and_operation(void **state)
     assert_int_equal(json_integer_value(json_object_get(unmatched, "request_count")), 1);
     json_t *post = find_operation(ops, "POST /projects");
     assert_int_equal(json_integer_value(json_object_get(post, "request_count")), 2);
+    http_resp_free(&r);
+}
+
+static void episode_statistics_per_day_and_project(void **state)
+{
+    (void)state;
+    http_resp r;
+    assert_int_equal(http(&svc, "GET", "/stats/episodes?days=1", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "days")), 1);
+    json_t *by_day = json_object_get(r.json, "byDay");
+    assert_int_equal(json_array_size(by_day), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(by_day, 0), "count")), 4);
+    json_t *by_project = json_object_get(r.json, "byProject");
+    assert_int_equal(json_array_size(by_project), 2);
+    size_t i;
+    json_t *o;
+    json_array_foreach(by_project, i, o) {
+        const char *p = json_string_value(json_object_get(o, "projectId"));
+        assert_int_equal(json_integer_value(json_object_get(o, "count")),
+                         strcmp(p, project_a) == 0 ? 3 : 1);
+    }
+    http_resp_free(&r);
+    static const char *const bad[] = {"days=0", "days=366", "days=abc", "days=", "days=-1",
+                                      "days=1.5", "days=99999999999"};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        char path[64];
+        snprintf(path, sizeof path, "/stats/episodes?%s", bad[k]);
+        assert_int_equal(http(&svc, "GET", path, NULL, NULL, 0, &r), 0);
+        assert_int_equal(r.status, 400);
+        assert_string_equal(resp_code(&r), "VALIDATION_FAILED");
+        http_resp_free(&r);
+    }
+    assert_int_equal(http(&svc, "GET", "/stats/episodes", NULL, NULL, 0, &r), 0);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "days")), 7);
     http_resp_free(&r);
 }
 
@@ -285,6 +331,7 @@ int main(void)
         cmocka_unit_test(scrape_is_valid_prometheus_text),
         cmocka_unit_test(openmetrics_on_request),
         cmocka_unit_test(summary_per_route_and_operation),
+        cmocka_unit_test(episode_statistics_per_day_and_project),
         cmocka_unit_test(prometheus_scrapes_and_answers_promql),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
