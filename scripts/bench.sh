@@ -37,6 +37,13 @@ valgrind --tool=callgrind --callgrind-out-file="$work/cg.log" \
 ir=$(callgrind_annotate "$work/cg.log" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
 echo "instructions per access line (format + enqueue): $((ir / 20000))"
 
+echo "== metrics (bench_metrics)"
+"$bin/bench_metrics"
+valgrind --tool=callgrind --callgrind-out-file="$work/cgm" --toggle-collect=bench_observe \
+    "$bin/bench_metrics" --callgrind >/dev/null 2>&1
+ir=$(callgrind_annotate "$work/cgm" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
+echo "instructions per histogram observe: $((ir / 100000))"
+
 threads=${BENCH_THREADS:-1}
 duration=${BENCH_SECONDS:-5}
 conns=${BENCH_CONNECTIONS:-50}

@@ -66,15 +66,18 @@ static inline int current_slot(void)
 
 /*=== MARK: buckets ===*/
 
-static inline size_t bucket_index(uint64_t u)
+/* Linear below 128 units, then 64 buckets per power of two: with s = max(e - 6, 0) for the top
+ * bit e, the bucket is (s << 6) + (u >> s), which is u itself below 128. */
+static inline size_t bucket_index(uint64_t u) /* u < 2^41 */
 {
-    if (u < O11Y__LINEAR)
-        return (size_t)u;
-    int e = 63 - __builtin_clzll(u);
-    if (e > O11Y__MAX_EXP)
-        return O11Y__N_BUCKETS - 1;
-    return (size_t)(O11Y__LINEAR + (e - 7) * O11Y__PER_OCTAVE) +
-           (size_t)((u >> (e - 6)) - O11Y__PER_OCTAVE);
+    int e = 63 - __builtin_clzll(u | 1);
+    int sh = e > 6 ? e - 6 : 0;
+    return ((size_t)sh << 6) + (size_t)(u >> sh);
+}
+
+static size_t bucket_index_checked(uint64_t u)
+{
+    return u >> (O11Y__MAX_EXP + 1) ? O11Y__N_BUCKETS - 1 : bucket_index(u);
 }
 
 double o11y__bucket_value(size_t idx)
@@ -101,7 +104,9 @@ static inline void cell_add(_Atomic uint64_t *c, uint64_t n, bool shared)
 
 static size_t shard_cells(const o11y_metric *m)
 {
-    return m->type == O11Y_HISTOGRAM ? m->n_le + 1 + O11Y__N_BUCKETS : 0;
+    if (m->type != O11Y_HISTOGRAM)
+        return 0;
+    return O11Y__N_BUCKETS + m->n_split + (m->le_slow ? m->n_le + 1 : 0);
 }
 
 static o11y__shard *new_shard(o11y_series *s, int slot)
@@ -167,21 +172,8 @@ static inline void sum_add(_Atomic uint64_t *bits, double v, bool shared)
                                                     memory_order_relaxed));
 }
 
-void o11y_histogram_observe(o11y_series *s, double value)
+static size_t le_search(const o11y_metric *m, double value)
 {
-    const o11y_metric *m = s->metric;
-    if (O11Y_UNLIKELY(!(value >= 0) || value == INFINITY)) {
-        atomic_fetch_add_explicit(&s->metric->dropped_values, 1, memory_order_relaxed);
-        return;
-    }
-    int slot = current_slot();
-    o11y__shard *sh = my_shard(s, slot);
-    if (O11Y_UNLIKELY(!sh))
-        return;
-    bool shared = slot == O11Y__SHARED_SLOT;
-    double scaled = value * m->scale + 0.5;
-    uint64_t units = scaled < 0x1p62 ? (uint64_t)scaled : UINT64_MAX;
-    /* The exact `le` count: the first boundary at or above the value (binary search). */
     size_t lo = 0, hi = m->n_le;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -190,10 +182,50 @@ void o11y_histogram_observe(o11y_series *s, double value)
         else
             lo = mid + 1;
     }
-    cell_add(&sh->count, 1, shared);
+    return lo;
+}
+
+static inline __attribute__((always_inline)) void
+observe_into(const o11y_metric *m, o11y__shard *sh, bool shared, double value, size_t idx)
+{
+    size_t cell = idx;
+    int split = m->split[idx];
+    if (O11Y_UNLIKELY(split >= 0) && value > m->le[m->le_of[idx]])
+        cell = O11Y__N_BUCKETS + (size_t)split;
     sum_add(&sh->sum_bits, value, shared);
-    cell_add(&sh->cells[lo], 1, shared);
-    cell_add(&sh->cells[m->n_le + 1 + bucket_index(units)], 1, shared);
+    cell_add(&sh->cells[cell], 1, shared);
+    if (O11Y_UNLIKELY(m->le_slow))
+        cell_add(&sh->cells[O11Y__N_BUCKETS + m->n_split + le_search(m, value)], 1, shared);
+}
+
+/* Values the fast path does not take: NaN, negative and infinite ones are dropped and counted;
+ * finite ones beyond the top bucket's range are kept in the top bucket. */
+static void observe_outlier(o11y_series *s, double value)
+{
+    if (!(value >= 0 && value < INFINITY)) {
+        atomic_fetch_add_explicit(&s->metric->dropped_values, 1, memory_order_relaxed);
+        return;
+    }
+    int slot = current_slot();
+    o11y__shard *sh = my_shard(s, slot);
+    if (sh)
+        observe_into(s->metric, sh, slot == O11Y__SHARED_SLOT, value, O11Y__N_BUCKETS - 1);
+}
+
+void o11y_histogram_observe(o11y_series *s, double value)
+{
+    const o11y_metric *m = s->metric;
+    if (O11Y_UNLIKELY(!(value >= 0 && value <= m->max_value))) {
+        observe_outlier(s, value);
+        return;
+    }
+    int slot = current_slot();
+    o11y__shard *sh = my_shard(s, slot);
+    if (O11Y_UNLIKELY(!sh))
+        return;
+    /* value <= max_value keeps the units under 2^41: a signed conversion is exact and cheap. */
+    uint64_t units = (uint64_t)(int64_t)(value * m->scale + 0.5);
+    observe_into(m, sh, slot == O11Y__SHARED_SLOT, value, bucket_index(units));
 }
 
 /*=== MARK: reading ===*/
@@ -212,17 +244,34 @@ void o11y__series_merge(const o11y_series *s, uint64_t *count, double *sum, uint
         const o11y__shard *sh = atomic_load_explicit(&s->shards[i], memory_order_acquire);
         if (!sh)
             continue;
-        c += atomic_load_explicit(&sh->count, memory_order_relaxed);
-        if (m->type != O11Y_HISTOGRAM)
+        if (m->type != O11Y_HISTOGRAM) {
+            c += atomic_load_explicit(&sh->count, memory_order_relaxed);
             continue;
+        }
         uint64_t bits = atomic_load_explicit(&sh->sum_bits, memory_order_relaxed);
         double d;
         memcpy(&d, &bits, sizeof d);
         total += d;
-        for (size_t j = 0; le && j <= m->n_le; j++)
-            le[j] += atomic_load_explicit(&sh->cells[j], memory_order_relaxed);
-        for (size_t j = 0; buckets && j < O11Y__N_BUCKETS; j++)
-            buckets[j] += atomic_load_explicit(&sh->cells[m->n_le + 1 + j], memory_order_relaxed);
+        for (size_t j = 0; j < O11Y__N_BUCKETS; j++) {
+            uint64_t n = atomic_load_explicit(&sh->cells[j], memory_order_relaxed);
+            uint64_t above = 0;
+            if (m->split[j] >= 0)
+                above = atomic_load_explicit(&sh->cells[O11Y__N_BUCKETS + (size_t)m->split[j]],
+                                             memory_order_relaxed);
+            if (!(n | above))
+                continue;
+            c += n + above;
+            if (buckets)
+                buckets[j] += n + above;
+            if (le && !m->le_slow) {
+                le[m->le_of[j]] += n;
+                if (above)
+                    le[m->le_of[j] + 1] += above;
+            }
+        }
+        for (size_t j = 0; le && m->le_slow && j <= m->n_le; j++)
+            le[j] += atomic_load_explicit(&sh->cells[O11Y__N_BUCKETS + m->n_split + j],
+                                          memory_order_relaxed);
     }
     if (count)
         *count = c;
@@ -672,6 +721,59 @@ static o11y_metric *metric_new(o11y_metrics *reg, const char *name, const char *
     return m;
 }
 
+/* The highest unit value that maps to bucket idx. */
+static double bucket_top(size_t idx)
+{
+    if (idx < O11Y__LINEAR)
+        return (double)idx;
+    if (idx == O11Y__N_BUCKETS - 1)
+        return INFINITY;
+    size_t rel = idx - O11Y__LINEAR;
+    int e = 7 + (int)(rel / O11Y__PER_OCTAVE);
+    double width = ldexp(1.0, e - 6);
+    return (double)(O11Y__PER_OCTAVE + rel % O11Y__PER_OCTAVE + 1) * width - 1;
+}
+
+static size_t units_bucket(double units)
+{
+    if (units <= 0)
+        return 0;
+    return bucket_index_checked(units < 0x1p62 ? (uint64_t)units : UINT64_MAX);
+}
+
+/* Fills le_of and split (see metrics_internal.h). A bucket is split when a boundary lies within
+ * one unit of it, so rounding to units can never put a value on the wrong side. */
+static void plan_le(o11y_metric *m)
+{
+    for (size_t i = 0; i < O11Y__N_BUCKETS; i++)
+        m->split[i] = -1;
+    for (size_t k = 0; k < m->n_le && !m->le_slow; k++) {
+        double b = m->le[k] * m->scale;
+        for (size_t idx = units_bucket(b - 1); idx <= units_bucket(b + 1); idx++) {
+            if (m->split[idx] >= 0) { /* two boundaries in one bucket */
+                m->le_slow = true;
+                break;
+            }
+            m->split[idx] = (int16_t)m->n_split++;
+            m->le_of[idx] = (uint8_t)k;
+        }
+    }
+    if (m->le_slow) {
+        for (size_t i = 0; i < O11Y__N_BUCKETS; i++)
+            m->split[i] = -1;
+        m->n_split = 0;
+        return;
+    }
+    for (size_t idx = 0, k = 0; idx < O11Y__N_BUCKETS; idx++) {
+        if (m->split[idx] >= 0)
+            continue;
+        double top = (bucket_top(idx) + 0.5) / m->scale;
+        while (k < m->n_le && m->le[k] < top)
+            k++;
+        m->le_of[idx] = (uint8_t)k;
+    }
+}
+
 o11y_status o11y_metric_register(o11y_metrics *reg, const o11y_metric_opts *o, o11y_metric **out)
 {
     if (!reg || !out)
@@ -687,6 +789,7 @@ o11y_status o11y_metric_register(o11y_metrics *reg, const o11y_metric_opts *o, o
     m->flags = o->flags;
     m->max_series = o->max_series ? o->max_series : O11Y_METRIC_DEFAULT_MAX_SERIES;
     m->scale = o->unit_scale > 0 ? o->unit_scale : 1e9;
+    m->max_value = (0x1p41 - 1) / m->scale;
     for (size_t i = 0; i < o->n_labels; i++) {
         if (!(m->labels[i] = o11y__strdup(o->label_names[i]))) {
             metric_free(m);
@@ -707,6 +810,8 @@ o11y_status o11y_metric_register(o11y_metrics *reg, const o11y_metric_opts *o, o
             m->le_text[i][t.len] = '\0';
         }
     }
+    if (m->type == O11Y_HISTOGRAM)
+        plan_le(m);
     st = add_metric(reg, m);
     if (st != O11Y_OK) {
         metric_free(m);

@@ -22,11 +22,13 @@ enum {
 };
 
 /* One thread's cells of one series. Written by that thread alone (plain loads and stores),
- * except in the shared slot (atomic read-modify-write); read by anyone with relaxed loads. */
+ * except in the shared slot (atomic read-modify-write); read by anyone with relaxed loads.
+ * Histogram cells: the log-linear buckets, then the split cells (below), then, only when the
+ * metric's boundaries are too close for splitting, n_le + 1 exact `le` counts. */
 typedef struct o11y__shard {
-    _Alignas(64) _Atomic uint64_t count; /* counter value, gauge delta, histogram count */
+    _Alignas(64) _Atomic uint64_t count; /* counter value, gauge delta */
     _Atomic uint64_t sum_bits;           /* histogram: the sum, as a double's bits */
-    _Atomic uint64_t cells[];            /* histogram: n_le + 1 exact counts, then buckets */
+    _Atomic uint64_t cells[];
 } o11y__shard;
 
 /* A sparse copy of a series taken by the ticker, for the sliding windows. */
@@ -62,7 +64,17 @@ struct o11y_metric {
     double le[O11Y__MAX_LE];
     char le_text[O11Y__MAX_LE][40]; /* le="0.005" */
     size_t n_le;
+    /* Exact `le` counts without a search per observation: every value of a bucket falls under
+     * the same boundary, except in the few buckets within a unit of a boundary; those are split
+     * in two cells, by one comparison. le_of: the boundary index of a bucket's values (of its
+     * lower part when split); split: -1, or the extra cell of the part above le[le_of]. When two
+     * boundaries share a bucket, le_slow: exact counts kept by a binary search instead. */
+    uint8_t le_of[O11Y__N_BUCKETS];
+    int16_t split[O11Y__N_BUCKETS];
+    size_t n_split;
+    bool le_slow;
     double scale;
+    double max_value; /* the largest value the fast path takes: 2^41 - 1 units */
     size_t max_series;
     o11y_metric_value_fn fn;
     void *fn_ctx;
