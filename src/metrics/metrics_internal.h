@@ -56,6 +56,7 @@ struct o11y_series {
 
 struct o11y_metric {
     o11y_metrics *registry;
+    uint64_t id; /* unique in the process, never reused: keys the per-thread lookup cache */
     char *name, *help;
     o11y_metric_type type;
     unsigned flags;
@@ -90,6 +91,7 @@ struct o11y_metric {
 };
 
 struct o11y_metrics {
+    uint64_t id;          /* unique in the process, never reused */
     pthread_mutex_t lock; /* registration */
     o11y_metric *metrics[O11Y__MAX_METRICS];
     _Atomic size_t n_metrics;

@@ -4,6 +4,7 @@
 #include "o11y/operation.h"
 
 #include "core/internal.h"
+#include "metrics/metrics_internal.h"
 #include "o11y/log.h"
 #include "o11y/metrics.h"
 
@@ -18,15 +19,28 @@ void o11y_operation_fail(o11y_operation *op, const char *error_code)
         op->error_code = error_code ? error_code : "INTERNAL_ERROR";
 }
 
+/* The default registry's two operation metrics, found by name once per thread and registry
+ * (registry ids are never reused, so a cached pair can never belong to a dead registry). */
+static _Thread_local struct {
+    uint64_t registry_id;
+    o11y_metric *duration, *errors;
+} found;
+
 static void record(const o11y_operation *op, double ms)
 {
     o11y_metrics *reg = o11y_metrics_default();
-    o11y_metric *duration = o11y_metrics_find(reg, "o11y_operation_duration_seconds");
+    if (!reg)
+        return;
+    if (found.registry_id != reg->id) {
+        found.duration = o11y_metrics_find(reg, "o11y_operation_duration_seconds");
+        found.errors = o11y_metrics_find(reg, "o11y_operation_errors_total");
+        found.registry_id = found.duration && found.errors ? reg->id : 0; /* retry until both */
+    }
+    o11y_metric *duration = found.duration, *errors = found.errors;
     o11y_series *s;
     const char *labels[] = {op->name};
     if (duration && o11y_metric_series(duration, labels, &s) == O11Y_OK)
         o11y_histogram_observe(s, ms / 1e3);
-    o11y_metric *errors = o11y_metrics_find(reg, "o11y_operation_errors_total");
     if (errors && o11y_metric_series(errors, labels, &s) == O11Y_OK && op->error_code)
         o11y_counter_inc(s); /* resolved on success too, so the series shows 0 */
 }
