@@ -142,6 +142,22 @@ void o11y__route_stats_prepare(o11y_service *svc, o11y__route *r)
     }
 }
 
+/* Resolves http_server_requests_total{method,route,status} into *slot (NULL: just look up). */
+static o11y_series *resolve_status(o11y_service *svc, _Atomic(o11y_series *) *slot, int mi,
+                                   const char *route, int status)
+{
+    char code[8];
+    o11y__buf b;
+    o11y__buf_init_fixed(&b, code, sizeof code - 1);
+    o11y__json_i64(&b, status);
+    code[b.len] = '\0';
+    const char *values[] = {stat_method(mi), route, code};
+    if (slot)
+        return resolve(slot, svc->m_requests, values);
+    o11y_series *s = NULL;
+    return o11y_metric_series(svc->m_requests, values, &s) == O11Y_OK ? s : NULL;
+}
+
 static o11y_series *requests_series(o11y_service *svc, o11y__route_stats *st, int mi,
                                     const char *route, int status)
 {
@@ -149,33 +165,16 @@ static o11y_series *requests_series(o11y_service *svc, o11y__route_stats *st, in
     for (int i = 0; i < O11Y__STATUS_CACHE; i++) {
         int seen = atomic_load_explicit(&st->requests[mi][i].status, memory_order_acquire);
         if (seen == status) {
-            o11y_series *s = atomic_load_explicit(&st->requests[mi][i].series,
-                                                  memory_order_acquire);
-            if (s)
-                return s;
-            break; /* being resolved by another thread: look it up */
+            o11y_series *s =
+                atomic_load_explicit(&st->requests[mi][i].series, memory_order_acquire);
+            return s ? s : resolve_status(svc, &st->requests[mi][i].series, mi, route, status);
         }
-        if (seen == 0) {
-            if (!atomic_compare_exchange_strong(&st->requests[mi][i].status, &seen, status) &&
-                seen != status)
-                continue;
-            char code[8];
-            o11y__buf b;
-            o11y__buf_init_fixed(&b, code, sizeof code - 1);
-            o11y__json_i64(&b, status);
-            code[b.len] = '\0';
-            const char *values[] = {stat_method(mi), route, code};
-            return resolve(&st->requests[mi][i].series, svc->m_requests, values);
-        }
+        if (seen == 0 &&
+            (atomic_compare_exchange_strong(&st->requests[mi][i].status, &seen, status) ||
+             seen == status))
+            return resolve_status(svc, &st->requests[mi][i].series, mi, route, status);
     }
-    char code[8];
-    o11y__buf b;
-    o11y__buf_init_fixed(&b, code, sizeof code - 1);
-    o11y__json_i64(&b, status);
-    code[b.len] = '\0';
-    const char *values[] = {stat_method(mi), route, code};
-    o11y_series *s = NULL;
-    return o11y_metric_series(svc->m_requests, values, &s) == O11Y_OK ? s : NULL;
+    return resolve_status(svc, NULL, mi, route, status); /* more statuses than the cache holds */
 }
 
 void o11y__record_request(o11y_service *svc, const o11y__route *r, o11y_method method, int status,
