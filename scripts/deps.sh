@@ -4,8 +4,8 @@
 set -euo pipefail
 
 want=${1:-test}
-build_pkgs=(cmake make gcc pkgconf libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev)
-test_pkgs=(libcmocka-dev curl valgrind prometheus)
+build_pkgs=(cmake make gcc pkgconf libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libhiredis-dev)
+test_pkgs=(libcmocka-dev curl valgrind prometheus redis-server)
 bench_pkgs=(wrk valgrind)
 
 pkgs=("${build_pkgs[@]}")

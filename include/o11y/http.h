@@ -14,6 +14,7 @@
 #define O11Y_HTTP_H
 
 #include "o11y/common.h"
+#include "o11y/health.h"
 #include "o11y/log.h"
 #include "o11y/metrics.h"
 #include "o11y/trace.h"
@@ -68,6 +69,7 @@ typedef struct o11y_service_config {
     bool access_log_off;           /* true: no http_request lines */
     o11y_metrics *metrics;         /* NULL: the service creates a registry and owns it */
     bool no_metrics_routes;        /* true: no GET /metrics and /metrics/summary */
+    bool no_health_routes;         /* true: no GET /health, /health/live, /health/ready */
 } o11y_service_config;
 
 O11Y_API void o11y_service_config_init(o11y_service_config *cfg);
@@ -84,6 +86,8 @@ O11Y_API void o11y_service_destroy(o11y_service *svc);
 O11Y_API o11y_logger *o11y_service_logger(const o11y_service *svc);
 /* The service's metric registry (the process default registry too). */
 O11Y_API o11y_metrics *o11y_service_metrics(const o11y_service *svc);
+/* The service's health object: add dependency checks to it (o11y/health.h). */
+O11Y_API o11y_health *o11y_service_health(const o11y_service *svc);
 O11Y_API const char *o11y_service_name(const o11y_service *svc);
 O11Y_API const char *o11y_service_version(const o11y_service *svc);
 

@@ -20,6 +20,9 @@ typedef struct o11y_mhd_config {
     unsigned max_connections;      /* 0: 4096 */
     unsigned drain_timeout_ms;     /* how long o11y_mhd_stop waits for in-flight requests;
                                       0: 10000 */
+    unsigned shutdown_delay_ms;    /* o11y_mhd_run: after SIGTERM, keep serving this long with
+                                      /health/ready at 503, so load balancers stop sending
+                                      traffic before the listener closes; 0: none */
 } o11y_mhd_config;
 
 O11Y_API void o11y_mhd_config_init(o11y_mhd_config *cfg);
@@ -35,8 +38,9 @@ O11Y_API uint16_t o11y_mhd_port(const o11y_mhd_server *srv);
  * connection and frees the server. NULL is a no-op. */
 O11Y_API void o11y_mhd_stop(o11y_mhd_server *srv);
 
-/* Starts the server and serves until SIGINT or SIGTERM; SIGHUP reopens the log file. Then stops
- * as o11y_mhd_stop does and returns O11Y_OK (or the start error). Blocks those three signals in
+/* Starts the server and serves until SIGINT or SIGTERM; SIGHUP reopens the log file. On the
+ * signal, readiness turns 503 at once; after shutdown_delay_ms the server stops as o11y_mhd_stop
+ * does, and the call returns O11Y_OK (or the start error). Blocks those three signals in
  * the calling thread (and so in every thread it starts) and handles them with sigwait. */
 O11Y_API O11Y_WARN_UNUSED o11y_status o11y_mhd_run(o11y_service *svc, const o11y_mhd_config *cfg);
 

@@ -5,6 +5,7 @@
 #include "o11y/common.h"
 #include "o11y/error.h"
 #include "o11y/events.h"
+#include "o11y/health.h"
 #include "o11y/http.h"
 #include "o11y/log.h"
 #include "o11y/metrics.h"

@@ -19,7 +19,10 @@ typedef struct options {
     const char *log_file;
     const char *log_level;
     const char *service_name;
+    const char *redis;   /* host:port, or NULL */
+    const char *llm_url; /* the generator backend's health URL, or NULL */
     unsigned long long port, max_body, db_max_bytes, threads;
+    unsigned long long health_interval_ms, health_timeout_ms, shutdown_delay_ms;
 } options;
 
 static void usage(FILE *out)
@@ -36,6 +39,12 @@ static void usage(FILE *out)
           "  --max-body BYTES   request body limit (MAX_BODY_BYTES; default 1048576)\n"
           "  --db-max-bytes N   cap on the database size, 0 for none (DB_MAX_BYTES)\n"
           "  --threads N        server threads, 0 for one per CPU (THREADS)\n"
+          "  --redis HOST:PORT  check this Redis server's health, optional (REDIS_ADDR)\n"
+          "  --llm-url URL      check the generator backend's health URL, optional (LLM_URL)\n"
+          "  --health-interval-ms N   between dependency checks (HEALTH_INTERVAL_MS; 5000)\n"
+          "  --health-timeout-ms N    per check (HEALTH_TIMEOUT_MS; 800)\n"
+          "  --shutdown-delay-ms N    serve with readiness 503 this long after SIGTERM\n"
+          "                           (SHUTDOWN_DELAY_MS; 0)\n"
           "  --version, --help\n",
           out);
 }
@@ -62,7 +71,12 @@ static const char *env_or(const char *name, const char *fallback)
 static int parse_options(int argc, char **argv, options *o)
 {
     const char *port = env_or("PORT", "8001"), *max_body = env_or("MAX_BODY_BYTES", "1048576"),
-               *db_max = env_or("DB_MAX_BYTES", "0"), *threads = env_or("THREADS", "0");
+               *db_max = env_or("DB_MAX_BYTES", "0"), *threads = env_or("THREADS", "0"),
+               *interval = env_or("HEALTH_INTERVAL_MS", "5000"),
+               *timeout = env_or("HEALTH_TIMEOUT_MS", "800"),
+               *delay = env_or("SHUTDOWN_DELAY_MS", "0");
+    o->redis = env_or("REDIS_ADDR", NULL);
+    o->llm_url = env_or("LLM_URL", NULL);
     o->bind = env_or("BIND_ADDRESS", "127.0.0.1");
     o->db = env_or("DB_PATH", "var/generation.db");
     o->log_file = env_or("LOG_FILE", NULL);
@@ -74,6 +88,10 @@ static int parse_options(int argc, char **argv, options *o)
         {"log-level", required_argument, NULL, 'L'},  {"service-name", required_argument, NULL, 's'},
         {"max-body", required_argument, NULL, 'm'},   {"db-max-bytes", required_argument, NULL, 'D'},
         {"threads", required_argument, NULL, 't'},    {"version", no_argument, NULL, 'V'},
+        {"redis", required_argument, NULL, 'r'},      {"llm-url", required_argument, NULL, 'u'},
+        {"health-interval-ms", required_argument, NULL, 'i'},
+        {"health-timeout-ms", required_argument, NULL, 'T'},
+        {"shutdown-delay-ms", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     int c;
@@ -88,6 +106,11 @@ static int parse_options(int argc, char **argv, options *o)
         case 'm': max_body = optarg; break;
         case 'D': db_max = optarg; break;
         case 't': threads = optarg; break;
+        case 'r': o->redis = optarg; break;
+        case 'u': o->llm_url = optarg; break;
+        case 'i': interval = optarg; break;
+        case 'T': timeout = optarg; break;
+        case 'S': delay = optarg; break;
         case 'V': puts("generation-service " GS_VERSION " (o11y " O11Y_VERSION_STRING ")"); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -99,12 +122,46 @@ static int parse_options(int argc, char **argv, options *o)
     }
     if (!parse_u64(port, 65535, &o->port) || !parse_u64(max_body, 1ull << 34, &o->max_body) ||
         o->max_body == 0 || !parse_u64(db_max, 1ull << 50, &o->db_max_bytes) ||
-        !parse_u64(threads, 256, &o->threads)) {
-        fprintf(stderr, "generation-service: --port, --max-body, --db-max-bytes and --threads"
-                        " take decimal numbers in range\n");
+        !parse_u64(threads, 256, &o->threads) ||
+        !parse_u64(interval, 86400000, &o->health_interval_ms) || o->health_interval_ms == 0 ||
+        !parse_u64(timeout, 600000, &o->health_timeout_ms) || o->health_timeout_ms == 0 ||
+        !parse_u64(delay, 600000, &o->shutdown_delay_ms)) {
+        fprintf(stderr, "generation-service: numeric options take decimal numbers in range\n");
         return 2;
     }
     return -1;
+}
+
+/* CONTRACT section 5: database (critical); redis and llm (optional) when configured. */
+static o11y_status register_checks(o11y_service *svc, const options *o)
+{
+    o11y_health *h = o11y_service_health(svc);
+    o11y_health_check_opts c = {.name = "database", .critical = true,
+                                .timeout_ms = (unsigned)o->health_timeout_ms,
+                                .interval_ms = (unsigned)o->health_interval_ms};
+    o11y_status st = o11y_health_add_sqlite(h, &c, o->db);
+    if (st == O11Y_OK && o->redis) {
+        char host[256];
+        const char *colon = strrchr(o->redis, ':');
+        unsigned long long port = 0;
+        if (!colon || (size_t)(colon - o->redis) >= sizeof host ||
+            !parse_u64(colon + 1, 65535, &port) || port == 0) {
+            fprintf(stderr, "generation-service: --redis takes HOST:PORT\n");
+            return O11Y_EINVAL;
+        }
+        snprintf(host, sizeof host, "%.*s", (int)(colon - o->redis), o->redis);
+        c.name = "redis";
+        c.critical = false; /* it holds nothing the service needs yet */
+        st = o11y_health_add_redis(h, &c, host, (uint16_t)port);
+    }
+    if (st == O11Y_OK && o->llm_url) {
+        c.name = "llm";
+        c.critical = false;
+        st = o11y_health_add_http(h, &c, o->llm_url);
+        if (st != O11Y_OK)
+            fprintf(stderr, "generation-service: --llm-url takes an http(s) URL\n");
+    }
+    return st;
 }
 
 int main(int argc, char **argv)
@@ -139,12 +196,15 @@ int main(int argc, char **argv)
         return 1;
     }
     st = gs_routes_register(svc, store);
+    if (st == O11Y_OK)
+        st = register_checks(svc, &o);
     if (st == O11Y_OK) {
         o11y_mhd_config mc;
         o11y_mhd_config_init(&mc);
         mc.bind_address = o.bind;
         mc.port = (uint16_t)o.port;
         mc.threads = (unsigned)o.threads;
+        mc.shutdown_delay_ms = (unsigned)o.shutdown_delay_ms;
         st = o11y_mhd_run(svc, &mc);
         if (st != O11Y_OK)
             o11y_log_error("cannot start the server", O11Y_STR("bind", o.bind),

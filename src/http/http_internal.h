@@ -4,6 +4,7 @@
 
 #include "core/internal.h"
 #include "o11y/error.h"
+#include "o11y/health.h"
 #include "o11y/http.h"
 #include "o11y/metrics.h"
 
@@ -61,7 +62,11 @@ struct o11y_service {
     o11y_metric *m_requests, *m_duration, *m_errors, *m_operation, *m_operation_errors;
     o11y_series *s_active;
     o11y__route_stats unmatched;
+    o11y_health *health;
 };
+
+/* Registers GET /health, /health/live and /health/ready. */
+o11y_status o11y__service_health_routes(o11y_service *svc);
 
 /* Registers the service's metrics (HTTP, process, log, build info, operations) and the
  * /metrics and /metrics/summary routes. */

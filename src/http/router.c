@@ -1,6 +1,7 @@
 /* http/router.c — the service object and its route table. */
 #include "http/http_internal.h"
 
+#include "health/health_internal.h"
 #include "o11y/error.h"
 
 #include <stdio.h>
@@ -63,6 +64,7 @@ void o11y_service_destroy(o11y_service *svc)
         return;
     for (size_t i = 0; i < svc->n_routes; i++)
         route_free(svc->routes[i]);
+    o11y__health_destroy(svc->health); /* its checks log and record until they stop */
     if (svc->owns_logger)
         o11y_logger_destroy(svc->logger);
     if (svc->owns_metrics)
@@ -151,6 +153,11 @@ o11y_status o11y_service_create(const o11y_service_config *cfg_in, o11y_service 
         svc->owns_metrics = true;
     }
     o11y_status st = o11y__service_metrics_init(svc, !cfg.no_metrics_routes);
+    if (st == O11Y_OK)
+        st = o11y__health_create(svc->name, svc->version, svc->logger, svc->metrics,
+                                 &svc->health);
+    if (st == O11Y_OK && !cfg.no_health_routes)
+        st = o11y__service_health_routes(svc);
     if (st != O11Y_OK) {
         o11y_service_destroy(svc);
         return st;
@@ -167,6 +174,11 @@ o11y_logger *o11y_service_logger(const o11y_service *svc)
 o11y_metrics *o11y_service_metrics(const o11y_service *svc)
 {
     return svc ? svc->metrics : NULL;
+}
+
+o11y_health *o11y_service_health(const o11y_service *svc)
+{
+    return svc ? svc->health : NULL;
 }
 
 const char *o11y_service_name(const o11y_service *svc)

@@ -271,8 +271,16 @@ o11y_status o11y_mhd_run(o11y_service *svc, const o11y_mhd_config *cfg)
             o11y_logger_reopen(svc->logger);
             continue;
         }
+        o11y_health_shutting_down(svc->health);
+        unsigned delay = cfg ? cfg->shutdown_delay_ms : 0;
         o11y_log_va(svc->logger, O11Y_LOG_INFO, "service_stopping", "service stopping",
-                    O11Y_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"), O11Y__END);
+                    O11Y_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
+                    O11Y_INT("shutdown_delay_ms", delay), O11Y__END);
+        if (delay) { /* still serving: probes see the 503 and traffic drains away */
+            struct timespec ts = {(time_t)(delay / 1000), (long)(delay % 1000) * 1000000};
+            while (nanosleep(&ts, &ts) != 0)
+                ;
+        }
         break;
     }
     o11y_mhd_stop(srv);

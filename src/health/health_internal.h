@@ -1,0 +1,69 @@
+/* health/health_internal.h — the health object, its checks, and what the http module needs. */
+#ifndef O11Y_HEALTH_INTERNAL_H
+#define O11Y_HEALTH_INTERNAL_H
+
+#include "core/internal.h"
+#include "o11y/health.h"
+#include "o11y/log.h"
+#include "o11y/metrics.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+enum { O11Y__MAX_CHECKS = 32, O11Y__CHECK_ERROR_LEN = 120 };
+
+typedef enum check_kind { CHECK_HTTP, CHECK_TCP, CHECK_SQLITE, CHECK_REDIS, CHECK_CUSTOM } check_kind;
+
+typedef struct o11y__check {
+    o11y_health *health;
+    char name[65];
+    bool critical;
+    unsigned timeout_ms, interval_ms;
+    check_kind kind;
+    char *target; /* URL, host or path (copied) */
+    uint16_t port;
+    o11y_health_fn fn;
+    void *ctx;
+    pthread_t thread;
+    o11y_series *up, *duration;
+    /* Guarded by the health object's lock. */
+    bool has_result;
+    o11y_health_status status;
+    char error[O11Y__CHECK_ERROR_LEN];
+    double response_ms;
+    int64_t running_since; /* CLOCK_MONOTONIC ns while a run is in progress, else 0 */
+} o11y__check;
+
+struct o11y_health {
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* CLOCK_MONOTONIC: interval sleeps, stop */
+    bool stopping;
+    atomic_bool shutting_down;
+    o11y__check *checks[O11Y__MAX_CHECKS];
+    size_t n_checks;
+    char *service, *version;
+    int64_t started_ns; /* CLOCK_REALTIME */
+    o11y_logger *logger;
+    o11y_metric *m_up, *m_duration;
+};
+
+/* Creates the health object of a service (strings copied; logger and metrics borrowed, may be
+ * NULL). */
+o11y_status o11y__health_create(const char *service, const char *version, o11y_logger *logger,
+                                o11y_metrics *metrics, o11y_health **out);
+/* Stops every check (waiting at most a check's timeout for one in progress) and frees. */
+void o11y__health_destroy(o11y_health *h);
+
+typedef enum o11y__health_doc {
+    O11Y__HEALTH_FULL,  /* /health */
+    O11Y__HEALTH_READY, /* /health/ready: critical checks only, 503 when not ready */
+} o11y__health_doc;
+
+/* Renders the contract's document (or the IETF health+json one when health_json) into b and
+ * returns the HTTP status it calls for. */
+int o11y__health_render(o11y_health *h, o11y__health_doc doc, bool health_json, o11y__buf *b);
+
+/* Runs one check once, within its timeout; fills error (sanitised) when not healthy. */
+o11y_health_status o11y__check_run(o11y__check *c, char *error, size_t error_len);
+
+#endif
