@@ -70,6 +70,17 @@ echo "wrapped, access log on:  ${wrap_r[*]} req/s (median $w), lines: $(wc -l < 
 echo "wrapped, access log off: ${quiet_r[*]} req/s (median $q)"
 awk -v b="$b" -v w="$w" -v q="$q" \
     'BEGIN { printf "wrapped / bare = %.3f (log on), %.3f (log off)\n", w / b, q / b }'
+echo "== /health from cached results vs a plain handler on the same server (wrk, same settings)"
+rps_path() { wrk -t1 -c"$conns" -d"${duration}s" "http://127.0.0.1:$1$2" | awk '/Requests\/sec/ {print $2}'; }
+declare -a plain_r health_r
+for round in 1 2 3; do
+    plain_r+=("$(rps_path "$quiet_port" /projects/proj_1)")
+    health_r+=("$(rps_path "$quiet_port" /health)")
+done
+p=$(median "${plain_r[@]}"); h=$(median "${health_r[@]}")
+echo "plain handler: ${plain_r[*]} req/s (median $p)"
+echo "/health:       ${health_r[*]} req/s (median $h)"
+awk -v p="$p" -v h="$h" 'BEGIN { printf "/health / plain = %.3f\n", h / p }'
 for p in "${pids[@]}"; do kill "$p"; done
 wait 2>/dev/null || true
 pids=()
