@@ -15,6 +15,7 @@
 
 #include "o11y/common.h"
 #include "o11y/health.h"
+#include "o11y/idempotency.h"
 #include "o11y/log.h"
 #include "o11y/metrics.h"
 #include "o11y/trace.h"
@@ -54,6 +55,8 @@ typedef int (*o11y_handler_fn)(o11y_request *req, o11y_response *res, void *user
 
 enum o11y_route_flags {
     O11Y_ROUTE_JSON = 1u << 0, /* POST/PUT/PATCH bodies must be application/json (else 415) */
+    O11Y_ROUTE_IDEMPOTENCY_REQUIRED = 1u << 1, /* no Idempotency-Key: 400 (o11y/idempotency.h) */
+    O11Y_ROUTE_NO_IDEMPOTENCY = 1u << 2,       /* keys are ignored on this route */
 };
 
 /* All-zero is a valid config: zero means default. */

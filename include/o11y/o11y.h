@@ -7,6 +7,7 @@
 #include "o11y/events.h"
 #include "o11y/health.h"
 #include "o11y/http.h"
+#include "o11y/idempotency.h"
 #include "o11y/log.h"
 #include "o11y/metrics.h"
 #include "o11y/mhd.h"

@@ -20,6 +20,7 @@ typedef struct options {
     const char *log_level;
     const char *service_name;
     const char *redis;   /* host:port, or NULL */
+    const char *idempotency; /* memory, sqlite or redis */
     const char *llm_url; /* the generator backend's health URL, or NULL */
     unsigned long long port, max_body, db_max_bytes, threads;
     unsigned long long health_interval_ms, health_timeout_ms, shutdown_delay_ms;
@@ -39,7 +40,10 @@ static void usage(FILE *out)
           "  --max-body BYTES   request body limit (MAX_BODY_BYTES; default 1048576)\n"
           "  --db-max-bytes N   cap on the database size, 0 for none (DB_MAX_BYTES)\n"
           "  --threads N        server threads, 0 for one per CPU (THREADS)\n"
-          "  --redis HOST:PORT  check this Redis server's health, optional (REDIS_ADDR)\n"
+          "  --redis HOST:PORT  the Redis server: its health is checked; it holds the\n"
+          "                     idempotency keys with --idempotency redis (REDIS_ADDR)\n"
+          "  --redis-url redis://HOST:PORT  the same, as a URL (REDIS_URL)\n"
+          "  --idempotency S    memory, sqlite (the --db file) or redis (IDEMPOTENCY; memory)\n"
           "  --llm-url URL      check the generator backend's health URL, optional (LLM_URL)\n"
           "  --health-interval-ms N   between dependency checks (HEALTH_INTERVAL_MS; 5000)\n"
           "  --health-timeout-ms N    per check (HEALTH_TIMEOUT_MS; 800)\n"
@@ -76,6 +80,8 @@ static int parse_options(int argc, char **argv, options *o)
                *timeout = env_or("HEALTH_TIMEOUT_MS", "800"),
                *delay = env_or("SHUTDOWN_DELAY_MS", "0");
     o->redis = env_or("REDIS_ADDR", NULL);
+    o->idempotency = env_or("IDEMPOTENCY", "memory");
+    const char *redis_url = env_or("REDIS_URL", NULL);
     o->llm_url = env_or("LLM_URL", NULL);
     o->bind = env_or("BIND_ADDRESS", "127.0.0.1");
     o->db = env_or("DB_PATH", "var/generation.db");
@@ -89,6 +95,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"max-body", required_argument, NULL, 'm'},   {"db-max-bytes", required_argument, NULL, 'D'},
         {"threads", required_argument, NULL, 't'},    {"version", no_argument, NULL, 'V'},
         {"redis", required_argument, NULL, 'r'},      {"llm-url", required_argument, NULL, 'u'},
+        {"redis-url", required_argument, NULL, 'R'},  {"idempotency", required_argument, NULL, 'I'},
         {"health-interval-ms", required_argument, NULL, 'i'},
         {"health-timeout-ms", required_argument, NULL, 'T'},
         {"shutdown-delay-ms", required_argument, NULL, 'S'},
@@ -107,6 +114,8 @@ static int parse_options(int argc, char **argv, options *o)
         case 'D': db_max = optarg; break;
         case 't': threads = optarg; break;
         case 'r': o->redis = optarg; break;
+        case 'R': redis_url = optarg; break;
+        case 'I': o->idempotency = optarg; break;
         case 'u': o->llm_url = optarg; break;
         case 'i': interval = optarg; break;
         case 'T': timeout = optarg; break;
@@ -115,6 +124,22 @@ static int parse_options(int argc, char **argv, options *o)
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    if (redis_url) {
+        if (strncmp(redis_url, "redis://", 8) != 0) {
+            fprintf(stderr, "generation-service: --redis-url takes redis://HOST:PORT\n");
+            return 2;
+        }
+        o->redis = redis_url + 8;
+    }
+    if (strcmp(o->idempotency, "memory") && strcmp(o->idempotency, "sqlite") &&
+        strcmp(o->idempotency, "redis")) {
+        fprintf(stderr, "generation-service: --idempotency takes memory, sqlite or redis\n");
+        return 2;
+    }
+    if (strcmp(o->idempotency, "redis") == 0 && !o->redis) {
+        fprintf(stderr, "generation-service: --idempotency redis needs --redis or --redis-url\n");
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "generation-service: unexpected argument '%s'\n", argv[optind]);
@@ -132,6 +157,19 @@ static int parse_options(int argc, char **argv, options *o)
     return -1;
 }
 
+/* HOST:PORT into host and port; false when it is not of that form. */
+static bool split_host_port(const char *s, char *host, size_t host_len, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    unsigned long long p = 0;
+    if (!colon || (size_t)(colon - s) >= host_len || colon == s || !parse_u64(colon + 1, 65535, &p) ||
+        p == 0)
+        return false;
+    snprintf(host, host_len, "%.*s", (int)(colon - s), s);
+    *port = (uint16_t)p;
+    return true;
+}
+
 /* CONTRACT section 5: database (critical); redis and llm (optional) when configured. */
 static o11y_status register_checks(o11y_service *svc, const options *o)
 {
@@ -142,17 +180,14 @@ static o11y_status register_checks(o11y_service *svc, const options *o)
     o11y_status st = o11y_health_add_sqlite(h, &c, o->db);
     if (st == O11Y_OK && o->redis) {
         char host[256];
-        const char *colon = strrchr(o->redis, ':');
-        unsigned long long port = 0;
-        if (!colon || (size_t)(colon - o->redis) >= sizeof host ||
-            !parse_u64(colon + 1, 65535, &port) || port == 0) {
+        uint16_t port;
+        if (!split_host_port(o->redis, host, sizeof host, &port)) {
             fprintf(stderr, "generation-service: --redis takes HOST:PORT\n");
             return O11Y_EINVAL;
         }
-        snprintf(host, sizeof host, "%.*s", (int)(colon - o->redis), o->redis);
         c.name = "redis";
-        c.critical = false; /* it holds nothing the service needs yet */
-        st = o11y_health_add_redis(h, &c, host, (uint16_t)port);
+        c.critical = strcmp(o->idempotency, "redis") == 0; /* critical when it holds the keys */
+        st = o11y_health_add_redis(h, &c, host, port);
     }
     if (st == O11Y_OK && o->llm_url) {
         c.name = "llm";
@@ -162,6 +197,27 @@ static o11y_status register_checks(o11y_service *svc, const options *o)
             fprintf(stderr, "generation-service: --llm-url takes an http(s) URL\n");
     }
     return st;
+}
+
+/* CONTRACT section 4 on every POST, PUT and PATCH, in the store chosen by --idempotency. */
+static o11y_status open_idempotency(o11y_service *svc, const options *o, o11y_idem_store **out)
+{
+    o11y_status st;
+    if (strcmp(o->idempotency, "sqlite") == 0) {
+        st = o11y_idem_store_sqlite(o->db, out);
+    } else if (strcmp(o->idempotency, "redis") == 0) {
+        char host[256];
+        uint16_t port;
+        st = split_host_port(o->redis, host, sizeof host, &port)
+                 ? o11y_idem_store_redis(host, port, out)
+                 : O11Y_EINVAL;
+    } else {
+        st = o11y_idem_store_memory(NULL, out);
+    }
+    if (st != O11Y_OK)
+        return st;
+    o11y_idem_config c = {.store = *out};
+    return o11y_service_idempotency(svc, &c);
 }
 
 int main(int argc, char **argv)
@@ -195,9 +251,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "generation-service: cannot open the database: %s\n", err);
         return 1;
     }
+    o11y_idem_store *idem = NULL;
     st = gs_routes_register(svc, store);
     if (st == O11Y_OK)
         st = register_checks(svc, &o);
+    if (st == O11Y_OK)
+        st = open_idempotency(svc, &o, &idem);
     if (st == O11Y_OK) {
         o11y_mhd_config mc;
         o11y_mhd_config_init(&mc);
@@ -212,6 +271,7 @@ int main(int argc, char **argv)
     }
     gs_store_close(store);
     o11y_service_destroy(svc); /* flushes every queued log line */
+    o11y_idem_store_destroy(idem);
     if (st != O11Y_OK)
         fprintf(stderr, "generation-service: %s\n", o11y_strerror(st));
     return st == O11Y_OK ? 0 : 1;

@@ -4,8 +4,10 @@
 
 #include "core/internal.h"
 #include "o11y/error.h"
+#include "idempotency/idem_internal.h"
 #include "o11y/health.h"
 #include "o11y/http.h"
+#include "o11y/idempotency.h"
 #include "o11y/metrics.h"
 
 #include <stdatomic.h>
@@ -63,6 +65,9 @@ struct o11y_service {
     o11y_series *s_active;
     o11y__route_stats unmatched;
     o11y_health *health;
+    o11y_idem_config idem; /* idem.store NULL: idempotency off */
+    char *idem_client_header;
+    o11y_metric *m_idem;
 };
 
 /* Registers GET /health, /health/live and /health/ready. */
@@ -89,6 +94,8 @@ typedef struct o11y__std_headers {
     int64_t content_length; /* -1: absent (chunked or no body) */
     bool transfer_encoding;
     bool conflicting_length; /* two Content-Length values that differ */
+    o11y_str idempotency_key;
+    unsigned idempotency_keys; /* header lines seen: two or more is invalid */
 } o11y__std_headers;
 
 /* Fills h from one header (name case-insensitive); other names are ignored. */
@@ -134,6 +141,12 @@ struct o11y_request {
     struct json_t *json;
     o11y_error_format error_format;
     bool counted_active;
+    /* Idempotency: the key's scope id (when a key came), the fingerprint, our lock. */
+    o11y__idem_key idem;
+    size_t idem_key_len;
+    uint8_t idem_fp[O11Y__IDEM_FP];
+    uint64_t idem_token;
+    bool idem_held;
 };
 
 enum { O11Y__URI_INLINE = 512, O11Y__HEADERS_INLINE = 512, O11Y__ARENA_INLINE = 256 };
@@ -171,6 +184,12 @@ bool o11y__pipeline_body(o11y__exchange *ex, const char *data, size_t len);
 void o11y__pipeline_run(o11y__exchange *ex);
 /* Stage 4, when the response has been sent: the access line. */
 void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed);
+
+/* Idempotency stages: the key before the body (true: the response is final, 400); before the
+ * handler (false: answered without it: replay, 409, 422, 503); after it (store or release). */
+bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std);
+bool o11y__idem_before_handler(o11y__exchange *ex);
+void o11y__idem_after_handler(o11y__exchange *ex);
 
 /* Routing: the best template for path (literal segments beat parameters), or NULL. Fills params
  * with raw (still escaped) segments. */

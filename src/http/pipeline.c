@@ -106,6 +106,12 @@ void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_l
         else if (NAME_IS(name, name_len, "Content-Type"))
             keep_first(&h->content_type, value, value_len);
         break;
+    case 15:
+        if (NAME_IS(name, name_len, "Idempotency-Key")) {
+            keep_first(&h->idempotency_key, value, value_len);
+            h->idempotency_keys++;
+        }
+        break;
     case 17:
         if (NAME_IS(name, name_len, "Transfer-Encoding"))
             h->transfer_encoding = true;
@@ -188,7 +194,7 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
         o11y_res_error(res, "UNSUPPORTED_MEDIA_TYPE", NULL, NULL);
         return true;
     }
-    return false;
+    return o11y__idem_check_key(ex, std);
 }
 
 /*=== MARK: stage 2: body ===*/
@@ -282,10 +288,15 @@ void o11y__pipeline_run(o11y__exchange *ex)
     o11y_response *res = &ex->res;
     req->handler_start_ns = o11y__now_mono_ns();
     req->prev_trace = o11y_trace_set_current(&req->trace);
-    if (!res->answered)
+    bool handled = false;
+    if (!res->answered && o11y__idem_before_handler(ex)) {
         run_handler(ex);
+        handled = true;
+    }
     if (res->error_code)
         render_error(ex);
+    if (handled)
+        o11y__idem_after_handler(ex); /* the body as sent: the envelope of an error included */
     o11y_trace_set_current(req->prev_trace);
     req->handler_end_ns = o11y__now_mono_ns();
 

@@ -75,6 +75,7 @@ void o11y_service_destroy(o11y_service *svc)
     o11y__free(svc->project_param);
     o11y__free(svc->job_param);
     o11y__free(svc->service_header);
+    o11y__free(svc->idem_client_header);
     o11y__free(svc);
 }
 

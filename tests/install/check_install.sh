@@ -41,7 +41,7 @@ fi
 # Static libo11y.a; its dependencies stay the system's shared libraries.
 cc -std=c17 -Wall -Wextra -Werror -DO11Y_STATIC_DEFINE $(pkg-config --cflags o11y) \
     "$work/consumer.c" -o "$work/consumer_static" "$libdir/libo11y.a" \
-    $(pkg-config --libs libmicrohttpd jansson libcurl sqlite3 hiredis) -lpthread -lm
+    $(pkg-config --libs libmicrohttpd jansson libcurl sqlite3 hiredis libcrypto) -lpthread -lm
 "$work/consumer_static" | grep -q '^ok'
 # The README example, through pkg-config.
 cc -std=c17 -Wall -Wextra -Werror $(pkg-config --cflags o11y jansson) "$src/examples/hello.c" \

@@ -1,0 +1,372 @@
+/* http/idempotency_stage.c — the idempotency stage of the pipeline (CONTRACT section 4).
+ *
+ * Before the body: the Idempotency-Key is parsed (400 IDEMPOTENCY_KEY_INVALID or _MISSING).
+ * Before the handler: the request is fingerprinted and the key begun in the store: replay,
+ * 409 in use, 422 reused, 503 when the store cannot answer, or locked and on to the handler.
+ * After the handler: a 5xx releases the key; anything else is stored for the TTL. */
+#include "http/http_internal.h"
+
+#include "idempotency/idem_internal.h"
+#include "log/log_internal.h"
+
+#include <openssl/evp.h>
+#include <strings.h>
+
+enum { RECORD_MAX_HEADER = 1024 };
+
+/*=== MARK: configuration ===*/
+
+static int64_t real_clock_ms(void *ctx)
+{
+    (void)ctx;
+    return o11y__now_real_ns() / 1000000;
+}
+
+o11y_status o11y_service_idempotency(o11y_service *svc, const o11y_idem_config *cfg)
+{
+    if (!svc || !cfg || !cfg->store || cfg->ttl_s > 30 * 86400 || cfg->lease_s > 86400)
+        return O11Y_EINVAL;
+    char *client = NULL;
+    if (cfg->client_header && !(client = o11y__strdup(cfg->client_header)))
+        return O11Y_ENOMEM;
+    static const char *const outcome[] = {"outcome"};
+    o11y_metric_opts o = {.name = "o11y_idempotency_requests_total",
+                          .help = "Requests with an Idempotency-Key, by outcome",
+                          .type = O11Y_COUNTER, .label_names = outcome, .n_labels = 1};
+    o11y_status st = o11y_metric_register(svc->metrics, &o, &svc->m_idem);
+    if (st == O11Y_ECONFLICT)
+        svc->m_idem = o11y_metrics_find(svc->metrics, o.name), st = O11Y_OK;
+    if (st != O11Y_OK) {
+        o11y__free(client);
+        return st;
+    }
+    o11y__free(svc->idem_client_header);
+    svc->idem = *cfg;
+    svc->idem.client_header = svc->idem_client_header = client;
+    if (!svc->idem.ttl_s)
+        svc->idem.ttl_s = 3600;
+    if (!svc->idem.lease_s)
+        svc->idem.lease_s = 60;
+    if (!svc->idem.clock_ms)
+        svc->idem.clock_ms = real_clock_ms;
+    return O11Y_OK;
+}
+
+/*=== MARK: outcomes ===*/
+
+static void outcome(o11y__exchange *ex, const char *what)
+{
+    o11y_request *req = &ex->req;
+    o11y_service *svc = req->svc;
+    o11y_series *s;
+    const char *values[] = {what};
+    if (svc->m_idem && o11y_metric_series(svc->m_idem, values, &s) == O11Y_OK)
+        o11y_counter_inc(s);
+    char key_id[17] = "";
+    if (req->idem_key_len)
+        memcpy(key_id, req->idem.id, 16);
+    o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
+    o11y_log_va(svc->logger, O11Y_LOG_INFO, "idempotency", "idempotency",
+                O11Y_STR("outcome", what), O11Y_STR("route", o11y_req_route(req)),
+                O11Y_STR("key_id", key_id[0] ? key_id : NULL), O11Y__END);
+    o11y_trace_set_current(prev);
+}
+
+/*=== MARK: before the body: the key ===*/
+
+/* RFC 9651 sf-string or a bare token: after unquoting, 1-255 bytes of 0x21-0x7E. */
+static bool parse_key(o11y_str v, o11y_str *key)
+{
+    const char *p = v.ptr;
+    size_t len = v.len;
+    if (len >= 2 && p[0] == '"' && p[len - 1] == '"') {
+        p++;
+        len -= 2;
+        for (size_t i = 0; i < len; i++)
+            if (p[i] == '"' || p[i] == '\\')
+                return false; /* escapes are not part of a key */
+    }
+    if (len == 0 || len > O11Y__IDEM_KEY_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7E)
+            return false;
+    *key = (o11y_str){p, len};
+    return true;
+}
+
+bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
+{
+    o11y_request *req = &ex->req;
+    o11y_service *svc = req->svc;
+    o11y_method m = req->method;
+    if (!svc->idem.store || !(m & (O11Y_POST | O11Y_PUT | O11Y_PATCH)))
+        return false;
+    bool required = req->route->flags[req->method_index] & O11Y_ROUTE_IDEMPOTENCY_REQUIRED;
+    if (req->route->flags[req->method_index] & O11Y_ROUTE_NO_IDEMPOTENCY)
+        return false;
+    o11y_str key;
+    if (std->idempotency_keys == 0) {
+        if (!required)
+            return false;
+        o11y_res_error(&ex->res, "IDEMPOTENCY_KEY_MISSING", NULL, NULL);
+        outcome(ex, "missing");
+        return true;
+    }
+    if (std->idempotency_keys > 1 || !parse_key(std->idempotency_key, &key)) {
+        o11y_res_error(&ex->res, "IDEMPOTENCY_KEY_INVALID", NULL,
+                       std->idempotency_keys > 1
+                           ? "Send one Idempotency-Key header"
+                           : "The Idempotency-Key must be 1-255 printable ASCII characters");
+        outcome(ex, "invalid");
+        return true;
+    }
+    /* The scope: method, route, the client (when configured) and the key, hashed to a fixed
+     * size so a store never sees the raw key. */
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    const char *method = o11y_method_name(m);
+    o11y_str client = svc->idem.client_header ? o11y_req_header(req, svc->idem.client_header)
+                                              : (o11y_str){NULL, 0};
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(md, method, strlen(method) + 1) &&
+              EVP_DigestUpdate(md, req->route->template, req->route->template_len + 1) &&
+              EVP_DigestUpdate(md, client.ptr ? client.ptr : "", client.len) &&
+              EVP_DigestUpdate(md, "\n", 1) && EVP_DigestUpdate(md, key.ptr, key.len) &&
+              EVP_DigestFinal_ex(md, digest, &n) && n == 32;
+    EVP_MD_CTX_free(md);
+    if (!ok) {
+        o11y_res_error(&ex->res, "INTERNAL_ERROR", NULL, "SHA-256 unavailable");
+        return true;
+    }
+    for (unsigned i = 0; i < 32; i++) {
+        req->idem.id[2 * i] = o11y__hex_digits[digest[i] >> 4];
+        req->idem.id[2 * i + 1] = o11y__hex_digits[digest[i] & 15];
+    }
+    req->idem.id[64] = '\0';
+    req->idem_key_len = key.len;
+    return false;
+}
+
+/*=== MARK: the stored record ===*/
+
+/* status(2) | trace(1+n) | content type(1+n) | location(2+n) | job(1+n) | project(1+n) |
+ * body(4+n), integers little-endian. */
+static void put_u(o11y__buf *b, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        o11y__buf_putc(b, (char)(v >> (8 * i)));
+}
+
+static void put_field(o11y__buf *b, const char *s, size_t len, int len_bytes)
+{
+    put_u(b, len, len_bytes);
+    o11y__buf_append(b, s, len);
+}
+
+static const char *find_header(const o11y_response *res, const char *name)
+{
+    const char *p = res->headers.ptr;
+    for (size_t i = 0; i < res->n_headers; i++) {
+        const char *value = p + strlen(p) + 1;
+        if (strcasecmp(p, name) == 0)
+            return value;
+        p = value + strlen(value) + 1;
+    }
+    return NULL;
+}
+
+typedef struct reader {
+    const unsigned char *p, *end;
+    bool ok;
+} reader;
+
+static uint64_t get_u(reader *r, int bytes)
+{
+    uint64_t v = 0;
+    if (r->end - r->p < bytes) {
+        r->ok = false;
+        return 0;
+    }
+    for (int i = 0; i < bytes; i++)
+        v |= (uint64_t)r->p[i] << (8 * i);
+    r->p += bytes;
+    return v;
+}
+
+static o11y_str get_field(reader *r, int len_bytes)
+{
+    uint64_t len = get_u(r, len_bytes);
+    if (!r->ok || (uint64_t)(r->end - r->p) < len) {
+        r->ok = false;
+        return (o11y_str){"", 0};
+    }
+    o11y_str s = {(const char *)r->p, (size_t)len};
+    r->p += len;
+    return s;
+}
+
+/*=== MARK: before and after the handler ===*/
+
+static bool fingerprint(o11y_request *req, uint8_t fp[O11Y__IDEM_FP])
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    const char *method = o11y_method_name(req->method);
+    /* Method, path, query and body bytes, hashed where they lie: the body is not copied. */
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(md, method, strlen(method) + 1) &&
+              EVP_DigestUpdate(md, req->uri, req->path_len) && EVP_DigestUpdate(md, "?", 1) &&
+              EVP_DigestUpdate(md, req->query ? req->query : "", req->query_len) &&
+              EVP_DigestUpdate(md, "\n", 1) &&
+              EVP_DigestUpdate(md, req->body.ptr ? req->body.ptr : "", req->body.len) &&
+              EVP_DigestFinal_ex(md, digest, &n) && n >= O11Y__IDEM_FP;
+    EVP_MD_CTX_free(md);
+    if (ok)
+        memcpy(fp, digest, O11Y__IDEM_FP);
+    return ok;
+}
+
+/* Adds a header to an answer the pipeline makes; a full header list (16 entries, which these
+ * answers never reach) leaves the answer without it rather than failing it. */
+static bool header(o11y_response *res, const char *name, const char *value)
+{
+    return o11y_res_header(res, name, value) == O11Y_OK;
+}
+
+static void add_retry_after(o11y_response *res)
+{
+    header(res, "Retry-After", "1");
+}
+
+static void replay(o11y__exchange *ex, const char *blob, size_t len)
+{
+    o11y_request *req = &ex->req;
+    o11y_response *res = &ex->res;
+    reader r = {(const unsigned char *)blob, (const unsigned char *)blob + len, true};
+    int status = (int)get_u(&r, 2);
+    o11y_str trace = get_field(&r, 1), type = get_field(&r, 1), location = get_field(&r, 2),
+             job = get_field(&r, 1), project = get_field(&r, 1), body = get_field(&r, 4);
+    if (!r.ok || status < 100 || status > 599) {
+        o11y_res_error(res, "INTERNAL_ERROR", NULL, "unreadable idempotency record");
+        return;
+    }
+    char ct[96];
+    snprintf(ct, sizeof ct, "%.*s", (int)type.len, type.ptr);
+    if (o11y_res_body(res, status == 201 ? 200 : status, ct[0] ? ct : NULL, body.ptr,
+                      body.len) != O11Y_OK) {
+        o11y_res_error(res, "INTERNAL_ERROR", NULL, "out of memory");
+        return;
+    }
+    if (!ct[0])
+        res->content_type[0] = '\0';
+    char value[RECORD_MAX_HEADER + 1];
+    if (location.len) {
+        snprintf(value, sizeof value, "%.*s", (int)location.len, location.ptr);
+        header(res, "Location", value);
+    }
+    /* The stored ids were valid when stored; an invalid one (a damaged record) is left out. */
+    if (job.len && o11y_trace_ctx_set_job_id(&req->trace, job.ptr, job.len) != O11Y_OK)
+        job.len = 0;
+    if (project.len &&
+        o11y_trace_ctx_set_project_id(&req->trace, project.ptr, project.len) != O11Y_OK)
+        project.len = 0;
+    header(res, "Idempotent-Replayed", "true");
+    snprintf(value, sizeof value, "%.*s", (int)trace.len, trace.ptr);
+    if (o11y_trace_id_valid(value, trace.len))
+        header(res, "X-Original-Trace-Id", value);
+}
+
+bool o11y__idem_before_handler(o11y__exchange *ex)
+{
+    o11y_request *req = &ex->req;
+    o11y_response *res = &ex->res;
+    o11y_service *svc = req->svc;
+    if (!req->idem_key_len)
+        return true;
+    const o11y_idem_config *c = &svc->idem;
+    if (!fingerprint(req, req->idem_fp)) {
+        o11y_res_error(res, "INTERNAL_ERROR", NULL, "SHA-256 unavailable");
+        return false;
+    }
+    char *blob = NULL;
+    size_t len = 0;
+    int64_t now = c->clock_ms(c->clock_ctx);
+    o11y__idem_result r = c->store->ops->begin(c->store, &req->idem, req->idem_fp, now,
+                                               (int64_t)c->lease_s * 1000, &req->idem_token,
+                                               &blob, &len);
+    switch (r) {
+    case O11Y__IDEM_NEW:
+        req->idem_held = true;
+        outcome(ex, "new");
+        return true;
+    case O11Y__IDEM_REPLAY:
+        replay(ex, blob, len);
+        o11y__free(blob);
+        outcome(ex, "replayed");
+        return false;
+    case O11Y__IDEM_IN_USE:
+        o11y_res_error(res, "IDEMPOTENCY_KEY_IN_USE", NULL, NULL);
+        add_retry_after(res);
+        outcome(ex, "in_use");
+        return false;
+    case O11Y__IDEM_REUSED:
+        o11y_res_error(res, "IDEMPOTENCY_KEY_REUSED", NULL, NULL);
+        outcome(ex, "reused");
+        return false;
+    case O11Y__IDEM_FULL:
+    case O11Y__IDEM_STORE_ERROR:
+        break;
+    }
+    char why[160];
+    o11y__idem_store_last_error(c->store, why, sizeof why);
+    outcome(ex, "store_error");
+    if (c->fail_open)
+        return true; /* explicitly chosen: run unprotected */
+    o11y_res_error(res, "SERVICE_UNAVAILABLE", NULL, "idempotency store: %s", why);
+    add_retry_after(res);
+    return false;
+}
+
+void o11y__idem_after_handler(o11y__exchange *ex)
+{
+    o11y_request *req = &ex->req;
+    o11y_response *res = &ex->res;
+    if (!req->idem_held)
+        return;
+    req->idem_held = false;
+    const o11y_idem_config *c = &req->svc->idem;
+    if (res->status >= 500) { /* nothing stored: a retry runs the handler again */
+        c->store->ops->release(c->store, &req->idem, req->idem_token);
+        return;
+    }
+    o11y__buf b;
+    o11y__buf_init(&b, (size_t)64 << 20);
+    const char *location = find_header(res, "Location");
+    size_t location_len = location ? strlen(location) : 0;
+    put_u(&b, (uint64_t)res->status, 2);
+    put_field(&b, req->trace.trace_id, req->trace.trace_id_len, 1);
+    put_field(&b, res->content_type, strlen(res->content_type), 1);
+    put_field(&b, location ? location : "", location_len < RECORD_MAX_HEADER ? location_len : 0, 2);
+    put_field(&b, req->trace.job_id, req->trace.job_id_len, 1);
+    put_field(&b, req->trace.project_id, req->trace.project_id_len, 1);
+    put_field(&b, res->body ? res->body : "", res->body_len, 4);
+    int64_t now = c->clock_ms(c->clock_ctx);
+    bool stored = !b.overflow &&
+                  c->store->ops->complete(c->store, &req->idem, req->idem_token, req->idem_fp,
+                                          b.ptr ? b.ptr : "", b.len, now,
+                                          now + (int64_t)c->ttl_s * 1000);
+    o11y__buf_release(&b);
+    if (!stored) {
+        /* The answer goes out all the same; a retry will run the handler again once the lease
+         * ends. Say so where an operator looks. */
+        char why[160];
+        o11y__idem_store_last_error(c->store, why, sizeof why);
+        o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
+        o11y_log_va(req->svc->logger, O11Y_LOG_ERROR, "idempotency", "response not stored",
+                    O11Y_STR("outcome", "store_error"), O11Y_STR("error", why), O11Y__END);
+        o11y_trace_set_current(prev);
+    }
+}

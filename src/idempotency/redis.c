@@ -1,0 +1,214 @@
+/* idempotency/redis.c — the Redis store (hiredis 0.14): shared by every instance of a service.
+ * A key's value is 'L' + fingerprint + token while locked (expiring with the lease), and 'C' +
+ * fingerprint + the stored response once completed (expiring with the TTL). Each operation is
+ * one Lua script, so it is atomic and one round trip: a new key costs two (begin, complete), a
+ * replay one. One connection under a mutex; after an error it reconnects on the next call. */
+#include "idempotency/idem_internal.h"
+
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+enum { TIMEOUT_MS = 500 };
+
+/* The lock is taken only where the key is absent (what SET NX does), inside the script so the
+ * same round trip can also answer a replay. */
+static const char begin_lua[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if not v then "
+    "  redis.call('SET', KEYS[1], 'L' .. ARGV[1] .. ARGV[2], 'PX', ARGV[3], 'NX') "
+    "  return {0} "
+    "end "
+    "if string.sub(v, 2, 33) ~= ARGV[1] then return {3} end "
+    "if string.sub(v, 1, 1) == 'L' then return {2} end "
+    "return {1, string.sub(v, 34)}";
+static const char complete_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end return 0";
+/* Our lock is the value whose token (its last 16 characters) is ours. */
+static const char release_lua[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v and string.sub(v, 1, 1) == 'L' and string.sub(v, 34) == ARGV[1] then "
+    "  redis.call('DEL', KEYS[1]) return 1 end return 0";
+
+typedef struct redis_store {
+    o11y_idem_store base;
+    pthread_mutex_t lock;
+    redisContext *c;
+    char *host;
+    uint16_t port;
+} redis_store;
+
+static bool connected(redis_store *r)
+{
+    if (r->c && !r->c->err)
+        return true;
+    if (r->c) {
+        redisFree(r->c);
+        r->c = NULL;
+    }
+    struct timeval tv = {0, TIMEOUT_MS * 1000};
+    r->c = redisConnectWithTimeout(r->host, r->port, tv);
+    if (!r->c || r->c->err) {
+        o11y__idem_store_error(&r->base, "redis %s:%u: %s", r->host, (unsigned)r->port,
+                               r->c ? r->c->errstr : "out of memory");
+        return false;
+    }
+    redisSetTimeout(r->c, tv);
+    return true;
+}
+
+static void key_name(const o11y__idem_key *k, char out[80])
+{
+    snprintf(out, 80, "o11y:idem:%s", k->id);
+}
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = o11y__hex_digits[p[i] >> 4];
+        out[2 * i + 1] = o11y__hex_digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* The value of a held lock: 'L', the fingerprint in hex, the token in hex. */
+static void lock_value(const uint8_t fp[O11Y__IDEM_FP], uint64_t token, char out[50])
+{
+    out[0] = 'L';
+    hex(fp, O11Y__IDEM_FP, out + 1);
+    o11y__hex_u64(token, out + 33);
+    out[49] = '\0';
+}
+
+static redisReply *call(redis_store *r, const char *fmt, ...)
+{
+    if (!connected(r))
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *reply = redisvCommand(r->c, fmt, ap);
+    va_end(ap);
+    if (!reply) {
+        o11y__idem_store_error(&r->base, "redis: %s", r->c->errstr);
+        return NULL; /* r->c->err is set: the next call reconnects */
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        o11y__idem_store_error(&r->base, "redis: %.100s", reply->str);
+        freeReplyObject(reply);
+        return NULL;
+    }
+    return reply;
+}
+
+static o11y__idem_result redis_begin(o11y_idem_store *s, const o11y__idem_key *k,
+                                     const uint8_t fp[O11Y__IDEM_FP], int64_t now,
+                                     int64_t lease_ms, uint64_t *token, char **blob,
+                                     size_t *blob_len)
+{
+    (void)now;
+    redis_store *r = (redis_store *)s;
+    char key[80], fph[33], tok[17], lease[24];
+    key_name(k, key);
+    hex(fp, O11Y__IDEM_FP, fph);
+    *token = o11y__idem_token();
+    o11y__hex_u64(*token, tok);
+    tok[16] = '\0';
+    snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
+    pthread_mutex_lock(&r->lock);
+    redisReply *reply = call(r, "EVAL %s 1 %s %s %s %s", begin_lua, key, fph, tok, lease);
+    o11y__idem_result res = O11Y__IDEM_STORE_ERROR;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER) {
+        switch (reply->element[0]->integer) {
+        case 0: res = O11Y__IDEM_NEW; break;
+        case 2: res = O11Y__IDEM_IN_USE; break;
+        case 3: res = O11Y__IDEM_REUSED; break;
+        case 1:
+            if (reply->elements == 2 && reply->element[1]->type == REDIS_REPLY_STRING &&
+                (*blob = o11y__malloc(reply->element[1]->len + 1)) != NULL) {
+                memcpy(*blob, reply->element[1]->str, reply->element[1]->len);
+                *blob_len = reply->element[1]->len;
+                res = O11Y__IDEM_REPLAY;
+            }
+            break;
+        default: break;
+        }
+    }
+    if (reply)
+        freeReplyObject(reply);
+    pthread_mutex_unlock(&r->lock);
+    return res;
+}
+
+static bool redis_complete(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token,
+                           const uint8_t fp[O11Y__IDEM_FP], const char *blob, size_t blob_len,
+                           int64_t now, int64_t expires_ms)
+{
+    redis_store *r = (redis_store *)s;
+    char key[80], lockv[50], ttl[24];
+    key_name(k, key);
+    lock_value(fp, token, lockv);
+    long long ms = (long long)(expires_ms - now);
+    snprintf(ttl, sizeof ttl, "%lld", ms > 0 ? ms : 1);
+    /* The completed value: 'C', the fingerprint in hex, the record. */
+    size_t len = 33 + blob_len;
+    char *value = o11y__malloc(len);
+    if (!value)
+        return false;
+    value[0] = 'C';
+    memcpy(value + 1, lockv + 1, 32);
+    memcpy(value + 33, blob, blob_len);
+    pthread_mutex_lock(&r->lock);
+    redisReply *reply = call(r, "EVAL %s 1 %s %s %b %s", complete_lua, key, lockv, value, len, ttl);
+    bool ok = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    if (reply)
+        freeReplyObject(reply);
+    pthread_mutex_unlock(&r->lock);
+    o11y__free(value);
+    return ok;
+}
+
+static void redis_release(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token)
+{
+    redis_store *r = (redis_store *)s;
+    char key[80], tok[17];
+    key_name(k, key);
+    o11y__hex_u64(token, tok);
+    tok[16] = '\0';
+    pthread_mutex_lock(&r->lock);
+    redisReply *reply = call(r, "EVAL %s 1 %s %s", release_lua, key, tok);
+    if (reply)
+        freeReplyObject(reply);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void redis_destroy(o11y_idem_store *s)
+{
+    redis_store *r = (redis_store *)s;
+    if (r->c)
+        redisFree(r->c);
+    pthread_mutex_destroy(&r->lock);
+    o11y__free(r->host);
+    o11y__free(r);
+}
+
+static const o11y__idem_store_ops redis_ops = {redis_begin, redis_complete, redis_release,
+                                               redis_destroy};
+
+o11y_status o11y_idem_store_redis(const char *host, uint16_t port, o11y_idem_store **out)
+{
+    if (!host || !port || !out)
+        return O11Y_EINVAL;
+    *out = NULL;
+    redis_store *r = o11y__calloc(1, sizeof *r);
+    if (!r || !(r->host = o11y__strdup(host))) {
+        o11y__free(r);
+        return O11Y_ENOMEM;
+    }
+    r->port = port;
+    pthread_mutex_init(&r->lock, NULL);
+    o11y__idem_store_init(&r->base, &redis_ops);
+    *out = &r->base;
+    return O11Y_OK;
+}
