@@ -24,6 +24,7 @@ typedef struct options {
     const char *llm_url; /* the generator backend's health URL, or NULL */
     unsigned long long port, max_body, db_max_bytes, threads;
     unsigned long long health_interval_ms, health_timeout_ms, shutdown_delay_ms;
+    unsigned long long idem_ttl_s, idem_lease_s;
 } options;
 
 static void usage(FILE *out)
@@ -44,6 +45,8 @@ static void usage(FILE *out)
           "                     idempotency keys with --idempotency redis (REDIS_ADDR)\n"
           "  --redis-url redis://HOST:PORT  the same, as a URL (REDIS_URL)\n"
           "  --idempotency S    memory, sqlite (the --db file) or redis (IDEMPOTENCY; memory)\n"
+          "  --idempotency-ttl-s N    how long responses are kept (IDEMPOTENCY_TTL_S; 3600)\n"
+          "  --idempotency-lease-s N  how long a key stays locked (IDEMPOTENCY_LEASE_S; 60)\n"
           "  --llm-url URL      check the generator backend's health URL, optional (LLM_URL)\n"
           "  --health-interval-ms N   between dependency checks (HEALTH_INTERVAL_MS; 5000)\n"
           "  --health-timeout-ms N    per check (HEALTH_TIMEOUT_MS; 800)\n"
@@ -78,7 +81,9 @@ static int parse_options(int argc, char **argv, options *o)
                *db_max = env_or("DB_MAX_BYTES", "0"), *threads = env_or("THREADS", "0"),
                *interval = env_or("HEALTH_INTERVAL_MS", "5000"),
                *timeout = env_or("HEALTH_TIMEOUT_MS", "800"),
-               *delay = env_or("SHUTDOWN_DELAY_MS", "0");
+               *delay = env_or("SHUTDOWN_DELAY_MS", "0"),
+               *idem_ttl = env_or("IDEMPOTENCY_TTL_S", "3600"),
+               *idem_lease = env_or("IDEMPOTENCY_LEASE_S", "60");
     o->redis = env_or("REDIS_ADDR", NULL);
     o->idempotency = env_or("IDEMPOTENCY", "memory");
     const char *redis_url = env_or("REDIS_URL", NULL);
@@ -96,6 +101,8 @@ static int parse_options(int argc, char **argv, options *o)
         {"threads", required_argument, NULL, 't'},    {"version", no_argument, NULL, 'V'},
         {"redis", required_argument, NULL, 'r'},      {"llm-url", required_argument, NULL, 'u'},
         {"redis-url", required_argument, NULL, 'R'},  {"idempotency", required_argument, NULL, 'I'},
+        {"idempotency-ttl-s", required_argument, NULL, 'X'},
+        {"idempotency-lease-s", required_argument, NULL, 'Y'},
         {"health-interval-ms", required_argument, NULL, 'i'},
         {"health-timeout-ms", required_argument, NULL, 'T'},
         {"shutdown-delay-ms", required_argument, NULL, 'S'},
@@ -116,6 +123,8 @@ static int parse_options(int argc, char **argv, options *o)
         case 'r': o->redis = optarg; break;
         case 'R': redis_url = optarg; break;
         case 'I': o->idempotency = optarg; break;
+        case 'X': idem_ttl = optarg; break;
+        case 'Y': idem_lease = optarg; break;
         case 'u': o->llm_url = optarg; break;
         case 'i': interval = optarg; break;
         case 'T': timeout = optarg; break;
@@ -150,7 +159,9 @@ static int parse_options(int argc, char **argv, options *o)
         !parse_u64(threads, 256, &o->threads) ||
         !parse_u64(interval, 86400000, &o->health_interval_ms) || o->health_interval_ms == 0 ||
         !parse_u64(timeout, 600000, &o->health_timeout_ms) || o->health_timeout_ms == 0 ||
-        !parse_u64(delay, 600000, &o->shutdown_delay_ms)) {
+        !parse_u64(delay, 600000, &o->shutdown_delay_ms) ||
+        !parse_u64(idem_ttl, 30 * 86400, &o->idem_ttl_s) || o->idem_ttl_s == 0 ||
+        !parse_u64(idem_lease, 86400, &o->idem_lease_s) || o->idem_lease_s == 0) {
         fprintf(stderr, "generation-service: numeric options take decimal numbers in range\n");
         return 2;
     }
@@ -216,7 +227,8 @@ static o11y_status open_idempotency(o11y_service *svc, const options *o, o11y_id
     }
     if (st != O11Y_OK)
         return st;
-    o11y_idem_config c = {.store = *out};
+    o11y_idem_config c = {.store = *out, .ttl_s = (unsigned)o->idem_ttl_s,
+                          .lease_s = (unsigned)o->idem_lease_s};
     return o11y_service_idempotency(svc, &c);
 }
 

@@ -83,17 +83,22 @@ static void lock_value(const uint8_t fp[O11Y__IDEM_FP], uint64_t token, char out
 
 static redisReply *call(redis_store *r, const char *fmt, ...)
 {
-    if (!connected(r))
-        return NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *reply = redisvCommand(r->c, fmt, ap);
-    va_end(ap);
-    if (!reply) {
-        o11y__idem_store_error(&r->base, "redis: %s", r->c->errstr);
-        return NULL; /* r->c->err is set: the next call reconnects */
+    redisReply *reply = NULL;
+    /* A connection to a server that restarted fails on its first use: reconnect and try once
+     * more. Nothing reached the old server, so the retry cannot apply a step twice. */
+    for (int attempt = 0; attempt < 2 && !reply; attempt++) {
+        if (!connected(r))
+            return NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        reply = redisvCommand(r->c, fmt, ap);
+        va_end(ap);
+        if (!reply)
+            o11y__idem_store_error(&r->base, "redis: %s", r->c->errstr);
+        if (!reply && r->c->err != REDIS_ERR_IO && r->c->err != REDIS_ERR_EOF)
+            return NULL;
     }
-    if (reply->type == REDIS_REPLY_ERROR) {
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
         o11y__idem_store_error(&r->base, "redis: %.100s", reply->str);
         freeReplyObject(reply);
         return NULL;
