@@ -44,6 +44,13 @@ valgrind --tool=callgrind --callgrind-out-file="$work/cgm" --toggle-collect=benc
 ir=$(callgrind_annotate "$work/cgm" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
 echo "instructions per histogram observe: $((ir / 100000))"
 
+echo "== idempotency stores (bench_idempotency, with a redis-server on a free loopback port)"
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$redis_port"
+"$bin/bench_idempotency" "$redis_port"
+
 threads=${BENCH_THREADS:-1}
 duration=${BENCH_SECONDS:-5}
 conns=${BENCH_CONNECTIONS:-50}

@@ -6,7 +6,7 @@ set -euo pipefail
 want=${1:-test}
 build_pkgs=(cmake make gcc pkgconf libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libhiredis-dev libssl-dev)
 test_pkgs=(libcmocka-dev curl valgrind prometheus redis-server)
-bench_pkgs=(wrk valgrind)
+bench_pkgs=(wrk valgrind redis-server)
 
 pkgs=("${build_pkgs[@]}")
 case "$want" in

@@ -9,7 +9,7 @@
 #include "idempotency/idem_internal.h"
 #include "log/log_internal.h"
 
-#include <openssl/evp.h>
+#include <stdio.h>
 #include <strings.h>
 
 enum { RECORD_MAX_HEADER = 1024 };
@@ -123,20 +123,16 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
     }
     /* The scope: method, route, the client (when configured) and the key, hashed to a fixed
      * size so a store never sees the raw key. */
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    uint8_t digest[32];
     const char *method = o11y_method_name(m);
     o11y_str client = svc->idem.client_header ? o11y_req_header(req, svc->idem.client_header)
                                               : (o11y_str){NULL, 0};
-    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
-              EVP_DigestUpdate(md, method, strlen(method) + 1) &&
-              EVP_DigestUpdate(md, req->route->template, req->route->template_len + 1) &&
-              EVP_DigestUpdate(md, client.ptr ? client.ptr : "", client.len) &&
-              EVP_DigestUpdate(md, "\n", 1) && EVP_DigestUpdate(md, key.ptr, key.len) &&
-              EVP_DigestFinal_ex(md, digest, &n) && n == 32;
-    EVP_MD_CTX_free(md);
-    if (!ok) {
+    const o11y_str scope[] = {{method, strlen(method) + 1},
+                              {req->route->template, req->route->template_len + 1},
+                              client,
+                              {"\n", 1},
+                              key};
+    if (!o11y__sha256(scope, O11Y_ARRAY_LEN(scope), digest)) {
         o11y_res_error(&ex->res, "INTERNAL_ERROR", NULL, "SHA-256 unavailable");
         return true;
     }
@@ -211,22 +207,19 @@ static o11y_str get_field(reader *r, int len_bytes)
 
 static bool fingerprint(o11y_request *req, uint8_t fp[O11Y__IDEM_FP])
 {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    uint8_t digest[32];
     const char *method = o11y_method_name(req->method);
     /* Method, path, query and body bytes, hashed where they lie: the body is not copied. */
-    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
-              EVP_DigestUpdate(md, method, strlen(method) + 1) &&
-              EVP_DigestUpdate(md, req->uri, req->path_len) && EVP_DigestUpdate(md, "?", 1) &&
-              EVP_DigestUpdate(md, req->query ? req->query : "", req->query_len) &&
-              EVP_DigestUpdate(md, "\n", 1) &&
-              EVP_DigestUpdate(md, req->body.ptr ? req->body.ptr : "", req->body.len) &&
-              EVP_DigestFinal_ex(md, digest, &n) && n >= O11Y__IDEM_FP;
-    EVP_MD_CTX_free(md);
-    if (ok)
-        memcpy(fp, digest, O11Y__IDEM_FP);
-    return ok;
+    const o11y_str parts[] = {{method, strlen(method) + 1},
+                              {req->uri, req->path_len},
+                              {"?", 1},
+                              {req->query, req->query_len},
+                              {"\n", 1},
+                              {req->body.ptr, req->body.len}};
+    if (!o11y__sha256(parts, O11Y_ARRAY_LEN(parts), digest))
+        return false;
+    memcpy(fp, digest, O11Y__IDEM_FP);
+    return true;
 }
 
 /* Adds a header to an answer the pipeline makes; a full header list (16 entries, which these

@@ -50,6 +50,11 @@ void o11y__idem_store_error(o11y_idem_store *s, const char *fmt, ...) O11Y_PRINT
 /* Copies the last backend error into out (for the log line of a store failure). */
 void o11y__idem_store_last_error(o11y_idem_store *s, char *out, size_t len);
 
+/* SHA-256 over the pieces in order (pointer and length each), into out. The digest context is
+ * kept per thread and the algorithm fetched once, so no allocation happens per call. Returns
+ * false when OpenSSL fails. */
+bool o11y__sha256(const o11y_str *pieces, size_t n, uint8_t out[32]);
+
 /* A fresh random lock token (never 0). */
 uint64_t o11y__idem_token(void);
 

@@ -25,9 +25,10 @@ typedef struct mem_store {
 
 static uint64_t key_hash(const o11y__idem_key *k)
 {
-    uint64_t h = 0;
-    memcpy(&h, k->id, sizeof h); /* the id is already a SHA-256 in hex: any 8 bytes spread well */
-    return h * 0x9E3779B97F4A7C15ull;
+    uint64_t h = 0xCBF29CE484222325ull; /* FNV-1a over the whole id */
+    for (const char *p = k->id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 0x100000001B3ull;
+    return h ^ (h >> 29);
 }
 
 static void entry_free(mem_store *m, mem_entry *e)
