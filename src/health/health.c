@@ -330,17 +330,36 @@ static void put_str(o11y__buf *b, const char *key, const char *value)
     o11y__json_str(b, value, strlen(value), 512);
 }
 
+/* The status a document shows: /health/ready speaks for the critical checks alone. */
+static o11y_health_status shown_status(o11y__health_doc doc, verdict v)
+{
+    if (doc == O11Y__HEALTH_READY)
+        return v.ready ? v.critical : O11Y_HEALTH_UNHEALTHY;
+    return v.overall;
+}
+
+/* A check as a document shows it; false when the document leaves it out. */
+static bool check_view(const o11y__check *c, o11y__health_doc doc, int64_t now,
+                       o11y_health_status *st, const char **err)
+{
+    if (doc == O11Y__HEALTH_READY && !c->critical)
+        return false;
+    *st = effective(c, now, err);
+    if (!c->has_result && strcmp(*err, "timeout") != 0)
+        *err = "not checked yet";
+    else if (!**err)
+        *err = o11y_health_status_name(*st);
+    return true;
+}
+
 /* CONTRACT section 5: {"status","service","timestamp","version","dependencies":[...],"uptime"} */
 static void render_contract(o11y_health *h, o11y__health_doc doc, verdict v, int64_t now,
                             o11y__buf *b)
 {
     char ts[O11Y__RFC3339_LEN + 1] = {0};
     o11y__rfc3339_ms(o11y__now_real_ns(), ts);
-    o11y_health_status shown = doc == O11Y__HEALTH_READY
-                                   ? (v.ready ? v.critical : O11Y_HEALTH_UNHEALTHY)
-                                   : v.overall;
     o11y__buf_putc(b, '{');
-    put_str(b, "status", o11y_health_status_name(shown));
+    put_str(b, "status", o11y_health_status_name(shown_status(doc, v)));
     o11y__buf_putc(b, ',');
     put_str(b, "service", h->service);
     o11y__buf_putc(b, ',');
@@ -351,12 +370,10 @@ static void render_contract(o11y_health *h, o11y__health_doc doc, verdict v, int
     bool first = true;
     for (size_t i = 0; i < h->n_checks; i++) {
         const o11y__check *c = h->checks[i];
-        if (doc == O11Y__HEALTH_READY && !c->critical)
-            continue;
+        o11y_health_status st;
         const char *err;
-        o11y_health_status st = effective(c, now, &err);
-        if (!c->has_result && strcmp(err, "timeout") != 0)
-            err = "not checked yet";
+        if (!check_view(c, doc, now, &st, &err))
+            continue;
         if (!first)
             o11y__buf_putc(b, ',');
         first = false;
@@ -370,7 +387,7 @@ static void render_contract(o11y_health *h, o11y__health_doc doc, verdict v, int
         o11y__buf_cstr(b, c->critical ? "true" : "false");
         if (st != O11Y_HEALTH_HEALTHY) {
             o11y__buf_putc(b, ',');
-            put_str(b, "error", *err ? err : o11y_health_status_name(st));
+            put_str(b, "error", err);
         }
         o11y__buf_putc(b, '}');
     }
@@ -386,11 +403,8 @@ static void render_health_json(o11y_health *h, o11y__health_doc doc, verdict v, 
     static const char *const ietf[] = {"pass", "warn", "fail"};
     char ts[O11Y__RFC3339_LEN + 1] = {0};
     o11y__rfc3339_ms(o11y__now_real_ns(), ts);
-    o11y_health_status shown = doc == O11Y__HEALTH_READY
-                                   ? (v.ready ? v.critical : O11Y_HEALTH_UNHEALTHY)
-                                   : v.overall;
     o11y__buf_putc(b, '{');
-    put_str(b, "status", ietf[shown]);
+    put_str(b, "status", ietf[shown_status(doc, v)]);
     o11y__buf_putc(b, ',');
     put_str(b, "version", h->version);
     o11y__buf_putc(b, ',');
@@ -401,10 +415,10 @@ static void render_health_json(o11y_health *h, o11y__health_doc doc, verdict v, 
     bool first = true;
     for (size_t i = 0; i < h->n_checks; i++) {
         const o11y__check *c = h->checks[i];
-        if (doc == O11Y__HEALTH_READY && !c->critical)
-            continue;
+        o11y_health_status st;
         const char *err;
-        o11y_health_status st = effective(c, now, &err);
+        if (!check_view(c, doc, now, &st, &err))
+            continue;
         if (!first)
             o11y__buf_putc(b, ',');
         first = false;
@@ -418,11 +432,9 @@ static void render_health_json(o11y_health *h, o11y__health_doc doc, verdict v, 
         o11y__json_i64(b, (int64_t)(c->response_ms + 0.5));
         o11y__buf_lit(b, ",\"observedUnit\":\"ms\",");
         put_str(b, "time", ts);
-        if (!c->has_result && strcmp(err, "timeout") != 0)
-            err = "not checked yet";
         if (st != O11Y_HEALTH_HEALTHY) {
             o11y__buf_putc(b, ',');
-            put_str(b, "output", *err ? err : o11y_health_status_name(st));
+            put_str(b, "output", err);
         }
         o11y__buf_lit(b, "}]");
     }

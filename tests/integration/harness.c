@@ -21,7 +21,7 @@
 #include <stdarg.h>
 #include <cmocka.h>
 
-static int free_port(void)
+int harness_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -57,7 +57,7 @@ int gs_start(gs_proc *p, const char *const *extra)
     snprintf(p->db, sizeof p->db, "%s/gs.db", p->dir);
     snprintf(p->log, sizeof p->log, "%s/gs.log", p->dir);
     for (int attempt = 0; attempt < 5; attempt++) {
-        p->port = free_port();
+        p->port = harness_free_port();
         char port[16];
         snprintf(port, sizeof port, "%d", p->port);
         /* GS_WRAPPER runs the service under a tool, e.g. "valgrind --leak-check=full". */
@@ -379,4 +379,38 @@ json_t *log_wait(const gs_proc *p, const char *event, const char *trace_id, size
         usleep(10000);
     }
     return json_array();
+}
+
+/*=== MARK: redis-server ===*/
+
+pid_t redis_start(int port)
+{
+    char p[16];
+    snprintf(p, sizeof p, "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
+            _exit(126);
+        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 300; i++) {
+        int fd = raw_connect(port);
+        if (fd >= 0) {
+            close(fd);
+            return pid;
+        }
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+void redis_stop(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
 }

@@ -52,6 +52,13 @@ int raw_connect(int port);
 char *raw_exchange(int port, const char *req, size_t len, int timeout_ms, size_t *out_len);
 char *raw_read(int fd, int timeout_ms, size_t *out_len);
 
+/* A loopback port nothing listens on (bound, read and released: a small race is possible). */
+int harness_free_port(void);
+/* Starts redis-server on port (no persistence) and waits until it accepts; its pid, or -1. */
+pid_t redis_start(int port);
+/* Kills it (SIGKILL) and reaps it. */
+void redis_stop(pid_t pid);
+
 /* Every line of the service's log file, each parsed (the test fails on a non-JSON line). */
 json_t *read_log(const gs_proc *p);
 /* The log file's raw bytes (NUL-terminated, malloc'd). */

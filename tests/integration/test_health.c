@@ -262,19 +262,10 @@ static void http_dependency_500_then_200(void **state)
     assert_null(json_object_get(dependency_named(r.json, "dependency"), "error"));
     http_resp_free(&r);
     /* Each change was logged once, with the credentials nowhere in the log. */
+    assert_int_equal(o11y_logger_flush(o11y_service_logger(svc), 5000), O11Y_OK);
     json_t *changes = log_wait(&target, "dependency_status_changed", NULL, 1);
     size_t i, to_healthy = 0;
     json_t *l;
-    json_array_foreach(changes, i, l) {
-        json_t *md = json_object_get(l, "metadata");
-        if (strcmp(json_string_value(json_object_get(md, "name")), "dependency") == 0 &&
-            strcmp(json_string_value(json_object_get(md, "to")), "healthy") == 0)
-            to_healthy++;
-    }
-    json_decref(changes);
-    assert_int_equal(o11y_logger_flush(o11y_service_logger(svc), 5000), O11Y_OK);
-    changes = log_wait(&target, "dependency_status_changed", NULL, 1);
-    to_healthy = 0;
     json_array_foreach(changes, i, l) {
         json_t *md = json_object_get(l, "metadata");
         if (strcmp(json_string_value(json_object_get(md, "name")), "dependency") == 0 &&

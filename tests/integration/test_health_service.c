@@ -20,52 +20,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static pid_t start_redis(int port)
-{
-    char p[16];
-    snprintf(p, sizeof p, "%d", port);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
-            _exit(126);
-        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 300; i++) {
-        int fd = raw_connect(port);
-        if (fd >= 0) {
-            close(fd);
-            return pid;
-        }
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
-static void stop_redis(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
 /* Polls /health (at most timeout_ms) until dependency `name` has status `want`. */
 static bool wait_dependency(const gs_proc *p, const char *name, const char *want, int timeout_ms,
                             json_t **doc)
@@ -110,12 +64,12 @@ static void redis_down_degrades_and_recovers(void **state)
     (void)state;
     if (system("command -v redis-server >/dev/null 2>&1") != 0)
         fail_msg("redis-server is not installed (scripts/deps.sh installs it)");
-    int port = free_port();
-    pid_t redis = start_redis(port);
+    int port = harness_free_port();
+    pid_t redis = redis_start(port);
     assert_true(redis > 0);
     char addr[32], llm[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
-    snprintf(llm, sizeof llm, "http://127.0.0.1:%d/health", free_port()); /* nobody there */
+    snprintf(llm, sizeof llm, "http://127.0.0.1:%d/health", harness_free_port()); /* nobody there */
     const char *const args[] = {"--redis", addr, "--llm-url", llm, "--health-interval-ms", "200",
                                 "--health-timeout-ms", "300", NULL};
     gs_proc svc;
@@ -128,7 +82,7 @@ static void redis_down_degrades_and_recovers(void **state)
     assert_true(wait_dependency(&svc, "database", "healthy", 3000, NULL));
 
     /* Redis goes away: optional, so degraded (200) and still ready, within an interval. */
-    stop_redis(redis);
+    redis_stop(redis);
     assert_true(wait_dependency(&svc, "redis", "unhealthy", 200 + 300 + 500, &doc));
     assert_string_equal(json_string_value(json_object_get(doc, "status")), "degraded");
     json_decref(doc);
@@ -141,10 +95,10 @@ static void redis_down_degrades_and_recovers(void **state)
     http_resp_free(&r);
 
     /* Back on the same port: healthy again within an interval. */
-    redis = start_redis(port);
+    redis = redis_start(port);
     assert_true(redis > 0);
     assert_true(wait_dependency(&svc, "redis", "healthy", 200 + 300 + 500, NULL));
-    stop_redis(redis);
+    redis_stop(redis);
     assert_int_equal(gs_stop(&svc), 0);
     json_t *lines = read_log(&svc);
     json_t *changes = log_events(lines, "dependency_status_changed");

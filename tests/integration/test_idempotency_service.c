@@ -21,52 +21,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static pid_t start_redis(int port)
-{
-    char p[16];
-    snprintf(p, sizeof p, "%d", port);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
-            _exit(126);
-        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 300; i++) {
-        int fd = raw_connect(port);
-        if (fd >= 0) {
-            close(fd);
-            return pid;
-        }
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
-static void stop_redis(pid_t pid)
-{
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
 static const char *const JSON_CT = "Content-Type: application/json";
 
 static http_resp post_episode(const gs_proc *p, const char *project, const char *key, int number)
@@ -127,8 +81,8 @@ static void *race(void *arg)
 static void two_instances_one_redis_create_once(void **state)
 {
     (void)state;
-    int rport = free_port();
-    pid_t redis = start_redis(rport);
+    int rport = harness_free_port();
+    pid_t redis = redis_start(rport);
     assert_true(redis > 0);
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", rport);
@@ -166,7 +120,7 @@ static void two_instances_one_redis_create_once(void **state)
     http_resp_free(&again);
 
     /* Redis goes away: key-bearing requests are refused (fail closed), the others work. */
-    stop_redis(redis);
+    redis_stop(redis);
     http_resp down = post_episode(&a, project, "while-down", 2);
     assert_int_equal(down.status, 503);
     assert_string_equal(resp_code(&down), "SERVICE_UNAVAILABLE");
@@ -179,7 +133,7 @@ static void two_instances_one_redis_create_once(void **state)
     assert_int_equal(episode_count(&a, project), 2);
 
     /* Redis is back on the same port: the same service recovers, no restart. */
-    redis = start_redis(rport);
+    redis = redis_start(rport);
     assert_true(redis > 0);
     http_resp back = post_episode(&a, project, "after-restart", 4);
     assert_int_equal(back.status, 201);
@@ -191,7 +145,7 @@ static void two_instances_one_redis_create_once(void **state)
 
     assert_int_equal(gs_stop(&a), 0);
     assert_int_equal(gs_stop(&b), 0);
-    stop_redis(redis);
+    redis_stop(redis);
     gs_cleanup(&a);
     gs_cleanup(&b);
 }

@@ -234,20 +234,6 @@ static void episode_statistics_per_day_and_project(void **state)
 
 /*=== MARK: a real Prometheus ===*/
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static double prom_query(int port, const char *query)
 {
     gs_proc p = {.port = port};
@@ -274,7 +260,7 @@ static void prometheus_scrapes_and_answers_promql(void **state)
     (void)state;
     if (system("command -v prometheus >/dev/null 2>&1") != 0)
         fail_msg("prometheus is not installed (scripts/deps.sh installs it)");
-    int port = free_port();
+    int port = harness_free_port();
     assert_true(port > 0);
     char cfg[160], data[160], listen[64], plog[160];
     snprintf(plog, sizeof plog, "%s/prometheus.log", svc.dir);
