@@ -150,6 +150,30 @@ O11Y_API void o11y_res_empty(o11y_response *res, int status);
  * message and details are logged, never sent. */
 O11Y_API void o11y_res_error(o11y_response *res, const char *code, struct json_t *details,
                              const char *fmt, ...) O11Y_PRINTF(4, 5);
+/*=== streamed responses (Server-Sent Events and the like) ===*/
+
+typedef struct o11y_stream o11y_stream;
+
+/* Writes up to max bytes of the stream into buf. Returns the count, 0 when nothing is ready (the
+ * connection then sleeps, holding no thread, until o11y_stream_wake), or -1 at the end. Runs on
+ * a server thread: it must not block. */
+typedef long (*o11y_stream_read_fn)(void *ctx, char *buf, size_t max);
+/* Called once, when the stream is over: completed (the reader returned -1) or not (the client
+ * went away, or the server is stopping). After it returns, read is never called again. */
+typedef void (*o11y_stream_done_fn)(void *ctx, bool completed);
+
+/* Answers with a stream of unknown length. Returns a handle the caller owns one reference of
+ * (o11y_stream_release), to wake the stream when new data is ready; NULL on ENOMEM (the response
+ * is then 500). ctx is kept until done has been called. */
+O11Y_API o11y_stream *o11y_res_stream(o11y_response *res, int status, const char *content_type,
+                                      o11y_stream_read_fn read, o11y_stream_done_fn done,
+                                      void *ctx);
+/* Data is ready: the stream's connection calls read again. Thread-safe; a no-op once the stream
+ * is over. */
+O11Y_API void o11y_stream_wake(o11y_stream *s);
+/* Drops the caller's reference. NULL is a no-op. */
+O11Y_API void o11y_stream_release(o11y_stream *s);
+
 /* Records a field-level problem; a response with any becomes 400 VALIDATION_FAILED with
  * details.fields = [{"field","problem"}...], whatever else the handler answered. Copies. */
 O11Y_API void o11y_res_field_error(o11y_response *res, const char *field, const char *problem);

@@ -25,6 +25,10 @@ enum stmt_id {
     S_EPISODE_UPDATE,
     S_EPISODE_DELETE,
     S_STATS,
+    S_EPISODE_PROJECT,
+    S_GEN_INSERT,
+    S_GEN_SAVE,
+    S_GEN_GET,
     S_BEGIN,
     S_COMMIT,
     S_ROLLBACK,
@@ -49,6 +53,16 @@ static const char *const stmt_sql[N_STMTS] = {
     [S_STATS] = "SELECT substr(created_at, 1, 10) AS day, project_id, count(*) FROM episodes"
                 " WHERE created_at >= date('now', ?1) GROUP BY day, project_id"
                 " ORDER BY day, project_id",
+    [S_EPISODE_PROJECT] = "SELECT project_id FROM episodes WHERE id = ?1",
+    [S_GEN_INSERT] = "INSERT INTO generations(id, job_id, project_id, episode_id, model, prompt,"
+                     " status, progress, current_step, created_at, updated_at)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+    [S_GEN_SAVE] = "UPDATE generations SET status = ?2, progress = ?3, current_step = ?4,"
+                   " output = ?5, total_tokens = ?6, error_code = ?7, error_message = ?8,"
+                   " updated_at = ?9 WHERE id = ?1",
+    [S_GEN_GET] = "SELECT id, job_id, project_id, episode_id, status, progress, current_step,"
+                  " output, total_tokens, error_code, error_message, model, created_at,"
+                  " updated_at FROM generations WHERE id = ?1",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -62,7 +76,13 @@ static const char schema[] =
     "  project_id TEXT NOT NULL REFERENCES projects(id),"
     "  number INTEGER NOT NULL, title TEXT NOT NULL, content TEXT,"
     "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
-    "  UNIQUE (project_id, number));";
+    "  UNIQUE (project_id, number));"
+    "CREATE TABLE IF NOT EXISTS generations ("
+    "  id TEXT PRIMARY KEY, job_id TEXT NOT NULL, project_id TEXT NOT NULL,"
+    "  episode_id TEXT NOT NULL, model TEXT NOT NULL, prompt TEXT NOT NULL,"
+    "  status TEXT NOT NULL, progress INTEGER NOT NULL, current_step TEXT NOT NULL,"
+    "  output TEXT, total_tokens INTEGER, error_code TEXT, error_message TEXT,"
+    "  created_at TEXT NOT NULL, updated_at TEXT NOT NULL);";
 
 typedef struct conn {
     sqlite3 *db;
@@ -170,6 +190,15 @@ gs_store *gs_store_open(const char *path, int64_t max_bytes, char *err, size_t e
         rc = apply_pragmas(db, 0);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, schema, NULL, NULL, NULL);
+    /* A job that was queued or running when the process ended will never finish: say so rather
+     * than leave it "running" forever. */
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db,
+                          "UPDATE generations SET status = 'failed', error_code = 'INTERRUPTED',"
+                          " error_message = 'The service stopped before the generation finished',"
+                          " updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+                          " WHERE status IN ('queued', 'running')",
+                          NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, err_len, "%s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         sqlite3_close(db);
@@ -546,4 +575,97 @@ gs_result gs_episode_stats(gs_store *st, int days, json_t **out)
     *out = json_pack("{s:i,s:s,s:o,s:o,s:o}", "days", days, "from", from, "byDay", by_day,
                      "byProject", by_project, "byDayAndProject", both);
     return *out ? GS_OK : GS_ERROR;
+}
+
+/*=== MARK: generations ===*/
+
+gs_result gs_episode_project(gs_store *st, const char *episode_id, char *project_of, size_t len)
+{
+    conn *c = thread_conn(st);
+    if (!c)
+        return GS_UNAVAILABLE;
+    sqlite3_stmt *s = stmt(c, S_EPISODE_PROJECT);
+    bind_text(s, 1, episode_id);
+    int rc = sqlite3_step(s);
+    gs_result r = rc == SQLITE_ROW ? GS_OK : rc == SQLITE_DONE ? GS_NOT_FOUND : classify(c, rc);
+    if (r == GS_OK)
+        snprintf(project_of, len, "%s", col_text(s, 0));
+    sqlite3_reset(s);
+    return r;
+}
+
+gs_result gs_generation_insert(gs_store *st, const gs_generation *g)
+{
+    conn *c = thread_conn(st);
+    if (!c)
+        return GS_UNAVAILABLE;
+    char now[64];
+    now_text(now);
+    sqlite3_stmt *s = stmt(c, S_GEN_INSERT);
+    bind_text(s, 1, g->id);
+    bind_text(s, 2, g->job_id);
+    bind_text(s, 3, g->project_id);
+    bind_text(s, 4, g->episode_id);
+    bind_text(s, 5, g->model);
+    bind_text(s, 6, g->prompt);
+    bind_text(s, 7, g->status);
+    sqlite3_bind_int(s, 8, g->progress);
+    bind_text(s, 9, g->step);
+    bind_text(s, 10, now);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? GS_OK : classify(c, rc);
+}
+
+gs_result gs_generation_save(gs_store *st, const gs_generation *g)
+{
+    conn *c = thread_conn(st);
+    if (!c)
+        return GS_UNAVAILABLE;
+    char now[64];
+    now_text(now);
+    sqlite3_stmt *s = stmt(c, S_GEN_SAVE);
+    bind_text(s, 1, g->id);
+    bind_text(s, 2, g->status);
+    sqlite3_bind_int(s, 3, g->progress);
+    bind_text(s, 4, g->step);
+    bind_text(s, 5, g->output);
+    sqlite3_bind_int64(s, 6, g->total_tokens);
+    bind_text(s, 7, g->error_code[0] ? g->error_code : NULL);
+    bind_text(s, 8, g->error_message[0] ? g->error_message : NULL);
+    bind_text(s, 9, now);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? GS_OK : classify(c, rc);
+}
+
+gs_result gs_generation_get(gs_store *st, const char *id, json_t **out)
+{
+    conn *c = thread_conn(st);
+    if (!c)
+        return GS_UNAVAILABLE;
+    sqlite3_stmt *s = stmt(c, S_GEN_GET);
+    bind_text(s, 1, id);
+    int rc = sqlite3_step(s);
+    gs_result r = rc == SQLITE_ROW ? GS_OK : rc == SQLITE_DONE ? GS_NOT_FOUND : classify(c, rc);
+    if (r == GS_OK) {
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s}", "id", col_text(s, 0),
+                              "jobId", col_text(s, 1), "projectId", col_text(s, 2), "episodeId",
+                              col_text(s, 3), "status", col_text(s, 4), "progress",
+                              sqlite3_column_int(s, 5), "currentStep", col_text(s, 6), "model",
+                              col_text(s, 11), "createdAt", col_text(s, 12), "updatedAt",
+                              col_text(s, 13));
+        if (o && sqlite3_column_type(s, 7) != SQLITE_NULL)
+            json_object_set_new(o, "output", json_string(col_text(s, 7)));
+        if (o && sqlite3_column_type(s, 8) != SQLITE_NULL)
+            json_object_set_new(o, "totalTokens", json_integer(sqlite3_column_int64(s, 8)));
+        if (o && sqlite3_column_type(s, 9) != SQLITE_NULL)
+            json_object_set_new(o, "error",
+                                json_pack("{s:s,s:s}", "code", col_text(s, 9), "message",
+                                          col_text(s, 10)));
+        *out = o;
+        r = o ? GS_OK : GS_ERROR;
+    }
+    sqlite3_reset(s);
+    return r;
 }

@@ -48,6 +48,28 @@ gs_result gs_episode_update(gs_store *st, const char *project_id, const char *ep
 gs_result gs_episode_delete(gs_store *st, const char *project_id, const char *episode_id,
                             int64_t *number, bool *project_missing);
 
+/* A generation as stored (CONTRACT section 7). */
+typedef struct gs_generation {
+    char id[48], job_id[48];
+    char project_id[160], episode_id[160];
+    char model[64];
+    char status[16]; /* queued, running, completed, failed, cancelled */
+    int progress;    /* 0-100 */
+    char step[32];
+    char *prompt;    /* owned by whoever filled the struct */
+    char *output;
+    int64_t total_tokens;
+    char error_code[48];
+    char error_message[200];
+} gs_generation;
+
+/* Where an episode lives: GS_OK and *project_of filled, or GS_NOT_FOUND. */
+gs_result gs_episode_project(gs_store *st, const char *episode_id, char *project_of, size_t len);
+gs_result gs_generation_insert(gs_store *st, const gs_generation *g);
+/* Writes status, progress, step, output, tokens and error of g. */
+gs_result gs_generation_save(gs_store *st, const gs_generation *g);
+gs_result gs_generation_get(gs_store *st, const char *id, json_t **out);
+
 /* Episodes created per day and per project over the last `days` days (today included):
  * *out = {"days","from","byDay":[{"date","count"}],"byProject":[{"projectId","count"}],
  * "byDayAndProject":[{"date","projectId","count"}]}. */

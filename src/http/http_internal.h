@@ -10,6 +10,7 @@
 #include "o11y/idempotency.h"
 #include "o11y/metrics.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 enum {
@@ -65,6 +66,8 @@ struct o11y_service {
     o11y_series *s_active;
     o11y__route_stats unmatched;
     o11y_health *health;
+    pthread_mutex_t streams_lock;
+    o11y_stream *streams; /* open streamed responses */
     o11y_idem_config idem; /* idem.store NULL: idempotency off */
     char *idem_client_header;
     o11y_metric *m_idem;
@@ -102,8 +105,41 @@ typedef struct o11y__std_headers {
 void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_len,
                            const char *value, size_t value_len);
 
+/* A streamed response: shared by the adapter (one reference until the connection ends) and the
+ * handler's side (one reference until o11y_stream_release). */
+struct o11y_stream {
+    pthread_mutex_t lock;
+    int refs;
+    bool suspended;    /* the connection sleeps: wake must resume it */
+    bool wake_pending; /* a wake arrived while the reader ran: do not sleep */
+    bool over;         /* done has been called */
+    bool closing;      /* the server is stopping: end the stream */
+    o11y_stream_read_fn read;
+    o11y_stream_done_fn done;
+    void *ctx;
+    uint64_t bytes; /* written so far, for the access line */
+    /* Set by the adapter. */
+    void *conn;
+    void (*suspend)(void *conn);
+    void (*resume)(void *conn);
+    struct o11y_stream *next, *prev; /* the service's open streams */
+    o11y_service *svc;
+};
+
+/* Called by the adapter's reader: the bytes, 0 after putting the connection to sleep, -1 at the
+ * end. */
+long o11y__stream_read(o11y_stream *s, char *buf, size_t max);
+/* The connection is over: calls done once and drops the adapter's reference. */
+void o11y__stream_finish(o11y_stream *s, bool completed);
+/* Hands the stream to the adapter's connection (and lists it among the service's streams). */
+void o11y__stream_attach(o11y_stream *s, o11y_service *svc, void *conn, void (*suspend)(void *),
+                         void (*resume)(void *));
+/* Ends every open stream of the service (stopping): their connections end after a last read. */
+void o11y__streams_close_all(o11y_service *svc);
+
 struct o11y_response {
     int status;
+    o11y_stream *stream; /* a streamed response (the adapter takes it over) */
     bool answered;
     char *body; /* owned */
     size_t body_len;

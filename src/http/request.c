@@ -86,6 +86,10 @@ void o11y__exchange_free(o11y__exchange *ex)
     json_decref(ex->res.error_details);
     json_decref(ex->res.field_errors);
     o11y__buf_release(&ex->res.headers);
+    if (ex->res.stream) { /* never reached a connection */
+        o11y__stream_finish(ex->res.stream, false);
+        ex->res.stream = NULL;
+    }
     if (cache.n == CACHE_MAX) {
         o11y__free(ex);
         return;

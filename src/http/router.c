@@ -76,6 +76,7 @@ void o11y_service_destroy(o11y_service *svc)
     o11y__free(svc->job_param);
     o11y__free(svc->service_header);
     o11y__free(svc->idem_client_header);
+    pthread_mutex_destroy(&svc->streams_lock);
     o11y__free(svc);
 }
 
@@ -115,6 +116,7 @@ o11y_status o11y_service_create(const o11y_service_config *cfg_in, o11y_service 
     if (!svc)
         return O11Y_ENOMEM;
     svc->max_body = cfg.max_body_bytes;
+    pthread_mutex_init(&svc->streams_lock, NULL);
     svc->access_log = !cfg.access_log_off;
     svc->name = o11y__strdup(cfg.service_name);
     svc->version = o11y__strdup(cfg.version);

@@ -67,12 +67,36 @@ static void free_body(void *p)
     o11y__free(p);
 }
 
+static void suspend_conn(void *conn)
+{
+    MHD_suspend_connection(conn);
+}
+
+static void resume_conn(void *conn)
+{
+    MHD_resume_connection(conn);
+}
+
+static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    long n = o11y__stream_read(cls, buf, max);
+    return n < 0 ? (ssize_t)MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
+}
+
 static enum MHD_Result respond(o11y__exchange *ex, struct MHD_Connection *conn)
 {
     o11y__pipeline_run(ex);
     o11y_response *res = &ex->res;
     struct MHD_Response *r;
-    if (res->body_len) {
+    if (res->stream) {
+        /* The stream's reader runs on this connection's thread; with nothing to send it
+         * suspends the connection instead of returning 0 in a loop. */
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_stream, res->stream,
+                                              NULL);
+        if (r)
+            o11y__stream_attach(res->stream, ex->req.svc, conn, suspend_conn, resume_conn);
+    } else if (res->body_len) {
         r = MHD_create_response_from_buffer_with_free_callback(res->body_len, res->body,
                                                                free_body);
         if (r)
@@ -135,7 +159,13 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
     o11y__exchange *ex = *req_cls;
     if (!ex)
         return;
-    o11y__pipeline_done(ex, ex->bytes_sent, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    bool completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    if (ex->res.stream && ex->res.stream->conn) {
+        ex->bytes_sent = ex->res.stream->bytes;
+        o11y__stream_finish(ex->res.stream, completed);
+        ex->res.stream = NULL;
+    }
+    o11y__pipeline_done(ex, ex->bytes_sent, completed);
     o11y__exchange_free(ex);
     *req_cls = NULL;
 }
@@ -207,7 +237,7 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
         return O11Y_ENOMEM;
     srv->svc = svc;
     srv->drain_timeout_ms = cfg.drain_timeout_ms;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO | (ipv6 ? MHD_USE_IPv6 : 0);
     srv->daemon = MHD_start_daemon(
         flags, cfg.port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_message,
@@ -238,6 +268,7 @@ void o11y_mhd_stop(o11y_mhd_server *srv)
     MHD_socket listen_fd = MHD_quiesce_daemon(srv->daemon);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd); /* new connections are refused from here on */
+    o11y__streams_close_all(srv->svc); /* streams end; suspended connections wake to see it */
     int64_t deadline = o11y__now_mono_ns() + (int64_t)srv->drain_timeout_ms * 1000000;
     while (atomic_load(&srv->svc->active_requests) > 0 && o11y__now_mono_ns() < deadline) {
         struct timespec ts = {0, 2000000};

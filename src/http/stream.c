@@ -1,0 +1,138 @@
+/* http/stream.c — streamed responses. A stream's connection never holds a thread while it waits:
+ * when the reader has nothing, the adapter suspends the connection, and o11y_stream_wake resumes
+ * it. The lock closes the race where data arrives between "nothing" and "asleep". */
+#include "http/http_internal.h"
+
+static void unref(o11y_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool last = --s->refs == 0;
+    pthread_mutex_unlock(&s->lock);
+    if (last) {
+        pthread_mutex_destroy(&s->lock);
+        o11y__free(s);
+    }
+}
+
+o11y_stream *o11y_res_stream(o11y_response *res, int status, const char *content_type,
+                             o11y_stream_read_fn read, o11y_stream_done_fn done, void *ctx)
+{
+    if (!res || !read || status < 200 || status > 599)
+        return NULL;
+    o11y_stream *s = o11y__calloc(1, sizeof *s);
+    if (!s || o11y_res_body(res, status, content_type, NULL, 0) != O11Y_OK) {
+        o11y__free(s);
+        o11y_res_error(res, "INTERNAL_ERROR", NULL, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    s->refs = 2; /* the caller's, and the connection's */
+    s->read = read;
+    s->done = done;
+    s->ctx = ctx;
+    res->stream = s;
+    return s;
+}
+
+void o11y_stream_wake(o11y_stream *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (!s->over) {
+        if (s->suspended) {
+            s->suspended = false;
+            s->resume(s->conn);
+        } else {
+            s->wake_pending = true;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+void o11y_stream_release(o11y_stream *s)
+{
+    if (s)
+        unref(s);
+}
+
+long o11y__stream_read(o11y_stream *s, char *buf, size_t max)
+{
+    pthread_mutex_lock(&s->lock);
+    bool closing = s->closing;
+    s->wake_pending = false;
+    pthread_mutex_unlock(&s->lock);
+    if (closing)
+        return -1;
+    long n = s->read(s->ctx, buf, max);
+    if (n > 0)
+        s->bytes += (uint64_t)n;
+    if (n != 0)
+        return n < 0 ? -1 : n;
+    pthread_mutex_lock(&s->lock);
+    if (!s->wake_pending && !s->closing) {
+        s->suspended = true;
+        s->suspend(s->conn);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+static void unlink_stream(o11y_stream *s)
+{
+    o11y_service *svc = s->svc;
+    if (!svc)
+        return;
+    pthread_mutex_lock(&svc->streams_lock);
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (svc->streams == s)
+        svc->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    pthread_mutex_unlock(&svc->streams_lock);
+}
+
+void o11y__stream_finish(o11y_stream *s, bool completed)
+{
+    unlink_stream(s);
+    pthread_mutex_lock(&s->lock);
+    bool first = !s->over;
+    s->over = true;
+    s->suspended = false;
+    pthread_mutex_unlock(&s->lock);
+    if (first && s->done)
+        s->done(s->ctx, completed);
+    unref(s);
+}
+
+void o11y__streams_close_all(o11y_service *svc)
+{
+    pthread_mutex_lock(&svc->streams_lock);
+    for (o11y_stream *s = svc->streams; s; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        s->closing = true;
+        if (s->suspended && !s->over) {
+            s->suspended = false;
+            s->resume(s->conn);
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&svc->streams_lock);
+}
+
+void o11y__stream_attach(o11y_stream *s, o11y_service *svc, void *conn, void (*suspend)(void *),
+                         void (*resume)(void *))
+{
+    s->conn = conn;
+    s->suspend = suspend;
+    s->resume = resume;
+    s->svc = svc;
+    pthread_mutex_lock(&svc->streams_lock);
+    s->next = svc->streams;
+    if (s->next)
+        s->next->prev = s;
+    svc->streams = s;
+    pthread_mutex_unlock(&svc->streams_lock);
+}
