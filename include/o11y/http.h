@@ -171,6 +171,9 @@ O11Y_API o11y_stream *o11y_res_stream(o11y_response *res, int status, const char
 /* Data is ready: the stream's connection calls read again. Thread-safe; a no-op once the stream
  * is over. */
 O11Y_API void o11y_stream_wake(o11y_stream *s);
+/* Takes one more reference (for a waker that runs outside the lock that guards its list of
+ * streams). */
+O11Y_API void o11y_stream_retain(o11y_stream *s);
 /* Drops the caller's reference. NULL is a no-op. */
 O11Y_API void o11y_stream_release(o11y_stream *s);
 

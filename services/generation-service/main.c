@@ -1,5 +1,7 @@
 /* main.c — generation-service: flags and environment, then one o11y service served over
  * libmicrohttpd until SIGINT/SIGTERM. */
+#include "generations.h"
+#include "jobs.h"
 #include "routes.h"
 #include "store.h"
 
@@ -25,6 +27,7 @@ typedef struct options {
     unsigned long long port, max_body, db_max_bytes, threads;
     unsigned long long health_interval_ms, health_timeout_ms, shutdown_delay_ms;
     unsigned long long idem_ttl_s, idem_lease_s;
+    unsigned long long workers, queue, step_ms, heartbeat_ms, max_prompt;
 } options;
 
 static void usage(FILE *out)
@@ -47,6 +50,11 @@ static void usage(FILE *out)
           "  --idempotency S    memory, sqlite (the --db file) or redis (IDEMPOTENCY; memory)\n"
           "  --idempotency-ttl-s N    how long responses are kept (IDEMPOTENCY_TTL_S; 3600)\n"
           "  --idempotency-lease-s N  how long a key stays locked (IDEMPOTENCY_LEASE_S; 60)\n"
+          "  --workers N        generation workers (WORKERS; 2)\n"
+          "  --queue N          generations waiting at most (QUEUE; 64); more: 503\n"
+          "  --step-ms N        the built-in generator's time per step (STEP_MS; 400)\n"
+          "  --heartbeat-ms N   SSE comment heartbeat (HEARTBEAT_MS; 15000)\n"
+          "  --max-prompt N     prompt length limit in characters (MAX_PROMPT; 4000)\n"
           "  --llm-url URL      check the generator backend's health URL, optional (LLM_URL)\n"
           "  --health-interval-ms N   between dependency checks (HEALTH_INTERVAL_MS; 5000)\n"
           "  --health-timeout-ms N    per check (HEALTH_TIMEOUT_MS; 800)\n"
@@ -83,7 +91,10 @@ static int parse_options(int argc, char **argv, options *o)
                *timeout = env_or("HEALTH_TIMEOUT_MS", "800"),
                *delay = env_or("SHUTDOWN_DELAY_MS", "0"),
                *idem_ttl = env_or("IDEMPOTENCY_TTL_S", "3600"),
-               *idem_lease = env_or("IDEMPOTENCY_LEASE_S", "60");
+               *idem_lease = env_or("IDEMPOTENCY_LEASE_S", "60"),
+               *workers = env_or("WORKERS", "2"), *queue = env_or("QUEUE", "64"),
+               *step = env_or("STEP_MS", "400"), *heartbeat = env_or("HEARTBEAT_MS", "15000"),
+               *max_prompt = env_or("MAX_PROMPT", "4000");
     o->redis = env_or("REDIS_ADDR", NULL);
     o->idempotency = env_or("IDEMPOTENCY", "memory");
     const char *redis_url = env_or("REDIS_URL", NULL);
@@ -103,6 +114,9 @@ static int parse_options(int argc, char **argv, options *o)
         {"redis-url", required_argument, NULL, 'R'},  {"idempotency", required_argument, NULL, 'I'},
         {"idempotency-ttl-s", required_argument, NULL, 'X'},
         {"idempotency-lease-s", required_argument, NULL, 'Y'},
+        {"workers", required_argument, NULL, 'w'},   {"queue", required_argument, NULL, 'q'},
+        {"step-ms", required_argument, NULL, 'e'},   {"heartbeat-ms", required_argument, NULL, 'H'},
+        {"max-prompt", required_argument, NULL, 'P'},
         {"health-interval-ms", required_argument, NULL, 'i'},
         {"health-timeout-ms", required_argument, NULL, 'T'},
         {"shutdown-delay-ms", required_argument, NULL, 'S'},
@@ -125,6 +139,11 @@ static int parse_options(int argc, char **argv, options *o)
         case 'I': o->idempotency = optarg; break;
         case 'X': idem_ttl = optarg; break;
         case 'Y': idem_lease = optarg; break;
+        case 'w': workers = optarg; break;
+        case 'q': queue = optarg; break;
+        case 'e': step = optarg; break;
+        case 'H': heartbeat = optarg; break;
+        case 'P': max_prompt = optarg; break;
         case 'u': o->llm_url = optarg; break;
         case 'i': interval = optarg; break;
         case 'T': timeout = optarg; break;
@@ -161,7 +180,12 @@ static int parse_options(int argc, char **argv, options *o)
         !parse_u64(timeout, 600000, &o->health_timeout_ms) || o->health_timeout_ms == 0 ||
         !parse_u64(delay, 600000, &o->shutdown_delay_ms) ||
         !parse_u64(idem_ttl, 30 * 86400, &o->idem_ttl_s) || o->idem_ttl_s == 0 ||
-        !parse_u64(idem_lease, 86400, &o->idem_lease_s) || o->idem_lease_s == 0) {
+        !parse_u64(idem_lease, 86400, &o->idem_lease_s) || o->idem_lease_s == 0 ||
+        !parse_u64(workers, 64, &o->workers) || o->workers == 0 ||
+        !parse_u64(queue, 100000, &o->queue) || o->queue == 0 ||
+        !parse_u64(step, 600000, &o->step_ms) || o->step_ms == 0 ||
+        !parse_u64(heartbeat, 3600000, &o->heartbeat_ms) || o->heartbeat_ms == 0 ||
+        !parse_u64(max_prompt, 1000000, &o->max_prompt) || o->max_prompt == 0) {
         fprintf(stderr, "generation-service: numeric options take decimal numbers in range\n");
         return 2;
     }
@@ -264,7 +288,13 @@ int main(int argc, char **argv)
         return 1;
     }
     o11y_idem_store *idem = NULL;
-    st = gs_routes_register(svc, store);
+    gs_jobs_config jc = {.workers = (unsigned)o.workers, .queue_cap = (unsigned)o.queue,
+                         .step_ms = (unsigned)o.step_ms, .heartbeat_ms = (unsigned)o.heartbeat_ms};
+    gs_app app = {.store = store, .jobs = gs_jobs_start(store, &jc),
+                  .max_prompt_chars = (size_t)o.max_prompt};
+    st = app.jobs ? gs_routes_register(svc, store) : O11Y_ENOMEM;
+    if (st == O11Y_OK)
+        st = gs_generation_routes(svc, &app);
     if (st == O11Y_OK)
         st = register_checks(svc, &o);
     if (st == O11Y_OK)
@@ -281,6 +311,7 @@ int main(int argc, char **argv)
             o11y_log_error("cannot start the server", O11Y_STR("bind", o.bind),
                            O11Y_INT("port", (int64_t)o.port), O11Y_STR("error", o11y_strerror(st)));
     }
+    gs_jobs_stop(app.jobs); /* after the server: no request can reach a job any more */
     gs_store_close(store);
     o11y_service_destroy(svc); /* flushes every queued log line */
     o11y_idem_store_destroy(idem);

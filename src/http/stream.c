@@ -39,14 +39,28 @@ void o11y_stream_wake(o11y_stream *s)
     if (!s)
         return;
     pthread_mutex_lock(&s->lock);
+    bool resume = false;
     if (!s->over) {
         if (s->suspended) {
             s->suspended = false;
-            s->resume(s->conn);
+            resume = true;
         } else {
             s->wake_pending = true;
         }
     }
+    pthread_mutex_unlock(&s->lock);
+    /* Outside the lock: the server may hold its own lock while it calls back into ours. The
+     * connection cannot end meanwhile: the server does not touch a suspended connection. */
+    if (resume)
+        s->resume(s->conn);
+}
+
+void o11y_stream_retain(o11y_stream *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->refs++;
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -58,24 +72,30 @@ void o11y_stream_release(o11y_stream *s)
 
 long o11y__stream_read(o11y_stream *s, char *buf, size_t max)
 {
-    pthread_mutex_lock(&s->lock);
-    bool closing = s->closing;
-    s->wake_pending = false;
-    pthread_mutex_unlock(&s->lock);
-    if (closing)
-        return -1;
-    long n = s->read(s->ctx, buf, max);
-    if (n > 0)
-        s->bytes += (uint64_t)n;
-    if (n != 0)
-        return n < 0 ? -1 : n;
-    pthread_mutex_lock(&s->lock);
-    if (!s->wake_pending && !s->closing) {
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        bool closing = s->closing;
+        s->wake_pending = false;
+        pthread_mutex_unlock(&s->lock);
+        if (closing)
+            return -1;
+        long n = s->read(s->ctx, buf, max);
+        if (n > 0)
+            s->bytes += (uint64_t)n;
+        if (n != 0)
+            return n < 0 ? -1 : n;
+        pthread_mutex_lock(&s->lock);
+        if (s->wake_pending || s->closing) {
+            /* Data arrived while the reader ran: read again rather than answer "nothing",
+             * which the server would not retry on its own (its socket events are edges). */
+            pthread_mutex_unlock(&s->lock);
+            continue;
+        }
         s->suspended = true;
         s->suspend(s->conn);
+        pthread_mutex_unlock(&s->lock);
+        return 0;
     }
-    pthread_mutex_unlock(&s->lock);
-    return 0;
 }
 
 static void unlink_stream(o11y_stream *s)
@@ -113,11 +133,11 @@ void o11y__streams_close_all(o11y_service *svc)
     for (o11y_stream *s = svc->streams; s; s = s->next) {
         pthread_mutex_lock(&s->lock);
         s->closing = true;
-        if (s->suspended && !s->over) {
-            s->suspended = false;
-            s->resume(s->conn);
-        }
+        bool resume = s->suspended && !s->over;
+        s->suspended = false;
         pthread_mutex_unlock(&s->lock);
+        if (resume)
+            s->resume(s->conn);
     }
     pthread_mutex_unlock(&svc->streams_lock);
 }

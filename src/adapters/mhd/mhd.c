@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct o11y_mhd_server {
@@ -265,9 +266,11 @@ void o11y_mhd_stop(o11y_mhd_server *srv)
 {
     if (!srv)
         return;
+    /* New connections are refused from here on: the socket stops listening now, and is closed
+     * only after the daemon's threads are gone (one may still hold it in its epoll set). */
     MHD_socket listen_fd = MHD_quiesce_daemon(srv->daemon);
     if (listen_fd != MHD_INVALID_SOCKET)
-        close(listen_fd); /* new connections are refused from here on */
+        shutdown(listen_fd, SHUT_RDWR);
     o11y__streams_close_all(srv->svc); /* streams end; suspended connections wake to see it */
     int64_t deadline = o11y__now_mono_ns() + (int64_t)srv->drain_timeout_ms * 1000000;
     while (atomic_load(&srv->svc->active_requests) > 0 && o11y__now_mono_ns() < deadline) {
@@ -275,6 +278,8 @@ void o11y_mhd_stop(o11y_mhd_server *srv)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(srv->daemon);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
     o11y__free(srv);
 }
 

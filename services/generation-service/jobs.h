@@ -1,0 +1,36 @@
+/* jobs.h — generation jobs: a bounded queue, a fixed pool of workers, the built-in generator,
+ * and each job's event history for Server-Sent Events subscribers. */
+#ifndef GS_JOBS_H
+#define GS_JOBS_H
+
+#include "store.h"
+
+#include <o11y/http.h>
+#include <o11y/trace.h>
+
+typedef struct gs_jobs gs_jobs;
+typedef struct gs_job gs_job;
+
+typedef struct gs_jobs_config {
+    unsigned workers;       /* 0: 2 */
+    unsigned queue_cap;     /* 0: 64 */
+    unsigned step_ms;       /* the built-in generator's delay per step; 0: 400 */
+    unsigned heartbeat_ms;  /* SSE comment heartbeat; 0: 15000 */
+    unsigned retry_ms;      /* the SSE retry: hint; 0: 3000 */
+} gs_jobs_config;
+
+gs_jobs *gs_jobs_start(gs_store *store, const gs_jobs_config *cfg);
+/* Stops the workers (a running job ends within one step, as failed INTERRUPTED) and frees. */
+void gs_jobs_stop(gs_jobs *jobs);
+
+/* Queues a generation (g is copied; its prompt too). Returns 0, or -1 when the queue is full. */
+int gs_jobs_submit(gs_jobs *jobs, const gs_generation *g, const o11y_trace_ctx *ctx);
+/* Cancels a queued or running job; false when no such live job (finished or unknown). */
+bool gs_jobs_cancel(gs_jobs *jobs, const char *id, const char *reason);
+
+/* Answers GET /generations/{id}/events as a stream; false when the generation is not in memory
+ * (the caller then answers from the database). last_event_id: events after it only. */
+bool gs_jobs_subscribe(gs_jobs *jobs, const char *id, long last_event_id, o11y_response *res,
+                       const char *user_agent);
+
+#endif
