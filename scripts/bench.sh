@@ -51,6 +51,9 @@ pids+=($!)
 wait_port "$redis_port"
 "$bin/bench_idempotency" "$redis_port"
 
+echo "== Server-Sent Events (bench_sse, generation-service on a free loopback port)"
+"$bin/bench_sse"
+
 threads=${BENCH_THREADS:-1}
 duration=${BENCH_SECONDS:-5}
 conns=${BENCH_CONNECTIONS:-50}

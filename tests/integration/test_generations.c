@@ -437,6 +437,44 @@ static void five_hundred_subscribers(void **state)
     assert_true(threads_during > 0 && threads_during < 32);
 }
 
+static void heartbeats_and_a_client_that_stops_reading(void **state)
+{
+    (void)state;
+    gs_proc hb;
+    const char *const args[] = {"--step-ms", "300", "--heartbeat-ms", "100", NULL};
+    assert_int_equal(gs_start(&hb, args), 0);
+    char p[64], e[64];
+    create_project(&hb, p);
+    make_episode(&hb, p, 1, e);
+    http_resp r = start_generation(&hb, p, e, "slow steps", NULL);
+    char gen[64];
+    snprintf(gen, sizeof gen, "%s", json_string_value(json_object_get(r.json, "id")));
+    http_resp_free(&r);
+    /* A client that connects and never reads a byte. */
+    int stalled = raw_connect(hb.port);
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET /generations/%s/events HTTP/1.1\r\nHost: t\r\n\r\n",
+                     gen);
+    assert_int_equal(send(stalled, req, (size_t)n, MSG_NOSIGNAL), n);
+    /* Another reads the whole stream: heartbeat comments between the 300 ms steps, and the
+     * stalled neighbour slows nothing. */
+    time_t t0 = time(NULL);
+    char *text = stream(hb.port, gen, NULL, 5000);
+    assert_true(time(NULL) - t0 < 4);
+    assert_non_null(strstr(text, ": heartbeat"));
+    char names[256];
+    event_names(text, names, sizeof names);
+    assert_string_equal(names, "progress,progress,progress,progress,completed");
+    free(text);
+    close(stalled);
+    /* The vanished client is noticed and logged with its reason. */
+    json_t *closed = log_wait(&hb, "sse_connection_closed", NULL, 2);
+    assert_true(json_array_size(closed) >= 2);
+    json_decref(closed);
+    assert_int_equal(gs_stop(&hb), 0);
+    gs_cleanup(&hb);
+}
+
 static void a_restart_fails_what_was_running(void **state)
 {
     (void)state;
@@ -484,6 +522,7 @@ int main(void)
         cmocka_unit_test(bad_requests),
         cmocka_unit_test(a_full_queue_answers_503),
         cmocka_unit_test(five_hundred_subscribers),
+        cmocka_unit_test(heartbeats_and_a_client_that_stops_reading),
         cmocka_unit_test(a_restart_fails_what_was_running),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
