@@ -103,7 +103,7 @@ static int create(o11y_request *req, o11y_response *res, void *user)
     new_id("job_", g.job_id, sizeof g.job_id);
     snprintf(g.project_id, sizeof g.project_id, "%s", project);
     snprintf(g.episode_id, sizeof g.episode_id, "%s", episode);
-    snprintf(g.model, sizeof g.model, "%s", model ? model : "builtin-scriptwriter");
+    snprintf(g.model, sizeof g.model, "%s", model ? model : app->default_model);
     snprintf(g.status, sizeof g.status, "queued");
     snprintf(g.step, sizeof g.step, "queued");
     g.prompt = (char *)prompt;

@@ -11,6 +11,7 @@ typedef struct gs_app {
     gs_store *store;
     gs_jobs *jobs;
     size_t max_prompt_chars;
+    const char *default_model; /* for a request that names none */
 } gs_app;
 
 /* Registers the four generation routes; the handlers keep a pointer to app. */

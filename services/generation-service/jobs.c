@@ -12,6 +12,7 @@
 #include <o11y/log.h>
 #include <o11y/metrics.h>
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -254,6 +255,72 @@ static void finish(gs_jobs *j, gs_job *job, const char *status, const char *type
         o11y_histogram_observe(j->s_duration, (double)(now_ns() - job->started_ns) / 1e9);
 }
 
+typedef enum outcome { RUN_DONE, RUN_CANCELLED, RUN_INTERRUPTED, RUN_FAILED } outcome;
+
+static void progress(gs_jobs *j, gs_job *job, int percentage, const char *step)
+{
+    job->g.progress = percentage;
+    snprintf(job->g.step, sizeof job->g.step, "%s", step);
+    save(j, job);
+    char data[128];
+    snprintf(data, sizeof data, "{\"percentage\":%d,\"step\":\"%s\"}", percentage, step);
+    publish_and_wake(j, job, "progress", data, false);
+    o11y_event_generation_progress(job->g.id, percentage, step);
+}
+
+static outcome run_builtin(gs_jobs *j, gs_job *job)
+{
+    for (size_t done = 0; done < sizeof steps / sizeof steps[0]; done++) {
+        if (!wait_step(j, job))
+            return atomic_load(&job->cancel) ? RUN_CANCELLED : RUN_INTERRUPTED;
+        append_step(&job->g, done);
+        progress(j, job, steps[done].percentage, steps[done].name);
+    }
+    size_t len = job->g.output ? strlen(job->g.output) : 0;
+    job->g.total_tokens = (int64_t)(len + 3) / 4; /* about four characters a token */
+    return RUN_DONE;
+}
+
+typedef struct llm_ctx {
+    gs_jobs *j;
+    gs_job *job;
+} llm_ctx;
+
+static void llm_progress(void *ctx, int percentage, const char *step)
+{
+    llm_ctx *c = ctx;
+    progress(c->j, c->job, percentage, step);
+}
+
+static bool llm_cancelled(void *ctx)
+{
+    llm_ctx *c = ctx;
+    pthread_mutex_lock(&c->j->lock);
+    bool stopping = c->j->stopping;
+    pthread_mutex_unlock(&c->j->lock);
+    return stopping || atomic_load(&c->job->cancel);
+}
+
+static outcome run_llm(gs_jobs *j, gs_job *job)
+{
+    llm_ctx c = {j, job};
+    gs_llm_hooks hooks = {llm_progress, llm_cancelled, &c};
+    char *output = NULL;
+    int64_t tokens = 0;
+    gs_llm_result r = gs_llm_generate(j->cfg.llm, job->g.model, job->g.prompt, &hooks, &output,
+                                      &tokens, job->g.error_code, sizeof job->g.error_code,
+                                      job->g.error_message, sizeof job->g.error_message);
+    if (r == GS_LLM_CANCELLED)
+        return atomic_load(&job->cancel) ? RUN_CANCELLED : RUN_INTERRUPTED;
+    if (r == GS_LLM_FAILED)
+        return RUN_FAILED;
+    free(job->g.output);
+    job->g.output = output;
+    job->g.total_tokens = tokens;
+    progress(j, job, 100, "done");
+    return RUN_DONE;
+}
+
 static void run_job(gs_jobs *j, gs_job *job)
 {
     o11y_trace_set_current(&job->ctx); /* the POST's trace, job and project ids */
@@ -262,37 +329,28 @@ static void run_job(gs_jobs *j, gs_job *job)
     save(j, job);
     o11y_event_generation_started(job->g.id, job->g.project_id, job->g.episode_id, job->g.model,
                                   (int64_t)strlen(job->g.prompt));
-    size_t done = 0;
-    for (; done < sizeof steps / sizeof steps[0]; done++) {
-        if (!wait_step(j, job))
-            break;
-        append_step(&job->g, done);
-        job->g.progress = steps[done].percentage;
-        snprintf(job->g.step, sizeof job->g.step, "%s", steps[done].name);
-        save(j, job);
-        char data[128];
-        snprintf(data, sizeof data, "{\"percentage\":%d,\"step\":\"%s\"}", job->g.progress,
-                 job->g.step);
-        publish_and_wake(j, job, "progress", data, false);
-        o11y_event_generation_progress(job->g.id, job->g.progress, job->g.step);
-    }
+    outcome o = j->cfg.llm ? run_llm(j, job) : run_builtin(j, job);
     double ms = (double)(now_ns() - job->started_ns) / 1e6;
-    char data[256];
-    if (atomic_load(&job->cancel)) {
+    char data[512];
+    if (o == RUN_CANCELLED) {
         snprintf(data, sizeof data, "{\"reason\":\"%s\"}", job->cancel_reason);
         finish(j, job, "cancelled", "cancelled", data);
         o11y_event_generation_cancelled(job->g.id, job->cancel_reason, ms);
-    } else if (done < sizeof steps / sizeof steps[0]) {
-        snprintf(job->g.error_code, sizeof job->g.error_code, "INTERRUPTED");
-        snprintf(job->g.error_message, sizeof job->g.error_message,
-                 "The service stopped before the generation finished");
-        snprintf(data, sizeof data, "{\"code\":\"INTERRUPTED\",\"message\":\"%s\"}",
-                 job->g.error_message);
-        finish(j, job, "failed", "failed", data);
+    } else if (o == RUN_INTERRUPTED || o == RUN_FAILED) {
+        if (o == RUN_INTERRUPTED) {
+            snprintf(job->g.error_code, sizeof job->g.error_code, "INTERRUPTED");
+            snprintf(job->g.error_message, sizeof job->g.error_message,
+                     "The service stopped before the generation finished");
+        }
+        json_t *d = json_pack("{s:s,s:s}", "code", job->g.error_code, "message",
+                              job->g.error_message);
+        char *text = d ? json_dumps(d, JSON_COMPACT) : NULL;
+        json_decref(d);
+        finish(j, job, "failed", "failed", text ? text : "{\"code\":\"INTERNAL_ERROR\"}");
+        free(text);
         o11y_event_generation_failed(job->g.id, job->g.error_code, job->g.error_message, ms);
     } else {
         size_t len = job->g.output ? strlen(job->g.output) : 0;
-        job->g.total_tokens = (int64_t)(len + 3) / 4; /* about four characters a token */
         snprintf(data, sizeof data,
                  "{\"outputLength\":%zu,\"totalTokens\":%lld,\"durationMs\":%.0f}", len,
                  (long long)job->g.total_tokens, ms);

@@ -3,6 +3,7 @@
 #ifndef GS_JOBS_H
 #define GS_JOBS_H
 
+#include "llm.h"
 #include "store.h"
 
 #include <o11y/http.h>
@@ -17,6 +18,7 @@ typedef struct gs_jobs_config {
     unsigned step_ms;       /* the built-in generator's delay per step; 0: 400 */
     unsigned heartbeat_ms;  /* SSE comment heartbeat; 0: 15000 */
     unsigned retry_ms;      /* the SSE retry: hint; 0: 3000 */
+    const gs_llm *llm;      /* an OpenAI-compatible backend (kept); NULL: the built-in one */
 } gs_jobs_config;
 
 gs_jobs *gs_jobs_start(gs_store *store, const gs_jobs_config *cfg);

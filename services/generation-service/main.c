@@ -23,7 +23,9 @@ typedef struct options {
     const char *service_name;
     const char *redis;   /* host:port, or NULL */
     const char *idempotency; /* memory, sqlite or redis */
-    const char *llm_url; /* the generator backend's health URL, or NULL */
+    const char *llm_url; /* an OpenAI-compatible base URL (…/v1), or NULL: built-in generator */
+    const char *llm_model;
+    const char *llm_key_env;
     unsigned long long port, max_body, db_max_bytes, threads;
     unsigned long long health_interval_ms, health_timeout_ms, shutdown_delay_ms;
     unsigned long long idem_ttl_s, idem_lease_s;
@@ -55,7 +57,12 @@ static void usage(FILE *out)
           "  --step-ms N        the built-in generator's time per step (STEP_MS; 400)\n"
           "  --heartbeat-ms N   SSE comment heartbeat (HEARTBEAT_MS; 15000)\n"
           "  --max-prompt N     prompt length limit in characters (MAX_PROMPT; 4000)\n"
-          "  --llm-url URL      check the generator backend's health URL, optional (LLM_URL)\n"
+          "  --llm-url URL      an OpenAI-compatible backend, e.g. http://host:port/v1: generations\n"
+          "                     stream from its chat completions; its /models is a health check\n"
+          "                     (LLM_URL; default: the built-in generator)\n"
+          "  --llm-model M      the model to ask for (LLM_MODEL; gpt-4o-mini)\n"
+          "  --llm-key-env VAR  the environment variable holding its API key, never logged\n"
+          "                     (LLM_KEY_ENV; OPENAI_API_KEY)\n"
           "  --health-interval-ms N   between dependency checks (HEALTH_INTERVAL_MS; 5000)\n"
           "  --health-timeout-ms N    per check (HEALTH_TIMEOUT_MS; 800)\n"
           "  --shutdown-delay-ms N    serve with readiness 503 this long after SIGTERM\n"
@@ -99,6 +106,8 @@ static int parse_options(int argc, char **argv, options *o)
     o->idempotency = env_or("IDEMPOTENCY", "memory");
     const char *redis_url = env_or("REDIS_URL", NULL);
     o->llm_url = env_or("LLM_URL", NULL);
+    o->llm_model = env_or("LLM_MODEL", "gpt-4o-mini");
+    o->llm_key_env = env_or("LLM_KEY_ENV", "OPENAI_API_KEY");
     o->bind = env_or("BIND_ADDRESS", "127.0.0.1");
     o->db = env_or("DB_PATH", "var/generation.db");
     o->log_file = env_or("LOG_FILE", NULL);
@@ -117,6 +126,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"workers", required_argument, NULL, 'w'},   {"queue", required_argument, NULL, 'q'},
         {"step-ms", required_argument, NULL, 'e'},   {"heartbeat-ms", required_argument, NULL, 'H'},
         {"max-prompt", required_argument, NULL, 'P'},
+        {"llm-model", required_argument, NULL, 'M'}, {"llm-key-env", required_argument, NULL, 'K'},
         {"health-interval-ms", required_argument, NULL, 'i'},
         {"health-timeout-ms", required_argument, NULL, 'T'},
         {"shutdown-delay-ms", required_argument, NULL, 'S'},
@@ -144,6 +154,8 @@ static int parse_options(int argc, char **argv, options *o)
         case 'e': step = optarg; break;
         case 'H': heartbeat = optarg; break;
         case 'P': max_prompt = optarg; break;
+        case 'M': o->llm_model = optarg; break;
+        case 'K': o->llm_key_env = optarg; break;
         case 'u': o->llm_url = optarg; break;
         case 'i': interval = optarg; break;
         case 'T': timeout = optarg; break;
@@ -225,9 +237,11 @@ static o11y_status register_checks(o11y_service *svc, const options *o)
         st = o11y_health_add_redis(h, &c, host, port);
     }
     if (st == O11Y_OK && o->llm_url) {
+        char models[1100];
+        snprintf(models, sizeof models, "%s/models", o->llm_url);
         c.name = "llm";
         c.critical = false;
-        st = o11y_health_add_http(h, &c, o->llm_url);
+        st = o11y_health_add_http(h, &c, models);
         if (st != O11Y_OK)
             fprintf(stderr, "generation-service: --llm-url takes an http(s) URL\n");
     }
@@ -288,10 +302,14 @@ int main(int argc, char **argv)
         return 1;
     }
     o11y_idem_store *idem = NULL;
+    gs_llm llm = {.base_url = o.llm_url, .model = o.llm_model,
+                  .api_key = getenv(o.llm_key_env), .timeout_ms = 120000};
     gs_jobs_config jc = {.workers = (unsigned)o.workers, .queue_cap = (unsigned)o.queue,
-                         .step_ms = (unsigned)o.step_ms, .heartbeat_ms = (unsigned)o.heartbeat_ms};
+                         .step_ms = (unsigned)o.step_ms, .heartbeat_ms = (unsigned)o.heartbeat_ms,
+                         .llm = o.llm_url ? &llm : NULL};
     gs_app app = {.store = store, .jobs = gs_jobs_start(store, &jc),
-                  .max_prompt_chars = (size_t)o.max_prompt};
+                  .max_prompt_chars = (size_t)o.max_prompt,
+                  .default_model = o.llm_url ? o.llm_model : "builtin-scriptwriter"};
     st = app.jobs ? gs_routes_register(svc, store) : O11Y_ENOMEM;
     if (st == O11Y_OK)
         st = gs_generation_routes(svc, &app);

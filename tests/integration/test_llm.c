@@ -1,0 +1,208 @@
+/* Integration tests: generation-service with an OpenAI-compatible backend — a real HTTP server
+ * in this process that streams chat-completion chunks, or fails. */
+#include "harness.h"
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+static struct MHD_Daemon *fake;
+static atomic_int fail_with; /* 0: stream; else the HTTP status to answer */
+static atomic_int bad_key;   /* requests with another Authorization */
+
+static const char *const chunks[] = {
+    "data: {\"choices\":[{\"delta\":{\"content\":\"HOST: Welcome \"}}]}\n\n",
+    "data: {\"choices\":[{\"delta\":{\"content\":\"to the show.\\n\"}}]}\n\n",
+    "data: {\"choices\":[{\"delta\":{\"content\":\"GUEST: Thanks.\"}}],"
+    "\"usage\":{\"total_tokens\":42}}\n\n",
+    "data: [DONE]\n\n",
+};
+
+static ssize_t stream_chunks(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    size_t *next = cls;
+    if (*next >= sizeof chunks / sizeof chunks[0])
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    usleep(50000); /* a real backend streams over time */
+    size_t n = strlen(chunks[*next]);
+    if (n > max)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    memcpy(buf, chunks[(*next)++], n);
+    return (ssize_t)n;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **req)
+{
+    (void)cls, (void)version, (void)upload;
+    static int marker;
+    if (!*req) {
+        *req = &marker;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    struct MHD_Response *r;
+    unsigned status = 200;
+    if (strcmp(url, "/v1/models") == 0) {
+        r = MHD_create_response_from_buffer(11, (void *)"{\"data\":[]}", MHD_RESPMEM_PERSISTENT);
+    } else if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/chat/completions") == 0) {
+        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        if (!auth || strcmp(auth, "Bearer sk-test-secret-123") != 0)
+            atomic_fetch_add(&bad_key, 1);
+        if (atomic_load(&fail_with)) {
+            status = (unsigned)atomic_load(&fail_with);
+            r = MHD_create_response_from_buffer(24, (void *)"{\"error\":\"internal oops\"}",
+                                                MHD_RESPMEM_PERSISTENT);
+        } else {
+            size_t *next = calloc(1, sizeof *next);
+            r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024, stream_chunks, next,
+                                                  free);
+            MHD_add_response_header(r, "Content-Type", "text/event-stream");
+        }
+    } else {
+        status = 404;
+        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    }
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static gs_proc svc;
+static char project[64], episode[64];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    fake = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
+                            NULL, NULL, handler, NULL, MHD_OPTION_END);
+    if (!fake)
+        return -1;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1",
+             MHD_get_daemon_info(fake, MHD_DAEMON_INFO_BIND_PORT)->port);
+    setenv("TEST_LLM_KEY", "sk-test-secret-123", 1);
+    const char *const args[] = {"--llm-url", url, "--llm-key-env", "TEST_LLM_KEY",
+                                "--health-interval-ms", "200", NULL};
+    if (gs_start(&svc, args) != 0)
+        return -1;
+    create_project(&svc, project);
+    const char *const ct[] = {"Content-Type: application/json", NULL};
+    char path[128];
+    snprintf(path, sizeof path, "/projects/%s/episodes", project);
+    http_resp r;
+    if (http(&svc, "POST", path, ct, "{\"number\":1,\"title\":\"t\"}", 24, &r) != 0)
+        return -1;
+    snprintf(episode, sizeof episode, "%s", json_string_value(json_object_get(r.json, "id")));
+    http_resp_free(&r);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    int rc = gs_stop(&svc);
+    gs_cleanup(&svc);
+    MHD_stop_daemon(fake);
+    curl_global_cleanup();
+    return rc == 0 ? 0 : -1;
+}
+
+static json_t *run(char gen[64])
+{
+    char body[256];
+    int n = snprintf(body, sizeof body,
+                     "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"An interview\"}",
+                     project, episode);
+    const char *const ct[] = {"Content-Type: application/json", NULL};
+    http_resp r;
+    assert_int_equal(http(&svc, "POST", "/generations", ct, body, (size_t)n, &r), 0);
+    assert_int_equal(r.status, 202);
+    snprintf(gen, 64, "%s", json_string_value(json_object_get(r.json, "id")));
+    http_resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/generations/%s", gen);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(http(&svc, "GET", path, NULL, NULL, 0, &r), 0);
+        const char *st = json_string_value(json_object_get(r.json, "status"));
+        if (strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0) {
+            json_t *g = json_incref(r.json);
+            http_resp_free(&r);
+            return g;
+        }
+        http_resp_free(&r);
+        usleep(50000);
+    }
+    fail_msg("the generation did not finish");
+    return NULL;
+}
+
+static void streams_from_the_backend(void **state)
+{
+    (void)state;
+    atomic_store(&fail_with, 0);
+    char gen[64];
+    json_t *g = run(gen);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "completed");
+    assert_string_equal(json_string_value(json_object_get(g, "output")),
+                        "HOST: Welcome to the show.\nGUEST: Thanks.");
+    assert_int_equal(json_integer_value(json_object_get(g, "totalTokens")), 42);
+    assert_string_equal(json_string_value(json_object_get(g, "model")), "gpt-4o-mini");
+    json_decref(g);
+    assert_int_equal(atomic_load(&bad_key), 0); /* the key went out as a bearer token */
+    /* The key is never logged; the backend is a healthy dependency. */
+    json_t *lines = log_wait(&svc, "generation_completed", NULL, 1);
+    json_decref(lines);
+    size_t len;
+    char *log = read_log_raw(&svc, &len);
+    assert_null(strstr(log, "sk-test-secret"));
+    free(log);
+    http_resp r;
+    assert_int_equal(http(&svc, "GET", "/health", NULL, NULL, 0, &r), 0);
+    assert_string_equal(json_string_value(json_object_get(r.json, "status")), "healthy");
+    http_resp_free(&r);
+}
+
+static void backend_failure_fails_the_generation(void **state)
+{
+    (void)state;
+    atomic_store(&fail_with, 500);
+    char gen[64];
+    json_t *g = run(gen);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "failed");
+    json_t *err = json_object_get(g, "error");
+    assert_string_equal(json_string_value(json_object_get(err, "code")), "LLM_UNAVAILABLE");
+    const char *msg = json_string_value(json_object_get(err, "message"));
+    assert_non_null(strstr(msg, "HTTP 500"));
+    assert_null(strstr(msg, "oops")); /* the backend's own text stays out */
+    assert_null(strstr(msg, "127.0.0.1"));
+    json_decref(g);
+    json_t *failed = log_wait(&svc, "generation_failed", NULL, 1);
+    assert_true(json_array_size(failed) >= 1);
+    json_decref(failed);
+    atomic_store(&fail_with, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(streams_from_the_backend),
+        cmocka_unit_test(backend_failure_fails_the_generation),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
