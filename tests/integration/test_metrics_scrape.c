@@ -25,6 +25,8 @@ enum { PROJECT_GETS = 25 };
 static gs_proc svc;
 static char project_a[64], project_b[64];
 
+static int wait_until_recorded(void);
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -56,7 +58,7 @@ static int group_setup(void **state)
     if (http(&svc, "GET", "/no/such/route", NULL, NULL, 0, &r) != 0)
         return -1;
     http_resp_free(&r);
-    return 0;
+    return wait_until_recorded();
 }
 
 static int group_teardown(void **state)
@@ -88,6 +90,25 @@ static double sample_sum(const char *text, const char *name, const char *needle)
         p = eol ? eol + 1 : NULL;
     }
     return total;
+}
+
+/* A request is counted when the server finishes it, which can be just after the client has
+ * read the response; so wait (bounded) until the setup traffic shows up in a scrape. */
+static int wait_until_recorded(void)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        http_resp r;
+        if (http(&svc, "GET", "/metrics", NULL, NULL, 0, &r) != 0)
+            return -1;
+        int done = sample_sum(r.body, "http_server_requests_total", "route=\"unmatched\"") == 1 &&
+                   sample_sum(r.body, "http_server_requests_total",
+                              "route=\"/projects/{projectId}/episodes\",status=\"201\"") == 4;
+        http_resp_free(&r);
+        if (done)
+            return 0;
+        usleep(50 * 1000);
+    }
+    return -1;
 }
 
 static int run_capture(const char *cmd, char *out, size_t len)
