@@ -158,9 +158,17 @@ typedef struct o11y_stream o11y_stream;
  * connection then sleeps, holding no thread, until o11y_stream_wake), or -1 at the end. Runs on
  * a server thread: it must not block. */
 typedef long (*o11y_stream_read_fn)(void *ctx, char *buf, size_t max);
-/* Called once, when the stream is over: completed (the reader returned -1) or not (the client
- * went away, or the server is stopping). After it returns, read is never called again. */
-typedef void (*o11y_stream_done_fn)(void *ctx, bool completed);
+/* How a stream ended. */
+typedef enum o11y_stream_end {
+    O11Y_STREAM_COMPLETED,       /* the reader returned -1 and the client has it all */
+    O11Y_STREAM_CLIENT_CLOSED,   /* the client went away */
+    O11Y_STREAM_CLIENT_TOO_SLOW, /* more than the server's bound sat unsent to it: closed */
+    O11Y_STREAM_CLIENT_STALLED,  /* it took nothing for the connection timeout: closed */
+    O11Y_STREAM_SERVER_STOPPING, /* the server is stopping (or never sent the response) */
+} o11y_stream_end;
+
+/* Called once, when the stream is over. After it returns, read is never called again. */
+typedef void (*o11y_stream_done_fn)(void *ctx, o11y_stream_end end);
 
 /* Answers with a stream of unknown length. Returns a handle the caller owns one reference of
  * (o11y_stream_release), to wake the stream when new data is ready; NULL on ENOMEM (the response

@@ -16,7 +16,12 @@ typedef struct o11y_mhd_config {
     const char *bind_address;      /* NULL: "127.0.0.1"; IPv4 or IPv6 literal */
     uint16_t port;                 /* 0: any free port (see o11y_mhd_port) */
     unsigned threads;              /* 0: one per CPU */
-    unsigned connection_timeout_s; /* idle or trickling connections are closed; 0: 30 */
+    unsigned connection_timeout_s; /* idle or trickling connections are closed; 0: 30. A
+                                      stream whose client takes nothing this long ends as
+                                      O11Y_STREAM_CLIENT_STALLED */
+    size_t stream_max_unsent_bytes; /* a stream whose socket holds more than this that the
+                                       client's receive window has not let through is closed
+                                       as O11Y_STREAM_CLIENT_TOO_SLOW; 0: 256 KiB */
     unsigned max_connections;      /* 0: 4096 */
     unsigned drain_timeout_ms;     /* how long o11y_mhd_stop waits for in-flight requests;
                                       0: 10000 */

@@ -617,7 +617,7 @@ static long sse_read(void *ctx, char *buf, size_t max)
     return over ? -1 : 0;
 }
 
-static void sse_done(void *ctx, bool completed)
+static void sse_done(void *ctx, o11y_stream_end end)
 {
     sub *s = ctx;
     gs_jobs *j = s->jobs;
@@ -628,13 +628,25 @@ static void sse_done(void *ctx, bool completed)
             break;
         }
     }
-    bool final = s->job->finished && s->next_event >= s->job->n_events;
     pthread_mutex_unlock(&j->lock);
     double ms = (double)(now_ns() - s->opened_ns) / 1e6;
-    o11y_event_sse_connection_closed(s->client_id, ms,
-                                     completed && final ? "stream_completed"
-                                     : completed        ? "server_stopping"
-                                                        : "client_disconnected");
+    const char *reason = "client_disconnected";
+    switch (end) {
+    case O11Y_STREAM_COMPLETED: reason = "stream_completed"; break;
+    case O11Y_STREAM_SERVER_STOPPING: reason = "server_stopping"; break;
+    case O11Y_STREAM_CLIENT_CLOSED: break;
+    case O11Y_STREAM_CLIENT_TOO_SLOW:
+        reason = "client_too_slow";
+        o11y_event_sse_connection_error(s->client_id, "CLIENT_TOO_SLOW",
+                                        "unsent data past the per-connection bound");
+        break;
+    case O11Y_STREAM_CLIENT_STALLED:
+        reason = "client_stalled";
+        o11y_event_sse_connection_error(s->client_id, "CLIENT_STALLED",
+                                        "the client took nothing for the connection timeout");
+        break;
+    }
+    o11y_event_sse_connection_closed(s->client_id, ms, reason);
     if (j->s_sse_active)
         o11y_gauge_add(j->s_sse_active, -1);
     if (j->s_sse_duration)

@@ -114,6 +114,8 @@ struct o11y_stream {
     bool wake_pending; /* a wake arrived while the reader ran: do not sleep */
     bool over;         /* done has been called */
     bool closing;      /* the server is stopping: end the stream */
+    bool end_known;    /* end was decided before the connection ended */
+    o11y_stream_end end;
     o11y_stream_read_fn read;
     o11y_stream_done_fn done;
     void *ctx;
@@ -122,6 +124,8 @@ struct o11y_stream {
     void *conn;
     void (*suspend)(void *conn);
     void (*resume)(void *conn);
+    int fd;                  /* the connection's socket, -1 if unknown */
+    size_t max_unsent_bytes; /* 0: no bound */
     struct o11y_stream *next, *prev; /* the service's open streams */
     o11y_service *svc;
 };
@@ -129,8 +133,11 @@ struct o11y_stream {
 /* Called by the adapter's reader: the bytes, 0 after putting the connection to sleep, -1 at the
  * end. */
 long o11y__stream_read(o11y_stream *s, char *buf, size_t max);
-/* The connection is over: calls done once and drops the adapter's reference. */
-void o11y__stream_finish(o11y_stream *s, bool completed);
+/* The connection is over: calls done once and drops the adapter's reference. end is what the
+ * server saw; a reason decided earlier (the stream's own end, too slow, stopping) wins. */
+void o11y__stream_finish(o11y_stream *s, o11y_stream_end end);
+/* Decides how the stream ends, before the adapter closes the connection. */
+void o11y__stream_set_end(o11y_stream *s, o11y_stream_end end);
 /* Hands the stream to the adapter's connection (and lists it among the service's streams). */
 void o11y__stream_attach(o11y_stream *s, o11y_service *svc, void *conn, void (*suspend)(void *),
                          void (*resume)(void *));

@@ -87,7 +87,7 @@ void o11y__exchange_free(o11y__exchange *ex)
     json_decref(ex->res.field_errors);
     o11y__buf_release(&ex->res.headers);
     if (ex->res.stream) { /* never reached a connection */
-        o11y__stream_finish(ex->res.stream, false);
+        o11y__stream_finish(ex->res.stream, O11Y_STREAM_SERVER_STOPPING);
         ex->res.stream = NULL;
     }
     if (cache.n == CACHE_MAX) {

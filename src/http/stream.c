@@ -30,6 +30,7 @@ o11y_stream *o11y_res_stream(o11y_response *res, int status, const char *content
     s->read = read;
     s->done = done;
     s->ctx = ctx;
+    s->fd = -1;
     res->stream = s;
     return s;
 }
@@ -76,6 +77,10 @@ long o11y__stream_read(o11y_stream *s, char *buf, size_t max)
         pthread_mutex_lock(&s->lock);
         bool closing = s->closing;
         s->wake_pending = false;
+        if (closing && !s->end_known) {
+            s->end_known = true;
+            s->end = O11Y_STREAM_SERVER_STOPPING;
+        }
         pthread_mutex_unlock(&s->lock);
         if (closing)
             return -1;
@@ -114,16 +119,28 @@ static void unlink_stream(o11y_stream *s)
     pthread_mutex_unlock(&svc->streams_lock);
 }
 
-void o11y__stream_finish(o11y_stream *s, bool completed)
+void o11y__stream_set_end(o11y_stream *s, o11y_stream_end end)
+{
+    pthread_mutex_lock(&s->lock);
+    if (!s->end_known) {
+        s->end_known = true;
+        s->end = end;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+void o11y__stream_finish(o11y_stream *s, o11y_stream_end end)
 {
     unlink_stream(s);
     pthread_mutex_lock(&s->lock);
     bool first = !s->over;
     s->over = true;
     s->suspended = false;
+    if (s->end_known)
+        end = s->end;
     pthread_mutex_unlock(&s->lock);
     if (first && s->done)
-        s->done(s->ctx, completed);
+        s->done(s->ctx, end);
     unref(s);
 }
 

@@ -6,7 +6,12 @@
 
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +100,29 @@ static int headers(o11y_request *req, o11y_response *res, void *user)
     return o11y_res_json(res, 200, out);
 }
 
+/* A stream that always has more: only the client's pace limits it. */
+static atomic_int firehose_end = -1;
+
+static long firehose_read(void *ctx, char *buf, size_t max)
+{
+    (void)ctx;
+    memset(buf, 'x', max);
+    return (long)max;
+}
+
+static void firehose_done(void *ctx, o11y_stream_end end)
+{
+    (void)ctx;
+    atomic_store(&firehose_end, (int)end);
+}
+
+static int firehose(o11y_request *req, o11y_response *res, void *user)
+{
+    (void)req, (void)user;
+    o11y_stream_release(o11y_res_stream(res, 200, "text/plain", firehose_read, firehose_done, NULL));
+    return 0;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -130,6 +158,7 @@ static int group_setup(void **state)
         {O11Y_GET, "/items/{itemId}/jobs/{jobId}", job_from_path, 0},
         {O11Y_POST | O11Y_PUT, "/strict", strict_json, O11Y_ROUTE_JSON},
         {O11Y_GET, "/headers", headers, 0},
+        {O11Y_GET, "/firehose", firehose, 0},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (o11y_service_route(svc, routes[i].m, routes[i].path, routes[i].fn, NULL,
@@ -138,6 +167,7 @@ static int group_setup(void **state)
     o11y_mhd_config mc;
     o11y_mhd_config_init(&mc);
     mc.port = 0; /* any free port */
+    mc.stream_max_unsent_bytes = 1024;
     if (o11y_mhd_start(svc, &mc, &server) != O11Y_OK)
         return -1;
     target.port = o11y_mhd_port(server);
@@ -308,6 +338,62 @@ static void response_headers_are_checked(void **state)
     http_resp_free(&r);
 }
 
+/* Asks for the firehose and never reads; returns how the server ended it (-1: not in 10 s). */
+static int firehose_without_reading(int port, int *fd_out)
+{
+    atomic_store(&firehose_end, -1);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096; /* set before connect: the window the server sees stays small */
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    static const char req[] = "GET /firehose HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(send(fd, req, sizeof req - 1, MSG_NOSIGNAL), (ssize_t)(sizeof req - 1));
+    for (int i = 0; i < 1000 && atomic_load(&firehose_end) < 0; i++)
+        usleep(10000);
+    *fd_out = fd;
+    return atomic_load(&firehose_end);
+}
+
+static void a_client_that_stops_reading_is_closed_as_too_slow(void **state)
+{
+    (void)state;
+    int fd;
+    assert_int_equal(firehose_without_reading(target.port, &fd), O11Y_STREAM_CLIENT_TOO_SLOW);
+    /* The server goes on serving, and the connection is gone: reading drains what was in
+     * flight, then meets the end. */
+    http_resp r = get("/query?name=a");
+    assert_int_equal(r.status, 200);
+    http_resp_free(&r);
+    char buf[65536];
+    ssize_t n;
+    size_t total = 0;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+        total += (size_t)n;
+    assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
+    assert_true(total < 1024 * 1024); /* bounded: nowhere near an endless stream */
+    close(fd);
+}
+
+static void a_client_that_takes_nothing_is_closed_as_stalled(void **state)
+{
+    (void)state;
+    /* No byte bound to trip here: the connection timeout ends it. */
+    o11y_mhd_config mc;
+    o11y_mhd_config_init(&mc);
+    mc.port = 0;
+    mc.connection_timeout_s = 1;
+    mc.stream_max_unsent_bytes = 1u << 30;
+    o11y_mhd_server *patient;
+    assert_int_equal(o11y_mhd_start(svc, &mc, &patient), O11Y_OK);
+    int fd;
+    int end = firehose_without_reading(o11y_mhd_port(patient), &fd);
+    close(fd);
+    o11y_mhd_stop(patient);
+    assert_int_equal(end, O11Y_STREAM_CLIENT_STALLED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +404,8 @@ int main(void)
         cmocka_unit_test(path_sets_the_job_and_the_context_reaches_the_handler),
         cmocka_unit_test(json_routes_and_the_body_limit),
         cmocka_unit_test(response_headers_are_checked),
+        cmocka_unit_test(a_client_that_stops_reading_is_closed_as_too_slow),
+        cmocka_unit_test(a_client_that_takes_nothing_is_closed_as_stalled),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

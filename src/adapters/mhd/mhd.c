@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 
 struct o11y_mhd_server {
@@ -22,6 +24,7 @@ struct o11y_mhd_server {
     o11y_service *svc;
     uint16_t port;
     unsigned drain_timeout_ms;
+    size_t stream_max_unsent_bytes;
 };
 
 void o11y_mhd_config_init(o11y_mhd_config *cfg)
@@ -31,6 +34,7 @@ void o11y_mhd_config_init(o11y_mhd_config *cfg)
         .connection_timeout_s = 30,
         .max_connections = 4096,
         .drain_timeout_ms = 10000,
+        .stream_max_unsent_bytes = 256 * 1024,
     };
 }
 
@@ -78,14 +82,32 @@ static void resume_conn(void *conn)
     MHD_resume_connection(conn);
 }
 
+/* The per-connection bound on a slow client: bytes the kernel holds for it and has not been
+ * able to send (its receive window is full). Sent-but-unacknowledged bytes do not count, so a
+ * fast client far away is not mistaken for a slow one. Past the bound the stream ends rather
+ * than letting one client pin socket memory. A client that takes nothing at all never lets the
+ * reader run again; the connection timeout ends it. */
+static bool client_too_slow(const o11y_stream *s)
+{
+    int unsent = 0;
+    return s->max_unsent_bytes && s->fd >= 0 && ioctl(s->fd, SIOCOUTQNSD, &unsent) == 0 &&
+           unsent > 0 && (size_t)unsent > s->max_unsent_bytes;
+}
+
 static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
-    long n = o11y__stream_read(cls, buf, max);
+    o11y_stream *s = cls;
+    if (client_too_slow(s)) {
+        o11y__stream_set_end(s, O11Y_STREAM_CLIENT_TOO_SLOW);
+        return (ssize_t)MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    long n = o11y__stream_read(s, buf, max);
     return n < 0 ? (ssize_t)MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
 }
 
-static enum MHD_Result respond(o11y__exchange *ex, struct MHD_Connection *conn)
+static enum MHD_Result respond(const o11y_mhd_server *srv, o11y__exchange *ex,
+                                struct MHD_Connection *conn)
 {
     o11y__pipeline_run(ex);
     o11y_response *res = &ex->res;
@@ -95,8 +117,13 @@ static enum MHD_Result respond(o11y__exchange *ex, struct MHD_Connection *conn)
          * suspends the connection instead of returning 0 in a loop. */
         r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_stream, res->stream,
                                               NULL);
-        if (r)
+        if (r) {
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+            res->stream->fd = ci ? ci->connect_fd : -1;
+            res->stream->max_unsent_bytes = srv->stream_max_unsent_bytes;
             o11y__stream_attach(res->stream, ex->req.svc, conn, suspend_conn, resume_conn);
+        }
     } else if (res->body_len) {
         r = MHD_create_response_from_buffer_with_free_callback(res->body_len, res->body,
                                                                free_body);
@@ -128,7 +155,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
 {
-    (void)cls, (void)url, (void)version;
+    (void)url, (void)version;
+    const o11y_mhd_server *srv = cls;
     o11y__exchange *ex = *req_cls;
     if (!ex)
         return MHD_NO; /* out of memory at the start: close the connection */
@@ -140,7 +168,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
          * Continue is sent; MHD then closes the connection). Other early answers wait for the
          * end of the request, so the connection stays usable; their bodies are discarded. */
         if (o11y__pipeline_begin(ex, method, &std, get_header, conn) && ex->req.answer_now)
-            return respond(ex, conn);
+            return respond(srv, ex, conn);
         return MHD_YES;
     }
     if (*upload_data_size) {
@@ -150,7 +178,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (ex->responded)
         return MHD_YES;
-    return respond(ex, conn);
+    return respond(srv, ex, conn);
 }
 
 static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -163,7 +191,13 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
     bool completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
     if (ex->res.stream && ex->res.stream->conn) {
         ex->bytes_sent = ex->res.stream->bytes;
-        o11y__stream_finish(ex->res.stream, completed);
+        o11y__stream_finish(ex->res.stream,
+                            completed ? O11Y_STREAM_COMPLETED
+                            : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED
+                                ? O11Y_STREAM_CLIENT_STALLED
+                            : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN
+                                ? O11Y_STREAM_SERVER_STOPPING
+                                : O11Y_STREAM_CLIENT_CLOSED);
         ex->res.stream = NULL;
     }
     o11y__pipeline_done(ex, ex->bytes_sent, completed);
@@ -224,6 +258,8 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
             cfg.max_connections = cfg_in->max_connections;
         if (cfg_in->drain_timeout_ms)
             cfg.drain_timeout_ms = cfg_in->drain_timeout_ms;
+        if (cfg_in->stream_max_unsent_bytes)
+            cfg.stream_max_unsent_bytes = cfg_in->stream_max_unsent_bytes;
     }
     if (!cfg.threads) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -238,6 +274,7 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
         return O11Y_ENOMEM;
     srv->svc = svc;
     srv->drain_timeout_ms = cfg.drain_timeout_ms;
+    srv->stream_max_unsent_bytes = cfg.stream_max_unsent_bytes;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO | (ipv6 ? MHD_USE_IPv6 : 0);
     srv->daemon = MHD_start_daemon(
