@@ -53,6 +53,8 @@ wait_port "$redis_port"
 
 echo "== Server-Sent Events (bench_sse, generation-service on a free loopback port)"
 "$bin/bench_sse"
+echo "== waiting streams: suspend/resume vs a blocking reader per thread (bench_stream_modes)"
+"$bin/bench_stream_modes" 1000
 
 threads=${BENCH_THREADS:-1}
 duration=${BENCH_SECONDS:-5}
