@@ -22,20 +22,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = atol(line + 6);
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 static char *generation(const gs_proc *p, const char *project, const char *episode)
 {
     char body[256];
@@ -105,14 +91,7 @@ int main(void)
         return 1;
     char project[64], episode[64];
     create_project(&svc, project);
-    const char *const ct[] = {"Content-Type: application/json", NULL};
-    char path[128];
-    snprintf(path, sizeof path, "/projects/%s/episodes", project);
-    http_resp r;
-    if (http(&svc, "POST", path, ct, "{\"number\":1,\"title\":\"t\"}", 24, &r) != 0)
-        return 1;
-    snprintf(episode, sizeof episode, "%s", json_string_value(json_object_get(r.json, "id")));
-    http_resp_free(&r);
+    create_episode(&svc, project, 1, episode);
     char *done = generation(&svc, project, episode);
     usleep(300000); /* five 5 ms steps: finished */
     static int fds[1000];
@@ -129,17 +108,13 @@ int main(void)
     if (gs_start(&svc, slow) != 0)
         return 1;
     create_project(&svc, project);
-    snprintf(path, sizeof path, "/projects/%s/episodes", project);
-    if (http(&svc, "POST", path, ct, "{\"number\":1,\"title\":\"t\"}", 24, &r) != 0)
-        return 1;
-    snprintf(episode, sizeof episode, "%s", json_string_value(json_object_get(r.json, "id")));
-    http_resp_free(&r);
+    create_episode(&svc, project, 1, episode);
     char *running = generation(&svc, project, episode);
     usleep(200000);
-    long before = rss_kb(svc.pid);
+    long before = proc_status(svc.pid, "VmRSS:");
     fan_out(&svc, running, 1000, fds, false);
     usleep(500000);
-    long after = rss_kb(svc.pid);
+    long after = proc_status(svc.pid, "VmRSS:");
     printf("memory per open stream: %.1f KB (resident set %ld KB -> %ld KB for 1,000 streams)\n",
            (double)(after - before) / 1000.0, before, after);
     for (int i = 0; i < 1000; i++)

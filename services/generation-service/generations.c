@@ -1,6 +1,7 @@
 /* generations.c — POST /generations, GET /generations/{id}, GET /generations/{id}/events and
  * DELETE /generations/{id} (CONTRACT section 7). */
 #include "generations.h"
+#include "validate.h"
 
 #include <o11y/log.h>
 
@@ -8,48 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
-static const char *string_member(json_t *body, const char *name, bool required, size_t max_chars,
-                                 o11y_response *res)
-{
-    json_t *v = json_object_get(body, name);
-    if (!v) {
-        if (required)
-            o11y_res_field_error(res, name, "is required");
-        return NULL;
-    }
-    if (!json_is_string(v) || json_string_length(v) != strlen(json_string_value(v))) {
-        o11y_res_field_error(res, name, "must be a string without NUL characters");
-        return NULL;
-    }
-    size_t chars = utf8_chars(json_string_value(v));
-    if (chars == 0 || chars > max_chars) {
-        char problem[64];
-        snprintf(problem, sizeof problem, "must be 1 to %zu characters", max_chars);
-        o11y_res_field_error(res, name, problem);
-        return NULL;
-    }
-    return json_string_value(v);
-}
-
-static void new_id(const char *prefix, char *out, size_t len)
-{
-    char uuid[37];
-    o11y_trace_new_id(uuid);
-    size_t n = (size_t)snprintf(out, len, "%s", prefix);
-    for (size_t i = 0; uuid[i] && n + 1 < len; i++)
-        if (uuid[i] != '-')
-            out[n++] = uuid[i];
-    out[n] = '\0';
-}
 
 static int create(o11y_request *req, o11y_response *res, void *user)
 {
@@ -64,10 +23,10 @@ static int create(o11y_request *req, o11y_response *res, void *user)
             strcmp(key, "model"))
             o11y_res_field_error(res, "body", "has a field that is not known");
     }
-    const char *project = string_member(body, "projectId", true, 160, res);
-    const char *episode = string_member(body, "episodeId", true, 160, res);
-    const char *prompt = string_member(body, "prompt", true, app->max_prompt_chars, res);
-    const char *model = string_member(body, "model", false, 60, res);
+    const char *project = gs_text_field(body, "projectId", true, false, 160, res);
+    const char *episode = gs_text_field(body, "episodeId", true, false, 160, res);
+    const char *prompt = gs_text_field(body, "prompt", true, false, app->max_prompt_chars, res);
+    const char *model = gs_text_field(body, "model", false, false, 60, res);
     if (o11y_res_has_field_errors(res))
         return 0;
     /* Its responses carry the body's project (CONTRACT section 7). */
@@ -99,8 +58,8 @@ static int create(o11y_request *req, o11y_response *res, void *user)
         return 0;
     }
     gs_generation g = {.progress = 0};
-    new_id("gen_", g.id, sizeof g.id);
-    new_id("job_", g.job_id, sizeof g.job_id);
+    gs_new_id("gen_", g.id, sizeof g.id);
+    gs_new_id("job_", g.job_id, sizeof g.job_id);
     snprintf(g.project_id, sizeof g.project_id, "%s", project);
     snprintf(g.episode_id, sizeof g.episode_id, "%s", episode);
     snprintf(g.model, sizeof g.model, "%s", model ? model : app->default_model);

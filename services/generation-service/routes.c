@@ -1,5 +1,6 @@
 /* routes.c — projects and episodes: validation, storage calls, events. */
 #include "routes.h"
+#include "validate.h"
 
 #include <o11y/events.h>
 #include <o11y/log.h>
@@ -19,15 +20,6 @@ enum {
 };
 
 /*=== MARK: validation ===*/
-
-/* Code points in a valid UTF-8 string (jansson has already rejected invalid UTF-8). */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
 
 /* Flags every member of obj that is not in allowed[] as unknown. */
 static void reject_unknown(json_t *obj, const char *const *allowed, size_t n_allowed,
@@ -52,39 +44,6 @@ static void reject_unknown(json_t *obj, const char *const *allowed, size_t n_all
             o11y_res_field_error(res, field, "is not a known field");
         }
     }
-}
-
-/* A required or optional string member with a code-point range; NULL when absent or invalid. */
-static const char *text_field(json_t *obj, const char *name, bool required, size_t max_chars,
-                              o11y_response *res)
-{
-    json_t *v = json_object_get(obj, name);
-    if (!v) {
-        if (required)
-            o11y_res_field_error(res, name, "is required");
-        return NULL;
-    }
-    if (!json_is_string(v)) {
-        o11y_res_field_error(res, name, "must be a string");
-        return NULL;
-    }
-    const char *s = json_string_value(v);
-    if (json_string_length(v) != strlen(s)) {
-        o11y_res_field_error(res, name, "must not contain NUL characters");
-        return NULL;
-    }
-    size_t chars = utf8_chars(s);
-    if (chars == 0 && required) {
-        o11y_res_field_error(res, name, "must not be empty");
-        return NULL;
-    }
-    if (chars > max_chars) {
-        o11y_res_field_error(res, name, max_chars == TITLE_MAX_CHARS
-                                            ? "must be at most 200 characters"
-                                            : "is too long");
-        return NULL;
-    }
-    return s;
 }
 
 static bool number_field(json_t *obj, bool required, int64_t *out, o11y_response *res)
@@ -179,7 +138,7 @@ static int create_project(o11y_request *req, o11y_response *res, void *user)
         return 0;
     static const char *const allowed[] = {"name"};
     reject_unknown(body, allowed, 1, res);
-    const char *name = text_field(body, "name", true, NAME_MAX_CHARS, res);
+    const char *name = gs_text_field(body, "name", true, false, NAME_MAX_CHARS, res);
     if (o11y_res_has_field_errors(res))
         return 0;
     json_t *project;
@@ -219,7 +178,7 @@ static int create_episode(o11y_request *req, o11y_response *res, void *user)
     int64_t number = 0;
     bool has_content;
     number_field(body, true, &number, res);
-    const char *title = text_field(body, "title", true, TITLE_MAX_CHARS, res);
+    const char *title = gs_text_field(body, "title", true, false, TITLE_MAX_CHARS, res);
     const char *content = content_field(body, &has_content, res);
     if (o11y_res_has_field_errors(res)) {
         o11y_operation_fail(&op, "VALIDATION_FAILED");
@@ -282,7 +241,7 @@ static int update_episode(o11y_request *req, o11y_response *res, void *user)
         o11y_res_field_error(res, "body", "must set at least one of number, title, content");
     gs_episode_patch patch = {0};
     patch.has_number = number_field(body, false, &patch.number, res);
-    patch.title = text_field(body, "title", false, TITLE_MAX_CHARS, res);
+    patch.title = gs_text_field(body, "title", false, true, TITLE_MAX_CHARS, res);
     patch.has_title = patch.title != NULL;
     if (json_object_get(body, "title") && patch.title && !*patch.title)
         o11y_res_field_error(res, "title", "must not be empty");

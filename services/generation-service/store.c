@@ -270,12 +270,12 @@ static void now_text(char out[64])
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 }
 
-static void new_id(const char *prefix, char out[48])
+void gs_new_id(const char *prefix, char *out, size_t len)
 {
     char uuid[37];
     o11y_trace_new_id(uuid);
-    size_t n = (size_t)snprintf(out, 48, "%s", prefix);
-    for (size_t i = 0; uuid[i]; i++)
+    size_t n = (size_t)snprintf(out, len, "%s", prefix);
+    for (size_t i = 0; uuid[i] && n + 1 < len; i++)
         if (uuid[i] != '-')
             out[n++] = uuid[i];
     out[n] = '\0';
@@ -337,7 +337,7 @@ gs_result gs_project_create(gs_store *st, const char *name, json_t **out)
     if (!c)
         return GS_UNAVAILABLE;
     char id[48], now[64];
-    new_id("proj_", id);
+    gs_new_id("proj_", id, sizeof id);
     now_text(now);
     sqlite3_stmt *s = stmt(c, S_PROJECT_INSERT);
     bind_text(s, 1, id);
@@ -379,7 +379,7 @@ gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number
     if (!c)
         return GS_UNAVAILABLE;
     char id[48], now[64];
-    new_id("ep_", id);
+    gs_new_id("ep_", id, sizeof id);
     now_text(now);
     /* The foreign key makes a missing project fail the insert; no separate read is needed. */
     sqlite3_stmt *s = stmt(c, S_EPISODE_INSERT);

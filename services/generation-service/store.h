@@ -4,9 +4,13 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct gs_store gs_store;
+
+/* A new id: prefix then a UUIDv7 without dashes ("proj_01a2..."), cut to fit len. */
+void gs_new_id(const char *prefix, char *out, size_t len);
 
 typedef enum gs_result {
     GS_OK = 0,

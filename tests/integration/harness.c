@@ -356,6 +356,36 @@ void create_project(const gs_proc *p, char id[64])
     http_resp_free(&r);
 }
 
+void create_episode(const gs_proc *p, const char *project, int number, char id[64])
+{
+    static const char *const h[] = {"Content-Type: application/json", NULL};
+    char path[128], body[64];
+    snprintf(path, sizeof path, "/projects/%s/episodes", project);
+    int n = snprintf(body, sizeof body, "{\"number\":%d,\"title\":\"t\"}", number);
+    http_resp r;
+    assert_int_equal(http(p, "POST", path, h, body, (size_t)n, &r), 0);
+    assert_int_equal(r.status, 201);
+    const char *s = json_string_value(json_object_get(r.json, "id"));
+    assert_non_null(s);
+    snprintf(id, 64, "%s", s);
+    http_resp_free(&r);
+}
+
+long proc_status(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0)
+            v = atol(line + n);
+    if (f)
+        fclose(f);
+    return v;
+}
+
 json_t *log_wait(const gs_proc *p, const char *event, const char *trace_id, size_t n)
 {
     json_t *found = NULL;

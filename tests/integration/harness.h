@@ -68,6 +68,10 @@ json_t *log_events(json_t *lines, const char *event);
 
 /* Convenience: creates a project, returns its id (static buffer per call site is the caller's). */
 void create_project(const gs_proc *p, char id[64]);
+/* Creates episode `number` (title "t") in the project; returns its id. */
+void create_episode(const gs_proc *p, const char *project, int number, char id[64]);
+/* A number field of /proc/PID/status ("Threads:", "VmRSS:"); -1 if unreadable. */
+long proc_status(pid_t pid, const char *field);
 
 
 

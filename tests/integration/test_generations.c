@@ -22,19 +22,6 @@
 
 static gs_proc svc;
 static char project[64], episode[64], other_episode[64];
-static const char *const JSON_CT[] = {"Content-Type: application/json", NULL};
-
-static void make_episode(const gs_proc *p, const char *proj, int number, char out[64])
-{
-    char path[128], body[64];
-    snprintf(path, sizeof path, "/projects/%s/episodes", proj);
-    int n = snprintf(body, sizeof body, "{\"number\":%d,\"title\":\"t\"}", number);
-    http_resp r;
-    assert_int_equal(http(p, "POST", path, JSON_CT, body, (size_t)n, &r), 0);
-    assert_int_equal(r.status, 201);
-    snprintf(out, 64, "%s", json_string_value(json_object_get(r.json, "id")));
-    http_resp_free(&r);
-}
 
 static int group_setup(void **state)
 {
@@ -44,10 +31,10 @@ static int group_setup(void **state)
     if (gs_start(&svc, args) != 0)
         return -1;
     create_project(&svc, project);
-    make_episode(&svc, project, 1, episode);
+    create_episode(&svc, project, 1, episode);
     char other_project[64];
     create_project(&svc, other_project);
-    make_episode(&svc, other_project, 1, other_episode);
+    create_episode(&svc, other_project, 1, other_episode);
     return 0;
 }
 
@@ -342,7 +329,7 @@ static void a_full_queue_answers_503(void **state)
     assert_int_equal(gs_start(&small, args), 0);
     char p[64], e[64];
     create_project(&small, p);
-    make_episode(&small, p, 1, e);
+    create_episode(&small, p, 1, e);
     long statuses[3];
     for (int i = 0; i < 3; i++) {
         http_resp r = start_generation(&small, p, e, "queue", NULL);
@@ -360,20 +347,6 @@ static void a_full_queue_answers_503(void **state)
     assert_int_equal(statuses[2], 503);
     assert_int_equal(gs_stop(&small), 0);
     gs_cleanup(&small);
-}
-
-static int thread_count(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    int n = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "Threads:", 8) == 0)
-            n = atoi(line + 8);
-    if (f)
-        fclose(f);
-    return n;
 }
 
 static void five_hundred_subscribers(void **state)
@@ -394,7 +367,7 @@ static void five_hundred_subscribers(void **state)
         assert_true(fds[i] >= 0);
         assert_int_equal(send(fds[i], req, (size_t)n, MSG_NOSIGNAL), n);
     }
-    int threads_during = thread_count(svc.pid);
+    long threads_during = proc_status(svc.pid, "Threads:");
     /* Every subscriber sees the stream end with "completed". */
     int done = 0;
     static char buf[N][2048];
@@ -445,7 +418,7 @@ static void heartbeats_and_a_client_that_stops_reading(void **state)
     assert_int_equal(gs_start(&hb, args), 0);
     char p[64], e[64];
     create_project(&hb, p);
-    make_episode(&hb, p, 1, e);
+    create_episode(&hb, p, 1, e);
     http_resp r = start_generation(&hb, p, e, "slow steps", NULL);
     char gen[64];
     snprintf(gen, sizeof gen, "%s", json_string_value(json_object_get(r.json, "id")));
@@ -483,7 +456,7 @@ static void a_restart_fails_what_was_running(void **state)
     assert_int_equal(gs_start(&one, args), 0);
     char p[64], e[64];
     create_project(&one, p);
-    make_episode(&one, p, 1, e);
+    create_episode(&one, p, 1, e);
     http_resp r = start_generation(&one, p, e, "never finishes", NULL);
     char gen[64], path[128];
     snprintf(gen, sizeof gen, "%s", json_string_value(json_object_get(r.json, "id")));

@@ -102,14 +102,7 @@ static int group_setup(void **state)
     if (gs_start(&svc, args) != 0)
         return -1;
     create_project(&svc, project);
-    const char *const ct[] = {"Content-Type: application/json", NULL};
-    char path[128];
-    snprintf(path, sizeof path, "/projects/%s/episodes", project);
-    http_resp r;
-    if (http(&svc, "POST", path, ct, "{\"number\":1,\"title\":\"t\"}", 24, &r) != 0)
-        return -1;
-    snprintf(episode, sizeof episode, "%s", json_string_value(json_object_get(r.json, "id")));
-    http_resp_free(&r);
+    create_episode(&svc, project, 1, episode);
     return 0;
 }
 
