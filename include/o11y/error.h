@@ -28,6 +28,7 @@ extern "C" {
     X(BUSINESS_RULE_VIOLATION, 422, false, "The request breaks a business rule")                  \
     X(RATE_LIMITED, 429, true, "Too many requests")                                               \
     X(INTERNAL_ERROR, 500, true, "An unexpected error occurred")                                  \
+    X(NOT_IMPLEMENTED, 501, false, "The server does not support a feature the request uses")     \
     X(SERVICE_UNAVAILABLE, 503, true, "A dependency is unavailable")                              \
     X(EPISODE_SAVE_FAILED, 503, true, "The episode could not be saved")
 

@@ -123,6 +123,10 @@ O11Y_API o11y_str o11y_req_header(const o11y_request *req, const char *name);
 O11Y_API o11y_str o11y_req_body(const o11y_request *req);
 /* The request's trace context, also the thread's current context during the handler. */
 O11Y_API o11y_trace_ctx *o11y_req_trace(o11y_request *req);
+/* The peer's IP address as text ("127.0.0.1", "::1") into buf (at least 46 bytes for IPv6);
+ * false when the server library did not say (buf is then ""). The peer is the connection's
+ * other end: behind a proxy, the proxy. */
+O11Y_API bool o11y_req_peer_address(const o11y_request *req, char *buf, size_t len);
 
 /* Parses the body as one JSON object (jansson; duplicate keys, invalid UTF-8, \u0000, nesting
  * deeper than 2048 and integers beyond 64 bits are rejected). On failure answers res with 400

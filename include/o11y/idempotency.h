@@ -19,12 +19,19 @@ extern "C" {
 typedef struct o11y_idem_store o11y_idem_store;
 typedef struct o11y_service o11y_service;
 
-/* The in-memory store: bounded; expired entries are reclaimed a few at a time as keys arrive;
- * entries in flight are never evicted, and when it is full of live entries a new key is refused
- * (503) rather than evicting one. 0 means the default. */
+/* The in-memory store: bounded; expired entries are reclaimed a few at a time as keys arrive.
+ * Each client (the peer address, or the config's client_header principal) holds at most a
+ * share of the entries and bytes; past it, its own oldest completed keys make room (responses
+ * first, keeping their status; then the keys). Keys in flight are never evicted; a client whose
+ * share is all in flight, or a store full of live keys, gets 503 for a new key. A response
+ * that cannot be kept leaves its status: a retry is answered 422 (already completed) and the
+ * handler never runs twice within the TTL. 0 means the default. */
 typedef struct o11y_idem_memory_config {
-    size_t max_entries; /* 0: 100,000 */
-    size_t max_bytes;   /* stored responses in all; 0: 64 MiB */
+    size_t max_entries;        /* 0: 100,000 */
+    size_t max_bytes;          /* stored responses in all; 0: 64 MiB */
+    size_t max_client_entries; /* one client's share; 0: max_entries / 16 */
+    size_t max_client_bytes;   /* one client's share, and the largest response kept;
+                                  0: max_bytes / 16 */
 } o11y_idem_memory_config;
 
 O11Y_API O11Y_WARN_UNUSED o11y_status
@@ -33,6 +40,13 @@ o11y_idem_store_memory(const o11y_idem_memory_config *cfg, o11y_idem_store **out
  * are purged in small batches. Returns O11Y_EBACKEND when the database cannot be opened. */
 O11Y_API O11Y_WARN_UNUSED o11y_status o11y_idem_store_sqlite(const char *path,
                                                              o11y_idem_store **out /* OUT */);
+/* The same, with the database's size cap (the service's --db-max-bytes; 0: none): the table
+ * counts toward it. A full database refuses new keys (503); a response that no longer fits is
+ * stored as its status alone, so the key stays completed. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_idem_store_sqlite_capped(const char *path,
+                                                                    int64_t max_bytes,
+                                                                    o11y_idem_store **out
+                                                                    /* OUT */);
 /* A Redis server shared by instances (hiredis): lock by SET NX PX with an owner token; complete
  * and release are atomic Lua scripts; reconnects after the server restarts. Connects lazily:
  * an unreachable server is not an error here, it makes requests 503. */

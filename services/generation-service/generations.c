@@ -3,6 +3,7 @@
 #include "generations.h"
 #include "validate.h"
 
+#include <o11y/error.h>
 #include <o11y/log.h>
 
 #include <jansson.h>
@@ -16,13 +17,8 @@ static int create(o11y_request *req, o11y_response *res, void *user)
     json_t *body = o11y_req_json(req, res);
     if (!body)
         return 0;
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v) {
-        if (strcmp(key, "projectId") && strcmp(key, "episodeId") && strcmp(key, "prompt") &&
-            strcmp(key, "model"))
-            o11y_res_field_error(res, "body", "has a field that is not known");
-    }
+    static const char *const allowed[] = {"projectId", "episodeId", "prompt", "model"};
+    gs_reject_unknown(body, allowed, 4, res);
     const char *project = gs_text_field(body, "projectId", true, false, 160, res);
     const char *episode = gs_text_field(body, "episodeId", true, false, 160, res);
     const char *prompt = gs_text_field(body, "prompt", true, false, app->max_prompt_chars, res);
@@ -69,19 +65,25 @@ static int create(o11y_request *req, o11y_response *res, void *user)
     o11y_trace_ctx *ctx = o11y_req_trace(req);
     if (o11y_trace_ctx_set_job_id(ctx, g.job_id, strlen(g.job_id)) != O11Y_OK)
         return 1;
+    /* Backpressure is decided before anything is stored (CONTRACT section 1): a refused
+     * generation leaves no row behind and says nothing about the service's health. */
+    if (!gs_jobs_reserve(app->jobs)) {
+        o11y_res_error(res, "GENERATION_QUEUE_FULL", NULL, NULL);
+        return o11y_res_header(res, "Retry-After", "2") == O11Y_OK ? 0 : 1;
+    }
     if (gs_generation_insert(app->store, &g) != GS_OK) {
+        gs_jobs_unreserve(app->jobs);
         o11y_res_error(res, "SERVICE_UNAVAILABLE", NULL, "database: %s",
                        gs_store_last_error(app->store));
         return 0;
     }
     if (gs_jobs_submit(app->jobs, &g, ctx) != 0) {
         snprintf(g.status, sizeof g.status, "failed");
-        snprintf(g.error_code, sizeof g.error_code, "QUEUE_FULL");
-        snprintf(g.error_message, sizeof g.error_message, "The generation queue was full");
+        snprintf(g.error_code, sizeof g.error_code, "INTERRUPTED");
+        snprintf(g.error_message, sizeof g.error_message, "The generation could not be queued");
         if (gs_generation_save(app->store, &g) != GS_OK)
             o11y_log_warn("cannot mark the refused generation");
-        o11y_res_error(res, "SERVICE_UNAVAILABLE", json_pack("{s:s}", "reason", "queue full"),
-                       "generation queue full");
+        o11y_res_error(res, "SERVICE_UNAVAILABLE", NULL, "generation not queued");
         return o11y_res_header(res, "Retry-After", "2") == O11Y_OK ? 0 : 1;
     }
     return o11y_res_json(res, 202, json_pack("{s:s,s:s,s:s}", "id", g.id, "jobId", g.job_id,
@@ -182,7 +184,11 @@ static int events(o11y_request *req, o11y_response *res, void *user)
 
 o11y_status gs_generation_routes(o11y_service *svc, gs_app *app)
 {
-    o11y_status st = o11y_service_route(svc, O11Y_POST, "/generations", create, app,
+    static const o11y_error_def queue_full = {"GENERATION_QUEUE_FULL", 503, true,
+                                              "Too many generations are waiting; retry later"};
+    o11y_status st = o11y_error_register(&queue_full);
+    if (st == O11Y_OK)
+        st = o11y_service_route(svc, O11Y_POST, "/generations", create, app,
                                         O11Y_ROUTE_JSON);
     if (st == O11Y_OK)
         st = o11y_service_route(svc, O11Y_GET, "/generations/{id}", get, app, 0);

@@ -1,5 +1,10 @@
 /* jobs.c — generation jobs and their Server-Sent Events.
  *
+ * Lifetime: a job is reference-counted under the jobs lock. The table holds one reference while
+ * the job is listed; a worker running it, a cancel in progress and each subscriber hold one
+ * each. Trimming only unlists a job and drops the table's reference, so whoever still works on
+ * it keeps a valid job; the last reference frees it.
+ *
  * One mutex guards the queue, the jobs and their subscribers; the work itself (a step's delay,
  * the database writes) happens outside it. Each job keeps the events it has published, so a
  * late subscriber gets the history first and Last-Event-ID resumes without a repeat. A stream
@@ -20,7 +25,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { MAX_JOBS_KEPT = 1000, MAX_EVENTS = 64 };
+enum { JOBS_KEPT_DEFAULT = 1000, MAX_EVENTS = 64 };
 
 typedef struct sse_event {
     long id;
@@ -33,6 +38,7 @@ typedef struct sub sub;
 
 struct gs_job {
     gs_job *next_all, *next_queued;
+    unsigned refs; /* under the jobs lock */
     gs_generation g;
     o11y_trace_ctx ctx;
     atomic_bool cancel;
@@ -60,7 +66,7 @@ struct gs_jobs {
     pthread_mutex_t lock;
     pthread_cond_t work, finished;
     gs_job *queue_head, *queue_tail, *all;
-    size_t queued, n_all;
+    size_t queued, reserved, n_all;
     bool stopping;
     gs_store *store;
     gs_jobs_config cfg;
@@ -69,6 +75,27 @@ struct gs_jobs {
     o11y_metric *m_generations, *m_messages;
     o11y_series *s_duration, *s_tokens, *s_sse_active, *s_sse_duration;
 };
+
+static void job_free(gs_job *job)
+{
+    for (size_t i = 0; i < job->n_events; i++)
+        free(job->events[i].frame);
+    free(job->g.prompt);
+    free(job->g.output);
+    free(job);
+}
+
+/* Both with the jobs lock held. */
+static void job_ref(gs_job *job)
+{
+    job->refs++;
+}
+
+static void job_unref(gs_job *job)
+{
+    if (--job->refs == 0)
+        job_free(job);
+}
 
 static int64_t now_ns(void)
 {
@@ -376,9 +403,11 @@ static void *worker_main(void *arg)
         if (!j->queue_head)
             j->queue_tail = NULL;
         j->queued--;
+        job_ref(job); /* the job stays valid while it runs, trimmed or not */
         pthread_mutex_unlock(&j->lock);
         run_job(j, job);
         pthread_mutex_lock(&j->lock);
+        job_unref(job);
     }
     pthread_mutex_unlock(&j->lock);
     return NULL;
@@ -409,15 +438,6 @@ static void *heartbeat_main(void *arg)
 
 /*=== MARK: lifecycle ===*/
 
-static void job_free(gs_job *job)
-{
-    for (size_t i = 0; i < job->n_events; i++)
-        free(job->events[i].frame);
-    free(job->g.prompt);
-    free(job->g.output);
-    free(job);
-}
-
 gs_jobs *gs_jobs_start(gs_store *store, const gs_jobs_config *cfg)
 {
     gs_jobs *j = calloc(1, sizeof *j);
@@ -435,6 +455,8 @@ gs_jobs *gs_jobs_start(gs_store *store, const gs_jobs_config *cfg)
         j->cfg.heartbeat_ms = 15000;
     if (!j->cfg.retry_ms)
         j->cfg.retry_ms = 3000;
+    if (!j->cfg.jobs_kept)
+        j->cfg.jobs_kept = JOBS_KEPT_DEFAULT;
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->work, NULL);
     pthread_cond_init(&j->finished, NULL);
@@ -463,7 +485,7 @@ void gs_jobs_stop(gs_jobs *j)
     while (j->all) {
         gs_job *job = j->all;
         j->all = job->next_all;
-        job_free(job);
+        job_unref(job);
     }
     free(j->workers);
     pthread_cond_destroy(&j->work);
@@ -472,11 +494,11 @@ void gs_jobs_stop(gs_jobs *j)
     free(j);
 }
 
-/* Drops the oldest finished jobs without subscribers past MAX_JOBS_KEPT (lock held); their
- * state stays in the database. */
+/* Unlists the oldest finished jobs without subscribers past jobs_kept (lock held); their state
+ * stays in the database. A worker or a cancel still finishing one holds its own reference. */
 static void trim(gs_jobs *j)
 {
-    while (j->n_all > MAX_JOBS_KEPT) {
+    while (j->n_all > j->cfg.jobs_kept) {
         gs_job **p = &j->all, **victim = NULL;
         for (; *p; p = &(*p)->next_all)
             if ((*p)->finished && !(*p)->subs)
@@ -485,28 +507,44 @@ static void trim(gs_jobs *j)
             return;
         gs_job *old = *victim;
         *victim = old->next_all;
-        job_free(old);
         j->n_all--;
+        job_unref(old);
     }
+}
+
+bool gs_jobs_reserve(gs_jobs *j)
+{
+    pthread_mutex_lock(&j->lock);
+    bool room = !j->stopping && j->queued + j->reserved < j->cfg.queue_cap;
+    if (room)
+        j->reserved++;
+    pthread_mutex_unlock(&j->lock);
+    return room;
+}
+
+void gs_jobs_unreserve(gs_jobs *j)
+{
+    pthread_mutex_lock(&j->lock);
+    j->reserved--;
+    pthread_mutex_unlock(&j->lock);
 }
 
 int gs_jobs_submit(gs_jobs *j, const gs_generation *g, const o11y_trace_ctx *ctx)
 {
     gs_job *job = calloc(1, sizeof *job);
-    if (!job)
-        return -1;
-    job->g = *g;
-    job->g.prompt = strdup(g->prompt);
-    job->g.output = NULL;
-    job->ctx = *ctx; /* a copy: the request's context ends with the request */
-    if (!job->g.prompt) {
-        free(job);
-        return -1;
+    if (job) {
+        job->g = *g;
+        job->g.prompt = strdup(g->prompt);
+        job->g.output = NULL;
+        job->ctx = *ctx; /* a copy: the request's context ends with the request */
+        job->refs = 1;   /* the table's */
     }
     pthread_mutex_lock(&j->lock);
-    if (j->stopping || j->queued >= j->cfg.queue_cap) {
+    j->reserved--;
+    if (!job || !job->g.prompt || j->stopping) {
         pthread_mutex_unlock(&j->lock);
-        job_free(job);
+        if (job)
+            job_free(job);
         return -1;
     }
     job->next_all = j->all;
@@ -542,6 +580,7 @@ bool gs_jobs_cancel(gs_jobs *j, const char *id, const char *reason)
     }
     snprintf(job->cancel_reason, sizeof job->cancel_reason, "%s", reason);
     atomic_store(&job->cancel, true);
+    job_ref(job); /* ours until the answer is known, even if the job is trimmed meanwhile */
     /* Queued: take it out of the queue and end it here; running: its worker ends it within one
      * step. Either way, wait for the end, so the answer is the final state. */
     bool was_queued = false;
@@ -564,11 +603,15 @@ bool gs_jobs_cancel(gs_jobs *j, const char *id, const char *reason)
         finish(j, job, "cancelled", "cancelled", data);
         o11y_event_generation_cancelled(job->g.id, job->cancel_reason, 0);
         o11y_trace_set_current(prev);
+        pthread_mutex_lock(&j->lock);
+        job_unref(job);
+        pthread_mutex_unlock(&j->lock);
         return true;
     }
     pthread_mutex_lock(&j->lock);
     while (!job->finished && !j->stopping)
         pthread_cond_wait(&j->finished, &j->lock);
+    job_unref(job);
     pthread_mutex_unlock(&j->lock);
     return true;
 }
@@ -628,6 +671,7 @@ static void sse_done(void *ctx, o11y_stream_end end)
             break;
         }
     }
+    job_unref(s->job);
     pthread_mutex_unlock(&j->lock);
     double ms = (double)(now_ns() - s->opened_ns) / 1e6;
     const char *reason = "client_disconnected";
@@ -683,6 +727,7 @@ bool gs_jobs_subscribe(gs_jobs *j, const char *id, long last_event_id, o11y_resp
     }
     s->next = job->subs;
     job->subs = s;
+    job_ref(job);
     pthread_mutex_unlock(&j->lock);
     if (j->s_sse_active)
         o11y_gauge_add(j->s_sse_active, 1);

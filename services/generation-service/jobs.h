@@ -18,6 +18,7 @@ typedef struct gs_jobs_config {
     unsigned step_ms;       /* the built-in generator's delay per step; 0: 400 */
     unsigned heartbeat_ms;  /* SSE comment heartbeat; 0: 15000 */
     unsigned retry_ms;      /* the SSE retry: hint; 0: 3000 */
+    unsigned jobs_kept;     /* finished jobs kept in memory for late subscribers; 0: 1000 */
     const gs_llm *llm;      /* an OpenAI-compatible backend (kept); NULL: the built-in one */
 } gs_jobs_config;
 
@@ -25,7 +26,13 @@ gs_jobs *gs_jobs_start(gs_store *store, const gs_jobs_config *cfg);
 /* Stops the workers (a running job ends within one step, as failed INTERRUPTED) and frees. */
 void gs_jobs_stop(gs_jobs *jobs);
 
-/* Queues a generation (g is copied; its prompt too). Returns 0, or -1 when the queue is full. */
+/* Reserves a place in the queue before anything is stored: false when the queue is full
+ * (backpressure: the caller answers 503 GENERATION_QUEUE_FULL and stores nothing). */
+bool gs_jobs_reserve(gs_jobs *jobs);
+/* Gives back a reservation that will not be submitted. */
+void gs_jobs_unreserve(gs_jobs *jobs);
+/* Queues a generation into a reserved place (g is copied; its prompt too). Returns 0, or -1
+ * when out of memory or stopping (the reservation is given back either way). */
 int gs_jobs_submit(gs_jobs *jobs, const gs_generation *g, const o11y_trace_ctx *ctx);
 /* Cancels a queued or running job; false when no such live job (finished or unknown). */
 bool gs_jobs_cancel(gs_jobs *jobs, const char *id, const char *reason);

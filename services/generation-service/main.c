@@ -7,8 +7,13 @@
 
 #include <o11y/o11y.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +34,7 @@ typedef struct options {
     unsigned long long port, max_body, db_max_bytes, threads;
     unsigned long long health_interval_ms, health_timeout_ms, shutdown_delay_ms;
     unsigned long long idem_ttl_s, idem_lease_s;
-    unsigned long long workers, queue, step_ms, heartbeat_ms, max_prompt;
+    unsigned long long workers, queue, step_ms, heartbeat_ms, max_prompt, jobs_kept;
 } options;
 
 static void usage(FILE *out)
@@ -57,6 +62,8 @@ static void usage(FILE *out)
           "  --step-ms N        the built-in generator's time per step (STEP_MS; 400)\n"
           "  --heartbeat-ms N   SSE comment heartbeat (HEARTBEAT_MS; 15000)\n"
           "  --max-prompt N     prompt length limit in characters (MAX_PROMPT; 4000)\n"
+          "  --jobs-kept N      finished generations kept in memory for late subscribers\n"
+          "                     (JOBS_KEPT; 1000); older ones are served from the database\n"
           "  --llm-url URL      an OpenAI-compatible backend, e.g. http://host:port/v1: generations\n"
           "                     stream from its chat completions; its /models is a health check\n"
           "                     (LLM_URL; default: the built-in generator)\n"
@@ -90,6 +97,19 @@ static const char *env_or(const char *name, const char *fallback)
     return v && *v ? v : fallback;
 }
 
+/* HOST:PORT into host and port; false when it is not of that form. */
+static bool split_host_port(const char *s, char *host, size_t host_len, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    unsigned long long p = 0;
+    if (!colon || (size_t)(colon - s) >= host_len || colon == s || !parse_u64(colon + 1, 65535, &p) ||
+        p == 0)
+        return false;
+    snprintf(host, host_len, "%.*s", (int)(colon - s), s);
+    *port = (uint16_t)p;
+    return true;
+}
+
 static int parse_options(int argc, char **argv, options *o)
 {
     const char *port = env_or("PORT", "8001"), *max_body = env_or("MAX_BODY_BYTES", "1048576"),
@@ -101,7 +121,8 @@ static int parse_options(int argc, char **argv, options *o)
                *idem_lease = env_or("IDEMPOTENCY_LEASE_S", "60"),
                *workers = env_or("WORKERS", "2"), *queue = env_or("QUEUE", "64"),
                *step = env_or("STEP_MS", "400"), *heartbeat = env_or("HEARTBEAT_MS", "15000"),
-               *max_prompt = env_or("MAX_PROMPT", "4000");
+               *max_prompt = env_or("MAX_PROMPT", "4000"),
+               *jobs_kept = env_or("JOBS_KEPT", "1000");
     o->redis = env_or("REDIS_ADDR", NULL);
     o->idempotency = env_or("IDEMPOTENCY", "memory");
     const char *redis_url = env_or("REDIS_URL", NULL);
@@ -126,6 +147,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"workers", required_argument, NULL, 'w'},   {"queue", required_argument, NULL, 'q'},
         {"step-ms", required_argument, NULL, 'e'},   {"heartbeat-ms", required_argument, NULL, 'H'},
         {"max-prompt", required_argument, NULL, 'P'},
+        {"jobs-kept", required_argument, NULL, 'J'},
         {"llm-model", required_argument, NULL, 'M'}, {"llm-key-env", required_argument, NULL, 'K'},
         {"health-interval-ms", required_argument, NULL, 'i'},
         {"health-timeout-ms", required_argument, NULL, 'T'},
@@ -154,6 +176,7 @@ static int parse_options(int argc, char **argv, options *o)
         case 'e': step = optarg; break;
         case 'H': heartbeat = optarg; break;
         case 'P': max_prompt = optarg; break;
+        case 'J': jobs_kept = optarg; break;
         case 'M': o->llm_model = optarg; break;
         case 'K': o->llm_key_env = optarg; break;
         case 'u': o->llm_url = optarg; break;
@@ -166,11 +189,26 @@ static int parse_options(int argc, char **argv, options *o)
         }
     }
     if (redis_url) {
+        /* Never echo the URL: it may carry a password. */
         if (strncmp(redis_url, "redis://", 8) != 0) {
-            fprintf(stderr, "generation-service: --redis-url takes redis://HOST:PORT\n");
+            fprintf(stderr, "generation-service: --redis-url takes redis://HOST:PORT%s\n",
+                    strncmp(redis_url, "rediss://", 9) == 0
+                        ? " (rediss:// needs a hiredis built with TLS, which this one is not)"
+                        : "");
             return 2;
         }
         o->redis = redis_url + 8;
+        if (strchr(o->redis, '@') || strchr(o->redis, '/')) {
+            fprintf(stderr, "generation-service: --redis-url: credentials (user:password@) and a"
+                            " database number are not supported yet; give redis://HOST:PORT\n");
+            return 2;
+        }
+        char host[256];
+        uint16_t p;
+        if (!split_host_port(o->redis, host, sizeof host, &p)) {
+            fprintf(stderr, "generation-service: --redis-url takes redis://HOST:PORT\n");
+            return 2;
+        }
     }
     if (strcmp(o->idempotency, "memory") && strcmp(o->idempotency, "sqlite") &&
         strcmp(o->idempotency, "redis")) {
@@ -185,36 +223,36 @@ static int parse_options(int argc, char **argv, options *o)
         fprintf(stderr, "generation-service: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (!parse_u64(port, 65535, &o->port) || !parse_u64(max_body, 1ull << 34, &o->max_body) ||
-        o->max_body == 0 || !parse_u64(db_max, 1ull << 50, &o->db_max_bytes) ||
-        !parse_u64(threads, 256, &o->threads) ||
-        !parse_u64(interval, 86400000, &o->health_interval_ms) || o->health_interval_ms == 0 ||
-        !parse_u64(timeout, 600000, &o->health_timeout_ms) || o->health_timeout_ms == 0 ||
-        !parse_u64(delay, 600000, &o->shutdown_delay_ms) ||
-        !parse_u64(idem_ttl, 30 * 86400, &o->idem_ttl_s) || o->idem_ttl_s == 0 ||
-        !parse_u64(idem_lease, 86400, &o->idem_lease_s) || o->idem_lease_s == 0 ||
-        !parse_u64(workers, 64, &o->workers) || o->workers == 0 ||
-        !parse_u64(queue, 100000, &o->queue) || o->queue == 0 ||
-        !parse_u64(step, 600000, &o->step_ms) || o->step_ms == 0 ||
-        !parse_u64(heartbeat, 3600000, &o->heartbeat_ms) || o->heartbeat_ms == 0 ||
-        !parse_u64(max_prompt, 1000000, &o->max_prompt) || o->max_prompt == 0) {
-        fprintf(stderr, "generation-service: numeric options take decimal numbers in range\n");
-        return 2;
+    /* Each numeric option with its bounds, so an error names the option it is about. */
+    const struct {
+        const char *flag, *value;
+        unsigned long long min, max, *out;
+    } numbers[] = {
+        {"--port", port, 0, 65535, &o->port},
+        {"--max-body", max_body, 1, 1ull << 34, &o->max_body},
+        {"--db-max-bytes", db_max, 0, 1ull << 50, &o->db_max_bytes},
+        {"--threads", threads, 0, 256, &o->threads},
+        {"--health-interval-ms", interval, 1, 86400000, &o->health_interval_ms},
+        {"--health-timeout-ms", timeout, 1, 600000, &o->health_timeout_ms},
+        {"--shutdown-delay-ms", delay, 0, 600000, &o->shutdown_delay_ms},
+        {"--idempotency-ttl-s", idem_ttl, 1, 30 * 86400, &o->idem_ttl_s},
+        {"--idempotency-lease-s", idem_lease, 1, 86400, &o->idem_lease_s},
+        {"--workers", workers, 1, 64, &o->workers},
+        {"--queue", queue, 1, 100000, &o->queue},
+        {"--step-ms", step, 1, 600000, &o->step_ms},
+        {"--heartbeat-ms", heartbeat, 1, 3600000, &o->heartbeat_ms},
+        {"--max-prompt", max_prompt, 1, 1000000, &o->max_prompt},
+        {"--jobs-kept", jobs_kept, 1, 1000000, &o->jobs_kept},
+    };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        if (!parse_u64(numbers[i].value, numbers[i].max, numbers[i].out) ||
+            *numbers[i].out < numbers[i].min) {
+            fprintf(stderr, "generation-service: %s takes a whole number from %llu to %llu\n",
+                    numbers[i].flag, numbers[i].min, numbers[i].max);
+            return 2;
+        }
     }
     return -1;
-}
-
-/* HOST:PORT into host and port; false when it is not of that form. */
-static bool split_host_port(const char *s, char *host, size_t host_len, uint16_t *port)
-{
-    const char *colon = strrchr(s, ':');
-    unsigned long long p = 0;
-    if (!colon || (size_t)(colon - s) >= host_len || colon == s || !parse_u64(colon + 1, 65535, &p) ||
-        p == 0)
-        return false;
-    snprintf(host, host_len, "%.*s", (int)(colon - s), s);
-    *port = (uint16_t)p;
-    return true;
 }
 
 /* CONTRACT section 5: database (critical); redis and llm (optional) when configured. */
@@ -253,7 +291,7 @@ static o11y_status open_idempotency(o11y_service *svc, const options *o, o11y_id
 {
     o11y_status st;
     if (strcmp(o->idempotency, "sqlite") == 0) {
-        st = o11y_idem_store_sqlite(o->db, out);
+        st = o11y_idem_store_sqlite_capped(o->db, (int64_t)o->db_max_bytes, out);
     } else if (strcmp(o->idempotency, "redis") == 0) {
         char host[256];
         uint16_t port;
@@ -270,6 +308,45 @@ static o11y_status open_idempotency(o11y_service *svc, const options *o, o11y_id
     return o11y_service_idempotency(svc, &c);
 }
 
+/* The system's words for an errno (strerror is not thread-safe; this runs before any thread
+ * of ours, but keeps to the rule). */
+static const char *errno_text(int e)
+{
+    static char buf[128];
+    return strerror_r(e, buf, sizeof buf);
+}
+
+/* Why the listener could not start, in the system's words (the server library only says it
+ * failed): the same bind, tried here, gives the errno. */
+static const char *listen_failure(const char *bind_address, uint16_t port)
+{
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    socklen_t len;
+    if (inet_pton(AF_INET, bind_address, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        len = sizeof *in4;
+    } else if (inet_pton(AF_INET6, bind_address, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        len = sizeof *in6;
+    } else {
+        return "not an IPv4 or IPv6 address";
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno_text(errno);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    const char *why = bind(fd, (struct sockaddr *)&ss, len) == 0 && listen(fd, 1) == 0
+                          ? "the HTTP server could not start"
+                          : errno_text(errno);
+    close(fd);
+    return why;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -277,6 +354,15 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
 
+    if (o.log_file) { /* named here, with the system's reason, rather than as an I/O error */
+        int fd = open(o.log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            fprintf(stderr, "generation-service: --log-file: cannot open '%s': %s\n", o.log_file,
+                    errno_text(errno));
+            return 1;
+        }
+        close(fd);
+    }
     o11y_service_config cfg;
     o11y_service_config_init(&cfg);
     cfg.service_name = o.service_name;
@@ -306,6 +392,7 @@ int main(int argc, char **argv)
                   .api_key = getenv(o.llm_key_env), .timeout_ms = 120000};
     gs_jobs_config jc = {.workers = (unsigned)o.workers, .queue_cap = (unsigned)o.queue,
                          .step_ms = (unsigned)o.step_ms, .heartbeat_ms = (unsigned)o.heartbeat_ms,
+                         .jobs_kept = (unsigned)o.jobs_kept,
                          .llm = o.llm_url ? &llm : NULL};
     gs_app app = {.store = store, .jobs = gs_jobs_start(store, &jc),
                   .max_prompt_chars = (size_t)o.max_prompt,
@@ -325,9 +412,15 @@ int main(int argc, char **argv)
         mc.threads = (unsigned)o.threads;
         mc.shutdown_delay_ms = (unsigned)o.shutdown_delay_ms;
         st = o11y_mhd_run(svc, &mc);
-        if (st != O11Y_OK)
+        if (st != O11Y_OK) {
+            const char *why = st == O11Y_EIO ? listen_failure(o.bind, (uint16_t)o.port)
+                                             : o11y_strerror(st);
             o11y_log_error("cannot start the server", O11Y_STR("bind", o.bind),
-                           O11Y_INT("port", (int64_t)o.port), O11Y_STR("error", o11y_strerror(st)));
+                           O11Y_INT("port", (int64_t)o.port), O11Y_STR("error", why));
+            fprintf(stderr, "generation-service: cannot listen on %s port %llu: %s\n", o.bind,
+                    o.port, why);
+            st = O11Y_OK, rc = 1; /* said above */
+        }
     }
     gs_jobs_stop(app.jobs); /* after the server: no request can reach a job any more */
     gs_store_close(store);
@@ -335,5 +428,5 @@ int main(int argc, char **argv)
     o11y_idem_store_destroy(idem);
     if (st != O11Y_OK)
         fprintf(stderr, "generation-service: %s\n", o11y_strerror(st));
-    return st == O11Y_OK ? 0 : 1;
+    return st == O11Y_OK && rc <= 0 ? 0 : 1;
 }

@@ -21,31 +21,6 @@ enum {
 
 /*=== MARK: validation ===*/
 
-/* Flags every member of obj that is not in allowed[] as unknown. */
-static void reject_unknown(json_t *obj, const char *const *allowed, size_t n_allowed,
-                           o11y_response *res)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        bool known = false;
-        for (size_t i = 0; i < n_allowed; i++)
-            known |= strcmp(key, allowed[i]) == 0;
-        if (!known) {
-            /* The key is the client's: keep what we echo short. */
-            char field[80];
-            size_t len = strlen(key);
-            if (len >= sizeof field) {
-                len = sizeof field - 4;
-                while (len && ((unsigned char)key[len] & 0xC0) == 0x80)
-                    len--; /* cut on a character boundary */
-            }
-            snprintf(field, sizeof field, "%.*s%s", (int)len, key, key[len] ? "..." : "");
-            o11y_res_field_error(res, field, "is not a known field");
-        }
-    }
-}
-
 static bool number_field(json_t *obj, bool required, int64_t *out, o11y_response *res)
 {
     json_t *v = json_object_get(obj, "number");
@@ -137,7 +112,7 @@ static int create_project(o11y_request *req, o11y_response *res, void *user)
     if (!body)
         return 0;
     static const char *const allowed[] = {"name"};
-    reject_unknown(body, allowed, 1, res);
+    gs_reject_unknown(body, allowed, 1, res);
     const char *name = gs_text_field(body, "name", true, false, NAME_MAX_CHARS, res);
     if (o11y_res_has_field_errors(res))
         return 0;
@@ -174,7 +149,7 @@ static int create_episode(o11y_request *req, o11y_response *res, void *user)
         return 0;
     }
     static const char *const allowed[] = {"number", "title", "content"};
-    reject_unknown(body, allowed, 3, res);
+    gs_reject_unknown(body, allowed, 3, res);
     int64_t number = 0;
     bool has_content;
     number_field(body, true, &number, res);
@@ -236,7 +211,7 @@ static int update_episode(o11y_request *req, o11y_response *res, void *user)
     if (!body)
         return 0;
     static const char *const allowed[] = {"number", "title", "content"};
-    reject_unknown(body, allowed, 3, res);
+    gs_reject_unknown(body, allowed, 3, res);
     if (json_object_size(body) == 0)
         o11y_res_field_error(res, "body", "must set at least one of number, title, content");
     gs_episode_patch patch = {0};

@@ -4,11 +4,13 @@
 
 #include <o11y/trace.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 enum {
@@ -270,14 +272,26 @@ static void now_text(char out[64])
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 }
 
+/* Without accounts an id is what grants access to a resource (CONTRACT section 7): 128 bits
+ * from the kernel's CSPRNG, not the fast generator behind trace ids. getrandom on a pool that
+ * is initialised (any running system) does not block and returns the full 16 bytes. */
 void gs_new_id(const char *prefix, char *out, size_t len)
 {
-    char uuid[37];
-    o11y_trace_new_id(uuid);
+    uint8_t bytes[16];
+    size_t got = 0;
+    while (got < sizeof bytes) {
+        ssize_t r = getrandom(bytes + got, sizeof bytes - got, 0);
+        if (r > 0)
+            got += (size_t)r;
+        else if (errno != EINTR)
+            abort(); /* no kernel randomness: never hand out a guessable id */
+    }
+    static const char hex[] = "0123456789abcdef";
     size_t n = (size_t)snprintf(out, len, "%s", prefix);
-    for (size_t i = 0; uuid[i] && n + 1 < len; i++)
-        if (uuid[i] != '-')
-            out[n++] = uuid[i];
+    for (size_t i = 0; i < sizeof bytes && n + 2 < len; i++) {
+        out[n++] = hex[bytes[i] >> 4];
+        out[n++] = hex[bytes[i] & 15];
+    }
     out[n] = '\0';
 }
 

@@ -43,3 +43,27 @@ const char *gs_text_field(json_t *obj, const char *name, bool required, bool all
     }
     return s;
 }
+
+void gs_reject_unknown(json_t *obj, const char *const *allowed, size_t n_allowed,
+                           o11y_response *res)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        bool known = false;
+        for (size_t i = 0; i < n_allowed; i++)
+            known |= strcmp(key, allowed[i]) == 0;
+        if (!known) {
+            /* The key is the client's: keep what we echo short. */
+            char field[80];
+            size_t len = strlen(key);
+            if (len >= sizeof field) {
+                len = sizeof field - 4;
+                while (len && ((unsigned char)key[len] & 0xC0) == 0x80)
+                    len--; /* cut on a character boundary */
+            }
+            snprintf(field, sizeof field, "%.*s%s", (int)len, key, key[len] ? "..." : "");
+            o11y_res_field_error(res, field, "is not a known field");
+        }
+    }
+}

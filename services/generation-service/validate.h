@@ -17,4 +17,9 @@ size_t gs_utf8_chars(const char *s);
 const char *gs_text_field(json_t *obj, const char *name, bool required, bool allow_empty,
                           size_t max_chars, o11y_response *res);
 
+/* Flags every member of obj that is not in allowed[] as "is not a known field", naming it (cut
+ * to 80 bytes on a character boundary). The one unknown-field check of every route. */
+void gs_reject_unknown(json_t *obj, const char *const *allowed, size_t n_allowed,
+                       o11y_response *res);
+
 #endif

@@ -184,6 +184,49 @@ o11y_error_format o11y_error_negotiate(const char *accept, size_t len)
 
 /*=== MARK: rendering ===*/
 
+/* RFC 9110 section 15 reason phrases: with type about:blank, RFC 9457 section 4.2.1 makes the
+ * title the status phrase. */
+static const char *status_phrase(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 423: return "Locked";
+    case 424: return "Failed Dependency";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    default: return status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
 void o11y__error_render(o11y__buf *b, const o11y_error_info *info, o11y_error_format format,
                         int *status_out)
 {
@@ -207,8 +250,9 @@ void o11y__error_render(o11y__buf *b, const o11y_error_info *info, o11y_error_fo
         } else {
             o11y__buf_lit(b, "\"about:blank\"");
         }
+        const char *title = info->problem_base ? def->message : status_phrase(def->status);
         o11y__buf_lit(b, ",\"title\":");
-        o11y__json_str(b, def->message, strlen(def->message), SIZE_MAX);
+        o11y__json_str(b, title, strlen(title), SIZE_MAX);
         o11y__buf_lit(b, ",\"status\":");
         o11y__json_i64(b, def->status);
         o11y__buf_lit(b, ",\"detail\":");

@@ -62,7 +62,8 @@ struct o11y_service {
     int64_t started_ns; /* CLOCK_REALTIME */
     o11y_metrics *metrics;
     bool owns_metrics;
-    o11y_metric *m_requests, *m_duration, *m_errors, *m_operation, *m_operation_errors;
+    o11y_metric *m_requests, *m_duration, *m_errors, *m_operation, *m_operation_errors,
+        *m_operation_client_errors;
     o11y_series *s_active;
     o11y__route_stats unmatched;
     o11y_health *health;
@@ -96,6 +97,9 @@ typedef struct o11y__std_headers {
     o11y_str accept, content_type;
     int64_t content_length; /* -1: absent (chunked or no body) */
     bool transfer_encoding;
+    o11y_str transfer_coding; /* the first Transfer-Encoding value */
+    unsigned transfer_encodings; /* header lines seen */
+    bool space_before_colon; /* a header name ending in blanks (RFC 9112 section 5.1) */
     bool conflicting_length; /* two Content-Length values that differ */
     o11y_str idempotency_key;
     unsigned idempotency_keys; /* header lines seen: two or more is invalid */
@@ -159,7 +163,10 @@ struct o11y_response {
     size_t n_headers;
     const char *allow; /* for 405 */
     bool close;        /* ask the adapter to close the connection after the response */
+    size_t field_errors_left_out; /* past O11Y__MAX_FIELD_ERRORS (CONTRACT section 1) */
 };
+
+enum { O11Y__MAX_FIELD_ERRORS = 100 };
 
 struct o11y_request {
     o11y_service *svc;
@@ -184,6 +191,8 @@ struct o11y_request {
     struct json_t *json;
     o11y_error_format error_format;
     bool counted_active;
+    uint8_t peer[16]; /* the peer's address: 4 bytes (IPv4) or 16 (IPv6) */
+    uint8_t peer_len; /* 0: unknown */
     /* Idempotency: the key's scope id (when a key came), the fingerprint, our lock. */
     o11y__idem_key idem;
     size_t idem_key_len;
@@ -213,6 +222,9 @@ typedef struct o11y__exchange {
 o11y__exchange *o11y__exchange_new(o11y_service *svc, const char *uri, size_t uri_len);
 /* Releases everything the exchange holds and returns it to the calling thread's cache. */
 void o11y__exchange_free(o11y__exchange *ex);
+
+/* Records the peer's address (a struct sockaddr of AF_INET or AF_INET6; others are ignored). */
+void o11y__req_set_peer(o11y_request *req, const void *sockaddr);
 
 /* Stage 1, once the headers are in: trace context, routing, limits. get_header serves the
  * handler's o11y_req_header calls. Returns true when the response is final already (404, 405,

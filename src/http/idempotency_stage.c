@@ -9,6 +9,8 @@
 #include "idempotency/idem_internal.h"
 #include "log/log_internal.h"
 
+#include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <strings.h>
 
@@ -54,14 +56,19 @@ o11y_status o11y_service_idempotency(o11y_service *svc, const o11y_idem_config *
 
 /*=== MARK: outcomes ===*/
 
-static void outcome(o11y__exchange *ex, const char *what)
+static void count_outcome(o11y_service *svc, const char *what)
 {
-    o11y_request *req = &ex->req;
-    o11y_service *svc = req->svc;
     o11y_series *s;
     const char *values[] = {what};
     if (svc->m_idem && o11y_metric_series(svc->m_idem, values, &s) == O11Y_OK)
         o11y_counter_inc(s);
+}
+
+static void outcome(o11y__exchange *ex, const char *what)
+{
+    o11y_request *req = &ex->req;
+    o11y_service *svc = req->svc;
+    count_outcome(svc, what);
     char key_id[17] = "";
     if (req->idem_key_len)
         memcpy(key_id, req->idem.id, 16);
@@ -93,6 +100,26 @@ static bool parse_key(o11y_str v, o11y_str *key)
             return false;
     *key = (o11y_str){p, len};
     return true;
+}
+
+/* Who holds a key, for the store's per-client shares: the configured principal header when the
+ * request has it, else the peer address. FNV-1a with a per-process random basis, so a client
+ * cannot aim its identity at another's. */
+static uint64_t client_identity(const o11y_request *req, o11y_str principal)
+{
+    static _Atomic uint64_t basis;
+    uint64_t h = atomic_load_explicit(&basis, memory_order_relaxed);
+    if (!h) {
+        uint64_t fresh = o11y__idem_token() | 1;
+        uint64_t expected = 0;
+        h = atomic_compare_exchange_strong(&basis, &expected, fresh) ? fresh : expected;
+    }
+    const uint8_t *p = principal.ptr ? (const uint8_t *)principal.ptr : req->peer;
+    size_t len = principal.ptr ? principal.len : req->peer_len;
+    h = (h ^ (principal.ptr ? 'P' : 'A')) * 0x100000001B3ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001B3ull;
+    return h;
 }
 
 bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
@@ -141,6 +168,7 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
         req->idem.id[2 * i + 1] = o11y__hex_digits[digest[i] & 15];
     }
     req->idem.id[64] = '\0';
+    req->idem.client = client_identity(req, client);
     req->idem_key_len = key.len;
     return false;
 }
@@ -240,6 +268,16 @@ static void replay(o11y__exchange *ex, const char *blob, size_t len)
     o11y_response *res = &ex->res;
     reader r = {(const unsigned char *)blob, (const unsigned char *)blob + len, true};
     int status = (int)get_u(&r, 2);
+    if (r.ok && len == O11Y__IDEM_STATUS_BYTES && status >= 100 && status <= 599) {
+        /* Completed, but the store could not keep the response (idem_internal.h): the handler
+         * must not run again, and the client learns how the first request ended. */
+        o11y_res_error(res, "IDEMPOTENCY_KEY_REUSED",
+                       json_pack("{s:i,s:b}", "originalStatus", status, "responseKept", 0),
+                       "This Idempotency-Key already completed with status %d; its response "
+                       "is no longer kept",
+                       status);
+        return;
+    }
     o11y_str trace = get_field(&r, 1), type = get_field(&r, 1), location = get_field(&r, 2),
              job = get_field(&r, 1), project = get_field(&r, 1), body = get_field(&r, 4);
     if (!r.ok || status < 100 || status > 599) {
@@ -266,6 +304,8 @@ static void replay(o11y__exchange *ex, const char *blob, size_t len)
     if (project.len &&
         o11y_trace_ctx_set_project_id(&req->trace, project.ptr, project.len) != O11Y_OK)
         project.len = 0;
+    if (status >= 400) /* a replayed error keeps its error headers (CONTRACT section 4) */
+        header(res, "Cache-Control", "no-store");
     header(res, "Idempotent-Replayed", "true");
     snprintf(value, sizeof value, "%.*s", (int)trace.len, trace.ptr);
     if (o11y_trace_id_valid(value, trace.len))
@@ -331,7 +371,10 @@ void o11y__idem_after_handler(o11y__exchange *ex)
         return;
     req->idem_held = false;
     const o11y_idem_config *c = &req->svc->idem;
-    if (res->status >= 500) { /* nothing stored: a retry runs the handler again */
+    /* Nothing stored for a 5xx, nor for a body the client can fix (CONTRACT section 4): a
+     * retry with the same key runs the handler again. */
+    if (res->status >= 500 ||
+        (res->error_code && strcmp(res->error_code, "VALIDATION_FAILED") == 0)) {
         c->store->ops->release(c->store, &req->idem, req->idem_token);
         return;
     }
@@ -347,19 +390,29 @@ void o11y__idem_after_handler(o11y__exchange *ex)
     put_field(&b, req->trace.project_id, req->trace.project_id_len, 1);
     put_field(&b, res->body ? res->body : "", res->body_len, 4);
     int64_t now = c->clock_ms(c->clock_ctx);
-    bool stored = !b.overflow &&
-                  c->store->ops->complete(c->store, &req->idem, req->idem_token, req->idem_fp,
-                                          b.ptr ? b.ptr : "", b.len, now,
-                                          now + (int64_t)c->ttl_s * 1000);
+    if (b.overflow) { /* larger than any store keeps: its status alone */
+        o11y__buf_release(&b);
+        o11y__buf_init(&b, 16);
+        put_u(&b, (uint64_t)res->status, O11Y__IDEM_STATUS_BYTES);
+    }
+    o11y__idem_stored stored =
+        b.ptr ? c->store->ops->complete(c->store, &req->idem, req->idem_token, req->idem_fp,
+                                        b.ptr, b.len, now, now + (int64_t)c->ttl_s * 1000)
+              : O11Y__IDEM_NOT_STORED;
     o11y__buf_release(&b);
-    if (!stored) {
-        /* The answer goes out all the same; a retry will run the handler again once the lease
-         * ends. Say so where an operator looks. */
+    if (stored != O11Y__IDEM_STORED) {
+        /* The answer goes out all the same. Not stored: a retry runs the handler again once
+         * the lease ends; status only: a retry is told the key completed. Say so where an
+         * operator looks. */
         char why[160];
         o11y__idem_store_last_error(c->store, why, sizeof why);
+        bool none = stored == O11Y__IDEM_NOT_STORED;
+        count_outcome(req->svc, none ? "store_error" : "status_only");
         o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
-        o11y_log_va(req->svc->logger, O11Y_LOG_ERROR, "idempotency", "response not stored",
-                    O11Y_STR("outcome", "store_error"), O11Y_STR("error", why), O11Y__END);
+        o11y_log_va(req->svc->logger, none ? O11Y_LOG_ERROR : O11Y_LOG_WARN, "idempotency",
+                    none ? "response not stored" : "only the response's status was stored",
+                    O11Y_STR("outcome", none ? "store_error" : "status_only"),
+                    O11Y_STR("error", why), O11Y__END);
         o11y_trace_set_current(prev);
     }
 }

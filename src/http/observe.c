@@ -72,6 +72,9 @@ o11y_status o11y__service_metrics_init(o11y_service *svc, bool routes)
                O11Y_HISTOGRAM, operation, 1, O11Y_METRIC_WINDOWS, &svc->m_operation));
     TRY(family(svc, "o11y_operation_errors_total", "Tracked operations that failed",
                O11Y_COUNTER, operation, 1, O11Y_METRIC_WINDOWS, &svc->m_operation_errors));
+    TRY(family(svc, "o11y_operation_client_errors_total",
+               "Tracked operations refused for the client's input (a 4xx code)", O11Y_COUNTER,
+               operation, 1, O11Y_METRIC_WINDOWS, &svc->m_operation_client_errors));
     TRY(family(svc, "o11y_build_info", "The service's version; the value is always 1", O11Y_GAUGE,
                build, 2, 0, &build_info));
     TRY(o11y_metric_series(active, NULL, &svc->s_active));
@@ -228,6 +231,7 @@ typedef struct summary {
     summary_group *groups;
     size_t n, cap;
     o11y_metric *histogram;
+    o11y_metric *client_errors; /* for operations: the family that counts 4xx codes */
     bool ok;
 } summary;
 
@@ -295,7 +299,8 @@ static void add_errors(o11y_series *s, void *ctx)
         sm->ok = false;
         return;
     }
-    bool client = s->metric->n_labels == 3 && strcmp(o11y_series_label(s, 2), "4xx") == 0;
+    bool client = s->metric->n_labels == 3 ? strcmp(o11y_series_label(s, 2), "4xx") == 0
+                                           : s->metric == sm->client_errors;
     for (int w = 0; w < 3; w++) {
         double ignored = 0;
         o11y__series_accumulate(s, (o11y_window)w, client ? &g->client_errors[w] : &g->errors[w],
@@ -361,11 +366,13 @@ static int serve_summary(o11y_request *req, o11y_response *res, void *user)
     (void)req;
     o11y_service *svc = user;
     summary routes = {.histogram = svc->m_duration, .ok = true};
-    summary ops = {.histogram = svc->m_operation, .ok = true};
+    summary ops = {.histogram = svc->m_operation, .client_errors = svc->m_operation_client_errors,
+                   .ok = true};
     o11y_metric_foreach(svc->m_duration, add_duration, &routes);
     o11y_metric_foreach(svc->m_errors, add_errors, &routes);
     o11y_metric_foreach(svc->m_operation, add_duration, &ops);
     o11y_metric_foreach(svc->m_operation_errors, add_errors, &ops);
+    o11y_metric_foreach(svc->m_operation_client_errors, add_errors, &ops);
     int rc = 1;
     if (routes.ok && ops.ok) {
         int64_t uptime = (o11y__now_real_ns() - svc->started_ns) / 1000000000;

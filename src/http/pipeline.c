@@ -52,6 +52,13 @@ static void set_context_from_params(o11y_request *req)
         req->trace.job_id_len = 0, req->trace.job_id[0] = '\0';
 }
 
+/* Answers VALIDATION_FAILED for one field: final, so the handler never runs. */
+static void field_failed(o11y_response *res, const char *field, const char *problem)
+{
+    json_t *details = json_pack("{s:[{s:s,s:s}]}", "fields", "field", field, "problem", problem);
+    o11y_res_error(res, "VALIDATION_FAILED", details, "Request validation failed");
+}
+
 static bool decode_params(o11y__exchange *ex)
 {
     o11y_request *req = &ex->req;
@@ -59,12 +66,36 @@ static bool decode_params(o11y__exchange *ex)
         o11y_str raw = req->params[i];
         if (!o11y__percent_decode(&req->arena, raw.ptr, raw.len, false, &req->params[i])) {
             req->params[i] = (o11y_str){NULL, 0};
-            o11y_res_field_error(&ex->res, req->route->param_names[i],
-                                 "must be valid percent-encoded UTF-8 without NUL");
+            field_failed(&ex->res, req->route->param_names[i],
+                         "must be valid percent-encoded UTF-8 without NUL");
             return false;
         }
     }
     return true;
+}
+
+/* RFC 9112 section 6.1: the only coding this server decodes is chunked, and it must come last.
+ * Returns NULL when the codings are acceptable, else the error code to answer. */
+static const char *transfer_coding_error(const o11y__std_headers *std)
+{
+    if (!std->transfer_encoding)
+        return NULL;
+    if (std->transfer_encodings > 1)
+        return "NOT_IMPLEMENTED";
+    const char *p = std->transfer_coding.ptr;
+    size_t len = std->transfer_coding.len;
+    while (len && (*p == ' ' || *p == '\t'))
+        p++, len--;
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+        len--;
+    if (len == 7 && strncasecmp(p, "chunked", 7) == 0)
+        return NULL;
+    /* chunked somewhere but not last: the body's end cannot be found (400); any other coding
+     * is one we do not implement (501). Either way the connection closes. */
+    for (size_t i = 0; i + 7 <= len; i++)
+        if (strncasecmp(p + i, "chunked", 7) == 0)
+            return "VALIDATION_FAILED";
+    return "NOT_IMPLEMENTED";
 }
 
 static bool name_is(const char *name, size_t len, const char *lit, size_t lit_len)
@@ -113,8 +144,11 @@ void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_l
         }
         break;
     case 17:
-        if (NAME_IS(name, name_len, "Transfer-Encoding"))
+        if (NAME_IS(name, name_len, "Transfer-Encoding")) {
             h->transfer_encoding = true;
+            keep_first(&h->transfer_coding, value, value_len);
+            h->transfer_encodings++;
+        }
         break;
     case 14:
         if (NAME_IS(name, name_len, "Content-Length")) {
@@ -135,6 +169,9 @@ void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_l
     default:
         break;
     }
+    /* "Name : value" reaches us as a name ending in blanks; a proxy may read it differently. */
+    if (name_len && (name[name_len - 1] == ' ' || name[name_len - 1] == '\t'))
+        h->space_before_colon = true;
 }
 
 bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__std_headers *std,
@@ -154,12 +191,32 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     o11y_gauge_add(svc->s_active, 1);
     req->counted_active = true;
 
-    if (std->conflicting_length || (std->transfer_encoding && content_length >= 0)) {
-        /* RFC 9112 section 6.3: the body's length is ambiguous (the shape of request smuggling).
-         * Refuse it before reading anything and close the connection. */
+    if (std->conflicting_length || (std->transfer_encoding && content_length >= 0) ||
+        std->space_before_colon) {
+        /* RFC 9112 sections 5.1 and 6.3: the body's length is ambiguous (the shape of request
+         * smuggling). Refuse it before reading anything and close the connection. */
         req->answer_now = res->close = true;
         o11y_res_error(res, "VALIDATION_FAILED", NULL,
-                       "Conflicting Content-Length or Transfer-Encoding headers");
+                       std->space_before_colon
+                           ? "Whitespace between a header name and its colon"
+                           : "Conflicting Content-Length or Transfer-Encoding headers");
+        return true;
+    }
+    const char *coding_error = transfer_coding_error(std);
+    if (coding_error) {
+        req->answer_now = res->close = true;
+        o11y_res_error(res, coding_error, NULL,
+                       coding_error[0] == 'N' ? "Only the chunked transfer coding is supported"
+                                              : "chunked must be the final transfer coding");
+        return true;
+    }
+    /* The declared size first, whatever the route: a client that waits for 100 Continue is
+     * told now, and nothing of an oversized body is read, even to discard it. */
+    if (content_length > 0 && (uint64_t)content_length > svc->max_body) {
+        req->body_too_large = req->answer_now = res->close = true;
+        o11y_res_error(res, "PAYLOAD_TOO_LARGE",
+                       json_pack("{s:I}", "maxBytes", (json_int_t)svc->max_body),
+                       "The request body is larger than %zu bytes", svc->max_body);
         return true;
     }
     o11y_str raw[O11Y__MAX_PARAMS];
@@ -181,13 +238,6 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     if (!decode_params(ex))
         return true;
     set_context_from_params(req);
-    if (content_length > 0 && (uint64_t)content_length > svc->max_body) {
-        req->body_too_large = req->answer_now = true;
-        o11y_res_error(res, "PAYLOAD_TOO_LARGE",
-                       json_pack("{s:I}", "maxBytes", (json_int_t)svc->max_body),
-                       "The request body is larger than %zu bytes", svc->max_body);
-        return true;
-    }
     bool has_body = effective & (O11Y_POST | O11Y_PUT | O11Y_PATCH);
     if (has_body && (req->route->flags[req->method_index] & O11Y_ROUTE_JSON) &&
         !is_json_type(std->content_type)) {
@@ -229,6 +279,9 @@ static void run_handler(o11y__exchange *ex)
     int rc = req->route->handlers[i](req, res, req->route->users[i]);
     if (o11y_res_has_field_errors(res)) {
         json_t *details = json_pack("{s:O}", "fields", res->field_errors);
+        if (details && res->field_errors_left_out)
+            json_object_set_new(details, "moreFields",
+                                json_integer((json_int_t)res->field_errors_left_out));
         o11y_res_error(res, "VALIDATION_FAILED", details, "Request validation failed");
     } else if (rc != 0 || !res->answered) {
         o11y_log_va(req->svc->logger, O11Y_LOG_ERROR, "handler_failed",

@@ -3,7 +3,9 @@
 
 #include "o11y/error.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -233,6 +235,39 @@ o11y_trace_ctx *o11y_req_trace(o11y_request *req)
     return &req->trace;
 }
 
+void o11y__req_set_peer(o11y_request *req, const void *sa)
+{
+    const struct sockaddr *addr = sa;
+    if (addr && addr->sa_family == AF_INET) {
+        memcpy(req->peer, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        req->peer_len = 4;
+    } else if (addr && addr->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) { /* one client, one identity, on a dual-stack socket */
+            memcpy(req->peer, a->s6_addr + 12, 4);
+            req->peer_len = 4;
+        } else {
+            memcpy(req->peer, a->s6_addr, 16);
+            req->peer_len = 16;
+        }
+    }
+}
+
+bool o11y_req_peer_address(const o11y_request *req, char *buf, size_t len)
+{
+    if (!buf || !len)
+        return false;
+    buf[0] = '\0';
+    if (!req || !req->peer_len)
+        return false;
+    int family = req->peer_len == 4 ? AF_INET : AF_INET6;
+    if (!inet_ntop(family, req->peer, buf, (socklen_t)(len > 65535 ? 65535 : len))) {
+        buf[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
 static const char *json_reason(enum json_error_code code)
 {
     switch (code) {
@@ -247,6 +282,39 @@ static const char *json_reason(enum json_error_code code)
     case json_error_invalid_syntax: return "invalid syntax";
     default: return "malformed JSON";
     }
+}
+
+/* A number too large for the parser (beyond 64 bits, or beyond a double) in well-formed JSON
+ * is an out-of-range value, not malformed JSON: name its member when it is one. The parser
+ * stops just past the number, so the member's name is the string before the colon before it. */
+static bool overflow_field(o11y_request *req, const json_error_t *err, o11y_response *res)
+{
+    const char *body = req->body.ptr;
+    size_t i = (size_t)err->position <= req->body.len ? (size_t)err->position : req->body.len;
+    while (i && strchr("0123456789+-.eE", body[i - 1]))
+        i--;
+    while (i && strchr(" \t\r\n", body[i - 1]))
+        i--;
+    if (!i || body[i - 1] != ':')
+        return false;
+    i--;
+    while (i && strchr(" \t\r\n", body[i - 1]))
+        i--;
+    if (!i || body[i - 1] != '"')
+        return false;
+    size_t end = --i;
+    while (i && body[i - 1] != '"' && body[i - 1] != '\\' && end - i < 128)
+        i--;
+    if (!i || body[i - 1] != '"' || i == end)
+        return false; /* an escaped or very long name: report the body as malformed */
+    char field[130];
+    snprintf(field, sizeof field, "%.*s", (int)(end - i), body + i);
+    json_t *details = json_pack("{s:[{s:s,s:s}]}", "fields", "field", field, "problem",
+                                "is out of range");
+    if (!details)
+        return false;
+    o11y_res_error(res, "VALIDATION_FAILED", details, "Request validation failed");
+    return true;
 }
 
 struct json_t *o11y_req_json(o11y_request *req, o11y_response *res)
@@ -264,6 +332,8 @@ struct json_t *o11y_req_json(o11y_request *req, o11y_response *res)
         err.position = 0;
         err.line = err.column = 1;
     }
+    if (!j && code == json_error_numeric_overflow && overflow_field(req, &err, res))
+        return NULL;
     if (!j) {
         /* The parser's own text can quote the input; the details carry only positions and a
          * fixed reason, never request bytes. */
@@ -457,6 +527,10 @@ void o11y_res_field_error(o11y_response *res, const char *field, const char *pro
         return;
     if (!res->field_errors && !(res->field_errors = json_array()))
         return;
+    if (json_array_size(res->field_errors) >= O11Y__MAX_FIELD_ERRORS) {
+        res->field_errors_left_out++; /* counted, not listed: the answer stays small */
+        return;
+    }
     json_array_append_new(res->field_errors,
                           json_pack("{s:s,s:s}", "field", field, "problem", problem));
 }

@@ -9,6 +9,11 @@
 
 enum { O11Y__IDEM_FP = 16, O11Y__IDEM_KEY_MAX = 255 };
 
+/* Every stored record begins with the response status, 2 bytes little-endian. A store that
+ * cannot keep a whole record (full, over a per-client share) keeps these 2 bytes: the key then
+ * stays completed with its status, and its handler never runs again within the TTL. */
+enum { O11Y__IDEM_STATUS_BYTES = 2 };
+
 typedef enum o11y__idem_result {
     O11Y__IDEM_NEW,         /* locked for us: run the handler */
     O11Y__IDEM_REPLAY,      /* completed with the same fingerprint: the record is returned */
@@ -21,7 +26,14 @@ typedef enum o11y__idem_result {
 /* The key's identity in a store: a SHA-256 of its scope (method, route, client, key) as hex. */
 typedef struct o11y__idem_key {
     char id[65];
+    uint64_t client; /* who holds the key (address or principal, hashed): the fairness unit */
 } o11y__idem_key;
+
+typedef enum o11y__idem_stored {
+    O11Y__IDEM_NOT_STORED,
+    O11Y__IDEM_STORED,
+    O11Y__IDEM_STATUS_ONLY,
+} o11y__idem_stored;
 
 typedef struct o11y__idem_store_ops {
     /* fp: the request's fingerprint. On REPLAY, *blob and *blob_len get the stored record
@@ -29,9 +41,9 @@ typedef struct o11y__idem_store_ops {
     o11y__idem_result (*begin)(o11y_idem_store *s, const o11y__idem_key *k,
                                const uint8_t fp[O11Y__IDEM_FP], int64_t now_ms, int64_t lease_ms,
                                uint64_t *token, char **blob, size_t *blob_len);
-    /* Stores the record for the key we hold; false when the store failed (the key stays locked
-     * until its lease ends). */
-    bool (*complete)(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token,
+    /* Stores the record for the key we hold. NOT_STORED when the store failed (the key stays
+     * locked until its lease ends); STATUS_ONLY when only the record's status fit. */
+    o11y__idem_stored (*complete)(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token,
                      const uint8_t fp[O11Y__IDEM_FP], const char *blob, size_t blob_len,
                      int64_t now_ms, int64_t expires_ms);
     /* Drops the lock we hold (the handler answered 5xx). */

@@ -146,7 +146,7 @@ static o11y__idem_result redis_begin(o11y_idem_store *s, const o11y__idem_key *k
     return res;
 }
 
-static bool redis_complete(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token,
+static o11y__idem_stored redis_complete(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token,
                            const uint8_t fp[O11Y__IDEM_FP], const char *blob, size_t blob_len,
                            int64_t now, int64_t expires_ms)
 {
@@ -160,18 +160,29 @@ static bool redis_complete(o11y_idem_store *s, const o11y__idem_key *k, uint64_t
     size_t len = 33 + blob_len;
     char *value = o11y__malloc(len);
     if (!value)
-        return false;
+        return O11Y__IDEM_NOT_STORED;
     value[0] = 'C';
     memcpy(value + 1, lockv + 1, 32);
     memcpy(value + 33, blob, blob_len);
     pthread_mutex_lock(&r->lock);
     redisReply *reply = call(r, "EVAL %s 1 %s %s %b %s", complete_lua, key, lockv, value, len, ttl);
-    bool ok = reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    o11y__idem_stored result = O11Y__IDEM_STORED;
+    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "OOM", 3) == 0 &&
+        blob_len > O11Y__IDEM_STATUS_BYTES) {
+        /* Over the server's maxmemory: keep the status alone (idem_internal.h). */
+        o11y__idem_store_error(s, "redis: out of memory for a %zu-byte response", blob_len);
+        freeReplyObject(reply);
+        reply = call(r, "EVAL %s 1 %s %s %b %s", complete_lua, key, lockv, value,
+                     (size_t)33 + O11Y__IDEM_STATUS_BYTES, ttl);
+        result = O11Y__IDEM_STATUS_ONLY;
+    }
+    if (!reply || reply->type != REDIS_REPLY_INTEGER || reply->integer != 1)
+        result = O11Y__IDEM_NOT_STORED;
     if (reply)
         freeReplyObject(reply);
     pthread_mutex_unlock(&r->lock);
     o11y__free(value);
-    return ok;
+    return result;
 }
 
 static void redis_release(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token)

@@ -3,10 +3,21 @@
 #include "idempotency/idem_internal.h"
 
 #include <sqlite3.h>
+#include <stdio.h>
 
 enum { PURGE_EVERY = 64, PURGE_BATCH = 100, BUSY_MS = 1000 };
 
-enum stmt { S_GET, S_LOCK, S_COMPLETE, S_RELEASE, S_PURGE, S_BEGIN, S_COMMIT, S_ROLLBACK, N_STMT };
+enum stmt {
+    S_GET,
+    S_LOCK,
+    S_COMPLETE,
+    S_RELEASE,
+    S_PURGE,
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    N_STMT
+};
 
 static const char *const sql[N_STMT] = {
     [S_GET] = "SELECT fp, completed, expires_ms, response FROM o11y_idempotency WHERE key = ?1",
@@ -120,7 +131,7 @@ static o11y__idem_result sql_begin(o11y_idem_store *s, const o11y__idem_key *k,
     return r;
 }
 
-static bool sql_complete(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token,
+static o11y__idem_stored sql_complete(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token,
                          const uint8_t fp[O11Y__IDEM_FP], const char *blob, size_t blob_len,
                          int64_t now, int64_t expires_ms)
 {
@@ -133,11 +144,21 @@ static bool sql_complete(o11y_idem_store *s, const o11y__idem_key *k, uint64_t t
     sqlite3_bind_blob(c, 3, blob, (int)blob_len, SQLITE_STATIC);
     sqlite3_bind_int64(c, 4, expires_ms);
     int rc = step_done(q, S_COMPLETE);
-    bool ok = rc == SQLITE_OK && sqlite3_changes(q->db) == 1;
+    o11y__idem_stored result = O11Y__IDEM_STORED;
+    if ((rc & 0xff) == SQLITE_FULL && blob_len > O11Y__IDEM_STATUS_BYTES) {
+        /* The database is at its cap: keep the status alone (idem_internal.h), which the
+         * key's row already has room for, so the key stays completed. */
+        fail(q, rc);
+        sqlite3_bind_blob(c, 3, blob, O11Y__IDEM_STATUS_BYTES, SQLITE_STATIC);
+        rc = step_done(q, S_COMPLETE);
+        result = O11Y__IDEM_STATUS_ONLY;
+    }
+    if (rc != SQLITE_OK || sqlite3_changes(q->db) != 1)
+        result = O11Y__IDEM_NOT_STORED;
     if (rc != SQLITE_OK)
         fail(q, rc);
     pthread_mutex_unlock(&q->lock);
-    return ok;
+    return result;
 }
 
 static void sql_release(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token)
@@ -167,7 +188,13 @@ static const o11y__idem_store_ops sql_ops = {sql_begin, sql_complete, sql_releas
 
 o11y_status o11y_idem_store_sqlite(const char *path, o11y_idem_store **out)
 {
-    if (!path || !out)
+    return o11y_idem_store_sqlite_capped(path, 0, out);
+}
+
+o11y_status o11y_idem_store_sqlite_capped(const char *path, int64_t max_bytes,
+                                          o11y_idem_store **out)
+{
+    if (!path || !out || max_bytes < 0)
         return O11Y_EINVAL;
     *out = NULL;
     sql_store *q = o11y__calloc(1, sizeof *q);
@@ -187,6 +214,13 @@ o11y_status o11y_idem_store_sqlite(const char *path, o11y_idem_store **out)
                           "CREATE INDEX IF NOT EXISTS o11y_idempotency_expiry"
                           " ON o11y_idempotency(expires_ms);",
                           NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK && max_bytes > 0) {
+        /* The cap is per connection and in pages: this one obeys the service's cap too. */
+        sqlite3_int64 pages = max_bytes / 4096 > 0 ? max_bytes / 4096 : 1;
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA max_page_count=%lld", (long long)pages);
+        rc = sqlite3_exec(q->db, pragma, NULL, NULL, NULL);
     }
     for (int i = 0; rc == SQLITE_OK && i < N_STMT; i++)
         rc = sqlite3_prepare_v3(q->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL);

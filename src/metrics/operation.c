@@ -5,6 +5,7 @@
 
 #include "core/internal.h"
 #include "metrics/metrics_internal.h"
+#include "o11y/error.h"
 #include "o11y/log.h"
 #include "o11y/metrics.h"
 
@@ -23,10 +24,18 @@ void o11y_operation_fail(o11y_operation *op, const char *error_code)
  * (registry ids are never reused, so a cached pair can never belong to a dead registry). */
 static _Thread_local struct {
     uint64_t registry_id;
-    o11y_metric *duration, *errors;
+    o11y_metric *duration, *errors, *client_errors;
 } found;
 
-static void record(const o11y_operation *op, double ms)
+/* A code whose catalog status is 4xx: the client's request was refused, the operation did not
+ * fail (a page for bad input would be a false alarm). Unknown codes count as failures. */
+static bool is_client_error(const char *code)
+{
+    const o11y_error_def *def = code ? o11y_error_lookup(code) : NULL;
+    return def && def->status < 500;
+}
+
+static void record(const o11y_operation *op, double ms, bool client_error)
 {
     o11y_metrics *reg = o11y_metrics_default();
     if (!reg)
@@ -34,15 +43,22 @@ static void record(const o11y_operation *op, double ms)
     if (found.registry_id != reg->id) {
         found.duration = o11y_metrics_find(reg, "o11y_operation_duration_seconds");
         found.errors = o11y_metrics_find(reg, "o11y_operation_errors_total");
-        found.registry_id = found.duration && found.errors ? reg->id : 0; /* retry until both */
+        found.client_errors = o11y_metrics_find(reg, "o11y_operation_client_errors_total");
+        found.registry_id = found.duration && found.errors && found.client_errors
+                                ? reg->id
+                                : 0; /* retry until all three */
     }
-    o11y_metric *duration = found.duration, *errors = found.errors;
     o11y_series *s;
     const char *labels[] = {op->name};
-    if (duration && o11y_metric_series(duration, labels, &s) == O11Y_OK)
+    if (found.duration && o11y_metric_series(found.duration, labels, &s) == O11Y_OK)
         o11y_histogram_observe(s, ms / 1e3);
-    if (errors && o11y_metric_series(errors, labels, &s) == O11Y_OK && op->error_code)
-        o11y_counter_inc(s); /* resolved on success too, so the series shows 0 */
+    /* Both counters are resolved on success too, so their series show 0. */
+    if (found.errors && o11y_metric_series(found.errors, labels, &s) == O11Y_OK &&
+        op->error_code && !client_error)
+        o11y_counter_inc(s);
+    if (found.client_errors && o11y_metric_series(found.client_errors, labels, &s) == O11Y_OK &&
+        client_error)
+        o11y_counter_inc(s);
 }
 
 double o11y_operation_end(o11y_operation *op)
@@ -51,7 +67,12 @@ double o11y_operation_end(o11y_operation *op)
         return 0;
     op->ended = true;
     double ms = (double)(o11y__now_mono_ns() - op->start_ns) / 1e6;
-    if (op->error_code)
+    bool client_error = op->error_code && is_client_error(op->error_code);
+    if (client_error)
+        o11y_log_va(NULL, O11Y_LOG_WARN, "operation", "operation rejected",
+                    O11Y_STR("operation", op->name), O11Y_STR("outcome", "client_error"),
+                    O11Y_STR("error_code", op->error_code), O11Y_DURATION_MS(ms), O11Y__END);
+    else if (op->error_code)
         o11y_log_va(NULL, O11Y_LOG_ERROR, "operation", "operation failed",
                     O11Y_STR("operation", op->name), O11Y_STR("outcome", "failure"),
                     O11Y_STR("error_code", op->error_code), O11Y_DURATION_MS(ms), O11Y__END);
@@ -59,7 +80,7 @@ double o11y_operation_end(o11y_operation *op)
         o11y_log_va(NULL, O11Y_LOG_INFO, "operation", "operation completed",
                     O11Y_STR("operation", op->name), O11Y_STR("outcome", "success"),
                     O11Y_DURATION_MS(ms), O11Y__END);
-    record(op, ms);
+    record(op, ms, client_error);
     return ms;
 }
 

@@ -335,7 +335,8 @@ static void a_full_queue_answers_503(void **state)
         http_resp r = start_generation(&small, p, e, "queue", NULL);
         statuses[i] = r.status;
         if (r.status == 503) {
-            assert_string_equal(resp_code(&r), "SERVICE_UNAVAILABLE");
+            /* Backpressure, told apart from an outage (CONTRACT section 1). */
+            assert_string_equal(resp_code(&r), "GENERATION_QUEUE_FULL");
             char v[16];
             assert_non_null(resp_header(&r, "Retry-After", v, sizeof v));
         }
@@ -345,7 +346,21 @@ static void a_full_queue_answers_503(void **state)
     assert_int_equal(statuses[0], 202);
     assert_int_equal(statuses[1], 202);
     assert_int_equal(statuses[2], 503);
+    /* Not a dependency failure: /health stays healthy. */
+    http_resp h;
+    assert_int_equal(http(&small, "GET", "/health/ready", NULL, NULL, 0, &h), 0);
+    assert_int_equal(h.status, 200);
+    http_resp_free(&h);
     assert_int_equal(gs_stop(&small), 0);
+    /* Nothing was stored for the refused one: the database holds exactly the two accepted. */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "sqlite3 %s 'SELECT count(*) FROM generations'", small.db);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    int rows = -1;
+    assert_int_equal(fscanf(f, "%d", &rows), 1);
+    pclose(f);
+    assert_int_equal(rows, 2);
     gs_cleanup(&small);
 }
 

@@ -41,6 +41,11 @@ static int create(o11y_request *req, o11y_response *res, void *user)
     int ms = atomic_load(&slow_ms);
     if (ms)
         usleep((useconds_t)ms * 1000);
+    o11y_str raw = o11y_req_body(req);
+    if (raw.len >= 15 && memcmp(raw.ptr, "{\"invalid\":true", 15) == 0) {
+        o11y_res_field_error(res, "invalid", "must be false");
+        return 0;
+    }
     if (atomic_exchange(&fail_next, 0)) {
         o11y_res_error(res, "SERVICE_UNAVAILABLE", NULL, "backend down");
         return 0;
@@ -66,7 +71,7 @@ static int group_setup(void **state)
     cfg.log.file_path = target.log;
     if (o11y_service_create(&cfg, &svc) != O11Y_OK)
         return -1;
-    o11y_idem_memory_config mc = {.max_entries = 200};
+    o11y_idem_memory_config mc = {.max_entries = 200, .max_bytes = 64 * 1024};
     if (o11y_idem_store_memory(&mc, &store) != O11Y_OK)
         return -1;
     o11y_idem_config ic = {.store = store, .ttl_s = 60, .lease_s = 5, .clock_ms = clock_ms,
@@ -325,38 +330,103 @@ static void lease_expiry_frees_an_abandoned_key(void **state)
     http_resp_free(&replay);
 }
 
-static void a_full_memory_store_refuses_new_keys(void **state)
+static http_resp post_as(const char *client, const char *key, const char *body)
+{
+    char auth[128], h[400];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", client);
+    snprintf(h, sizeof h, "Idempotency-Key: %s", key);
+    const char *const headers[] = {auth, h, NULL};
+    http_resp r;
+    assert_int_equal(http(&target, "POST", "/things", headers, body, strlen(body), &r), 0);
+    return r;
+}
+
+static void one_client_cannot_take_keys_from_others(void **state)
 {
     (void)state;
-    /* The store holds 200 keys; fill it with live ones, then one more is 503. */
-    int sent = 0;
-    http_resp r;
-    for (int i = 0; i < 400; i++) {
+    /* The store holds 200 keys, 12 per client (a sixteenth). One client sends 300 keys: all
+     * pass, its own oldest completed keys make room (CONTRACT section 4). */
+    int before = atomic_load(&created);
+    for (int i = 0; i < 300; i++) {
         char key[32];
-        snprintf(key, sizeof key, "fill-%d", i);
-        r = post("/things", key, "{}");
-        sent++;
-        if (r.status == 503)
-            break;
+        snprintf(key, sizeof key, "flood-%d", i);
+        http_resp r = post_as("flooder", key, "{}");
         assert_int_equal(r.status, 201);
         http_resp_free(&r);
     }
-    assert_int_equal(r.status, 503);
-    assert_string_equal(resp_code(&r), "SERVICE_UNAVAILABLE");
-    char v[16];
-    assert_non_null(resp_header(&r, "Retry-After", v, sizeof v));
-    http_resp_free(&r);
-    assert_true(sent <= 201);
-    /* Requests without a key are not affected. */
-    http_resp plain;
-    assert_int_equal(http(&target, "POST", "/things", NULL, "{}", 2, &plain), 0);
-    assert_int_equal(plain.status, 201);
-    http_resp_free(&plain);
-    /* Once their TTL passes, the old keys are reclaimed and new keys are taken again. */
-    atomic_fetch_add(&fake_now, 120 * 1000);
-    r = post("/things", "after-expiry", "{}");
+    assert_int_equal(atomic_load(&created) - before, 300);
+    /* Another client still gets keys, and its keys are kept. */
+    http_resp r = post_as("quiet", "mine", "{}");
     assert_int_equal(r.status, 201);
     http_resp_free(&r);
+    r = post_as("quiet", "mine", "{}");
+    assert_int_equal(r.status, 200);
+    http_resp_free(&r);
+    /* The flooder's latest keys are kept: a retry replays without running the handler. */
+    before = atomic_load(&created);
+    for (int i = 290; i < 300; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "flood-%d", i);
+        r = post_as("flooder", key, "{}");
+        assert_int_equal(r.status, 200);
+        http_resp_free(&r);
+    }
+    assert_int_equal(atomic_load(&created) - before, 0);
+}
+
+static void a_response_too_large_to_keep_keeps_its_status(void **state)
+{
+    (void)state;
+    /* The store keeps 64 KiB, 4 KiB per client: a 6 KB response cannot be kept. Its key stays
+     * completed with its status, so a retry never runs the handler again (CONTRACT section 4):
+     * it is told the key completed (422, non-retryable) instead of failing open. */
+    char body[6200];
+    int n = snprintf(body, sizeof body, "{\"pad\":\"");
+    memset(body + n, 'x', 6000);
+    snprintf(body + n + 6000, sizeof body - (size_t)n - 6000, "\"}");
+    int before = atomic_load(&created);
+    http_resp r = post_as("big", "large-1", body);
+    assert_int_equal(r.status, 201);
+    char trace[128];
+    assert_non_null(resp_header(&r, "X-Trace-Id", trace, sizeof trace));
+    http_resp_free(&r);
+    for (int i = 0; i < 3; i++) {
+        r = post_as("big", "large-1", body);
+        if (r.status != 422 || strcmp(resp_code(&r), "IDEMPOTENCY_KEY_REUSED") != 0)
+            fail_msg("want 422, got %ld %s", r.status, r.body);
+        json_t *d = json_object_get(json_object_get(r.json, "error"), "details");
+        assert_int_equal(json_integer_value(json_object_get(d, "originalStatus")), 201);
+        assert_true(json_is_false(json_object_get(d, "responseKept")));
+        char v[32];
+        assert_string_equal(resp_header(&r, "Cache-Control", v, sizeof v), "no-store");
+        http_resp_free(&r);
+    }
+    assert_int_equal(atomic_load(&created) - before, 1);
+    json_t *lines = log_wait(&target, "idempotency", trace, 2); /* new, then status_only */
+    bool said = false;
+    for (size_t i = 0; i < json_array_size(lines); i++) {
+        json_t *meta = json_object_get(json_array_get(lines, i), "metadata");
+        const char *o = json_string_value(json_object_get(meta, "outcome"));
+        said |= o && strcmp(o, "status_only") == 0;
+    }
+    json_decref(lines);
+    assert_true(said);
+}
+
+static void a_handler_validation_failure_is_not_stored(void **state)
+{
+    (void)state;
+    /* CONTRACT section 4: a 400 VALIDATION_FAILED, even from the handler, leaves the key free,
+     * so the client fixes the body and retries with the same key. */
+    int before = atomic_load(&created);
+    http_resp r = post_as("fixer", "fix-1", "{\"invalid\":true}");
+    assert_int_equal(r.status, 400);
+    assert_string_equal(resp_code(&r), "VALIDATION_FAILED");
+    http_resp_free(&r);
+    r = post_as("fixer", "fix-1", "{\"invalid\":false}");
+    assert_int_equal(r.status, 201);
+    http_resp_free(&r);
+    assert_int_equal(atomic_load(&created) - before, 1);
 }
 
 static void outcomes_are_logged_and_counted(void **state)
@@ -364,8 +434,8 @@ static void outcomes_are_logged_and_counted(void **state)
     (void)state;
     http_resp r;
     assert_int_equal(http(&target, "GET", "/metrics", NULL, NULL, 0, &r), 0);
-    static const char *const outcomes[] = {"new", "replayed", "in_use", "reused", "invalid",
-                                           "missing", "store_error"};
+    static const char *const outcomes[] = {"new",     "replayed", "in_use",     "reused",
+                                           "invalid", "missing",  "status_only"};
     for (size_t i = 0; i < sizeof outcomes / sizeof outcomes[0]; i++) {
         char needle[96];
         snprintf(needle, sizeof needle, "o11y_idempotency_requests_total{outcome=\"%s\"}",
@@ -393,7 +463,9 @@ int main(void)
         cmocka_unit_test(ttl_expiry_makes_the_key_new),
         cmocka_unit_test(fifty_concurrent_requests_create_once),
         cmocka_unit_test(lease_expiry_frees_an_abandoned_key),
-        cmocka_unit_test(a_full_memory_store_refuses_new_keys),
+        cmocka_unit_test(one_client_cannot_take_keys_from_others),
+        cmocka_unit_test(a_response_too_large_to_keep_keeps_its_status),
+        cmocka_unit_test(a_handler_validation_failure_is_not_stored),
         cmocka_unit_test(outcomes_are_logged_and_counted),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

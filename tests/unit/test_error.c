@@ -134,14 +134,29 @@ static void problem_details_shape(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "traceId")), "t");
     assert_string_equal(json_string_value(json_object_get(j, "timestamp")),
                         "2026-11-27T10:30:00.123Z");
-    assert_non_null(json_object_get(j, "title"));
+    /* RFC 9457 section 4.2.1: with about:blank the title is the status phrase. */
+    assert_string_equal(json_string_value(json_object_get(j, "title")), "Not Found");
     assert_non_null(json_object_get(j, "detail"));
     json_decref(j);
 
+    info.code = "PAYLOAD_TOO_LARGE";
+    j = render(&info, O11Y_ERROR_PROBLEM, &status);
+    assert_string_equal(json_string_value(json_object_get(j, "title")), "Content Too Large");
+    json_decref(j);
+    info.code = "NOT_IMPLEMENTED";
+    j = render(&info, O11Y_ERROR_PROBLEM, &status);
+    assert_int_equal(status, 501);
+    assert_string_equal(json_string_value(json_object_get(j, "title")), "Not Implemented");
+    json_decref(j);
+
+    info.code = "PROJECT_NOT_FOUND";
     info.problem_base = "https://errors.example/";
     j = render(&info, O11Y_ERROR_PROBLEM, &status);
     assert_string_equal(json_string_value(json_object_get(j, "type")),
                         "https://errors.example/PROJECT_NOT_FOUND");
+    /* A type of the service's own: the title describes that type. */
+    assert_string_equal(json_string_value(json_object_get(j, "title")),
+                        "The project does not exist");
     json_decref(j);
 }
 

@@ -164,6 +164,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ex->started = true;
         o11y__std_headers std = {.content_length = -1};
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &std);
+        const union MHD_ConnectionInfo *peer =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (peer && peer->client_addr)
+            o11y__req_set_peer(&ex->req, peer->client_addr);
         /* A body over the limit or of ambiguous length is refused before it is read (no 100
          * Continue is sent; MHD then closes the connection). Other early answers wait for the
          * end of the request, so the connection stays usable; their bodies are discarded. */
