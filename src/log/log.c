@@ -14,6 +14,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <strings.h>
@@ -67,6 +68,7 @@ struct o11y_logger {
 
     int fd;
     bool owns_fd;
+    bool torn; /* writer only: the output ends in a fragment that a newline must end */
     char *file_path;
     char *service_json; /* ,"service":"name" pre-rendered */
     size_t service_json_len;
@@ -76,9 +78,11 @@ struct o11y_logger {
     pthread_t writer;
 };
 
+/* CONTRACT section 3: a key is sensitive when its normalised form (lowercase, without '_', '-'
+ * and '.') contains one of these. */
 static const char *const default_mask[] = {
-    "password", "passwd",      "secret",     "token",       "authorization", "cookie",
-    "set_cookie", "api_key",   "apikey",     "private_key", "credentials",   "session_id",
+    "password", "passwd", "secret",     "token",      "authorization",
+    "cookie",   "apikey", "privatekey", "credential",
 };
 
 static _Atomic(o11y_logger *) default_logger;
@@ -124,13 +128,25 @@ void o11y_log_config_init(o11y_log_config *cfg)
     };
 }
 
+/* Lowercase without '_', '-' and '.' (CONTRACT section 3) into out; returns the length. */
+static size_t normalise_into(const char *key, size_t len, char *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = key[i];
+        if (c == '_' || c == '-' || c == '.')
+            continue;
+        out[n++] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    return n;
+}
+
 static char *normalise_key(const char *key, size_t len)
 {
-    char *k = o11y__strndup(key, len);
+    char *k = o11y__malloc(len + 1);
     if (!k)
         return NULL;
-    for (size_t i = 0; i < len; i++)
-        k[i] = k[i] == '-' ? '_' : (char)((k[i] >= 'A' && k[i] <= 'Z') ? k[i] + 32 : k[i]);
+    k[normalise_into(key, len, k)] = '\0';
     return k;
 }
 
@@ -394,23 +410,28 @@ static bool enqueue(o11y_logger *lg, const char *line, size_t len)
 
 static _Thread_local char line_storage[LINE_STORAGE];
 
+static bool ends_with(const char *s, size_t len, const char *lit, size_t lit_len)
+{
+    return len >= lit_len && memcmp(s + len - lit_len, lit, lit_len) == 0;
+}
+
+/* CONTRACT section 3, for keys of any length: the normalised key contains a sensitive word,
+ * unless it names a count ("total_tokens", "tokenCount"). */
 static bool is_masked(const o11y_logger *lg, const char *key, size_t len)
 {
-    char k[80];
-    if (len >= sizeof k)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        k[i] = key[i] == '-' ? '_' : (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
-    for (size_t i = 0; i < lg->n_mask; i++) {
-        const char *m = lg->mask[i];
-        size_t mlen = strlen(m);
-        if (mlen > len)
-            continue;
-        /* Whole key, or its "_suffix": access_token and x_api_key, but not tokens. */
-        if (memcmp(k + len - mlen, m, mlen) == 0 && (mlen == len || k[len - mlen - 1] == '_'))
-            return true;
+    char small[128];
+    char *k = len <= sizeof small ? small : o11y__malloc(len);
+    if (!k)
+        return true; /* cannot tell: hide the value rather than risk it */
+    size_t n = normalise_into(key, len, k);
+    bool masked = false;
+    if (!ends_with(k, n, "tokens", 6) && !ends_with(k, n, "count", 5)) {
+        for (size_t i = 0; i < lg->n_mask && !masked; i++)
+            masked = memmem(k, n, lg->mask[i], strlen(lg->mask[i])) != NULL;
     }
-    return false;
+    if (k != small)
+        o11y__free(k);
+    return masked;
 }
 
 /* The line's start as "{...,"level":"X"" pieces, one per level, so no strlen runs per line. */
@@ -653,8 +674,35 @@ static void futex_wait(atomic_uint *word, unsigned expected, long timeout_ms)
     syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
 }
 
+/* A write failed after `done` bytes of the batch p: the file must hold only whole lines
+ * (CONTRACT section 3). A regular file is cut back to the end of the last whole line; where
+ * that cannot be done (a pipe, a terminal), the fragment is ended with a newline before the
+ * next write, so at most that one line is broken and nothing is glued to it. */
+static void end_torn_line(o11y_logger *lg, const char *p, size_t done)
+{
+    size_t whole = done;
+    while (whole && p[whole - 1] != '\n')
+        whole--;
+    size_t fragment = done - whole;
+    if (!fragment)
+        return;
+    struct stat st;
+    if (fstat(lg->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= (off_t)fragment &&
+        ftruncate(lg->fd, st.st_size - (off_t)fragment) == 0)
+        return;
+    lg->torn = true;
+}
+
 static void write_batch(o11y_logger *lg, const char *p, size_t len, uint64_t lines)
 {
+    if (lg->torn) {
+        if (write(lg->fd, "\n", 1) != 1) {
+            atomic_fetch_add_explicit(&lg->write_errors, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&lg->lines_failed, lines, memory_order_relaxed);
+            return; /* still failing: nothing of this batch is written either */
+        }
+        lg->torn = false;
+    }
     size_t done = 0;
     while (done < len) {
         ssize_t n = write(lg->fd, p + done, len - done);
@@ -665,9 +713,14 @@ static void write_batch(o11y_logger *lg, const char *p, size_t len, uint64_t lin
         if (n < 0 && errno == EINTR)
             continue;
         /* Full disk, closed pipe, revoked file: count it and drop the batch; never retry in a
-         * loop that could stall the queue forever. */
+         * loop that could stall the queue forever. The lines already written stay, whole. */
+        end_torn_line(lg, p, done);
+        uint64_t whole_lines = 0;
+        for (size_t i = 0; i < done; i++)
+            whole_lines += p[i] == '\n';
         atomic_fetch_add_explicit(&lg->write_errors, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&lg->lines_failed, lines, memory_order_relaxed);
+        atomic_fetch_add_explicit(&lg->lines_failed, lines - whole_lines, memory_order_relaxed);
+        atomic_fetch_add_explicit(&lg->lines_written, whole_lines, memory_order_relaxed);
         atomic_fetch_add_explicit(&lg->bytes_written, done, memory_order_relaxed);
         return;
     }

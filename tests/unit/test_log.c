@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -152,6 +154,87 @@ static void sensitive_values_are_masked(void **state)
     fclose(f);
     assert_null(strstr(buf, "hunter2"));
     assert_null(strstr(buf, "s1"));
+}
+
+/* CONTRACT section 3's rule, key by key: normalise (lowercase, drop _ - .), mask when a
+ * sensitive word is inside, except counts. */
+static void masking_rule_table(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key;
+        bool masked;
+    } table[] = {
+        {"password", true},        {"accessToken", true},       {"client.secret", true},
+        {"X-Api-Key", true},       {"api_key", true},           {"privateKey", true},
+        {"private-key", true},     {"Set-Cookie", true},        {"DB_PASSWD", true},
+        {"refresh_token", true},   {"AUTHORIZATION", true},     {"aws.credentials", true},
+        {"credential_id", true},   {"session.token.value", true},
+        {"total_tokens", false},   {"tokenCount", false},       {"token_count", false},
+        {"prompt_tokens", false},  {"user", false},             {"route", false},
+        {"author", false},         {"secretary_count", false},  {"ssn", true},
+    };
+    o11y_logger *lg = file_logger(path, O11Y_LOG_INFO);
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        o11y_log_va(lg, O11Y_LOG_INFO, NULL, "row", O11Y_STR(table[i].key, "VISIBLE"), O11Y__END);
+    /* Keys of any length: 300 bytes ending in _password, and 90 bytes with a token inside. */
+    char longkey[301], midkey[91];
+    memset(longkey, 'k', 291);
+    memcpy(longkey + 291, "_password", 10);
+    memset(midkey, 'm', 90);
+    memcpy(midkey + 40, "Token", 5);
+    midkey[90] = '\0';
+    o11y_log_va(lg, O11Y_LOG_INFO, NULL, "long", O11Y_STR(longkey, "VISIBLE"), O11Y__END);
+    o11y_log_va(lg, O11Y_LOG_INFO, NULL, "mid", O11Y_STR(midkey, "VISIBLE"), O11Y__END);
+    o11y_logger_destroy(lg);
+    json_t *lines = read_lines(path);
+    size_t n = sizeof table / sizeof table[0];
+    assert_int_equal(json_array_size(lines), n + 2);
+    for (size_t i = 0; i < n; i++) {
+        json_t *md = json_object_get(json_array_get(lines, i), "metadata");
+        const char *v = str(md, table[i].key);
+        if (strcmp(v, table[i].masked ? "***" : "VISIBLE") != 0)
+            fail_msg("key %s: got %s", table[i].key, v);
+    }
+    for (size_t i = n; i < n + 2; i++) {
+        json_t *md = json_object_get(json_array_get(lines, i), "metadata");
+        const char *k;
+        json_t *v;
+        json_object_foreach(md, k, v) assert_string_equal(json_string_value(v), "***");
+    }
+    json_decref(lines);
+}
+
+/* A full disk, made with RLIMIT_FSIZE: a write stops part-way through a line, then fails. The
+ * file must hold only whole lines, before and after the disk has room again. */
+static void a_full_disk_never_tears_a_line(void **state)
+{
+    (void)state;
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, small = {20000, 20000};
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    small.rlim_max = old.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    o11y_logger *lg = file_logger(path, O11Y_LOG_INFO);
+    char pad[301];
+    memset(pad, 'p', 300);
+    pad[300] = '\0';
+    for (int i = 0; i < 200; i++) /* about 80 KB: the limit falls inside some line */
+        o11y_log_va(lg, O11Y_LOG_INFO, NULL, "filler", O11Y_INT("i", i), O11Y_STR("pad", pad),
+                    O11Y__END);
+    o11y_logger_flush(lg, 2000);
+    o11y_log_stats st;
+    o11y_logger_stats(lg, &st);
+    assert_true(st.write_errors > 0);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0); /* room again */
+    o11y_log_va(lg, O11Y_LOG_INFO, NULL, "after", O11Y_STR("pad", "x"), O11Y__END);
+    o11y_logger_destroy(lg);
+    json_t *lines = read_lines(path); /* fails on any line that is not one JSON object */
+    size_t n = json_array_size(lines);
+    assert_true(n > 10 && n < 200);
+    assert_string_equal(str(json_array_get(lines, n - 1), "message"), "after");
+    assert_int_equal(st.lines_written + st.lines_failed, 200);
+    json_decref(lines);
 }
 
 static void request_bytes_cannot_forge_fields_or_lines(void **state)
@@ -427,6 +510,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(line_has_the_contract_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(sensitive_values_are_masked, setup, teardown),
+        cmocka_unit_test_setup_teardown(masking_rule_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_full_disk_never_tears_a_line, setup, teardown),
         cmocka_unit_test_setup_teardown(request_bytes_cannot_forge_fields_or_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(levels_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_lines_stay_valid, setup, teardown),
