@@ -183,6 +183,11 @@ O11Y_API o11y_stream *o11y_res_stream(o11y_response *res, int status, const char
 /* Data is ready: the stream's connection calls read again. Thread-safe; a no-op once the stream
  * is over. */
 O11Y_API void o11y_stream_wake(o11y_stream *s);
+/* Bytes sent once, last, when the server stops while the stream is open (copied; at most 256),
+ * before the stream ends cleanly: for Server-Sent Events, "retry: 1000\n\n" tells clients to
+ * reconnect (to this or another instance) with Last-Event-ID. Returns O11Y_EINVAL when too long.
+ * Call before the stream can be stopped (right after o11y_res_stream). */
+O11Y_API o11y_status o11y_stream_set_farewell(o11y_stream *s, const char *text, size_t len);
 /* Takes one more reference (for a waker that runs outside the lock that guards its list of
  * streams). */
 O11Y_API void o11y_stream_retain(o11y_stream *s);

@@ -155,7 +155,8 @@ static int events(o11y_request *req, o11y_response *res, void *user)
     o11y_str ua = o11y_req_header(req, "User-Agent");
     char agent[200];
     snprintf(agent, sizeof agent, "%.*s", (int)(ua.len < 190 ? ua.len : 190), ua.ptr ? ua.ptr : "");
-    bool live = gs_jobs_subscribe(app->jobs, o11y_req_param(req, "id").ptr, after, res, agent);
+    bool live = gs_jobs_subscribe(app->jobs, o11y_req_param(req, "id").ptr, after, res, agent,
+                                  o11y_req_trace(req));
     if (!live) {
         /* Not in memory any more (an older generation, or one from before a restart): its
          * final state, as the one event that ends the stream. */

@@ -60,6 +60,7 @@ struct sub {
     bool sent_retry;
     int64_t opened_ns, last_send_ns;
     char client_id[48];
+    o11y_trace_ctx ctx; /* the subscribing request's: its events and its end carry it */
 };
 
 struct gs_jobs {
@@ -622,6 +623,7 @@ static long sse_read(void *ctx, char *buf, size_t max)
 {
     sub *s = ctx;
     gs_jobs *j = s->jobs;
+    o11y_trace_ctx *prev = o11y_trace_set_current(&s->ctx);
     size_t n = 0;
     const char *sent_type = NULL;
     pthread_mutex_lock(&j->lock);
@@ -655,6 +657,7 @@ static long sse_read(void *ctx, char *buf, size_t max)
         s->last_send_ns = now;
     pthread_mutex_unlock(&j->lock);
     (void)sent_type;
+    o11y_trace_set_current(prev);
     if (n)
         return (long)n;
     return over ? -1 : 0;
@@ -673,6 +676,7 @@ static void sse_done(void *ctx, o11y_stream_end end)
     }
     job_unref(s->job);
     pthread_mutex_unlock(&j->lock);
+    o11y_trace_ctx *prev = o11y_trace_set_current(&s->ctx);
     double ms = (double)(now_ns() - s->opened_ns) / 1e6;
     const char *reason = "client_disconnected";
     switch (end) {
@@ -695,12 +699,13 @@ static void sse_done(void *ctx, o11y_stream_end end)
         o11y_gauge_add(j->s_sse_active, -1);
     if (j->s_sse_duration)
         o11y_histogram_observe(j->s_sse_duration, ms / 1e3);
+    o11y_trace_set_current(prev);
     o11y_stream_release(s->stream);
     free(s);
 }
 
 bool gs_jobs_subscribe(gs_jobs *j, const char *id, long last_event_id, o11y_response *res,
-                       const char *user_agent)
+                       const char *user_agent, const o11y_trace_ctx *ctx)
 {
     sub *s = calloc(1, sizeof *s);
     if (!s)
@@ -719,12 +724,18 @@ bool gs_jobs_subscribe(gs_jobs *j, const char *id, long last_event_id, o11y_resp
     char uuid[37];
     o11y_trace_new_id(uuid);
     snprintf(s->client_id, sizeof s->client_id, "sse_%s", uuid);
+    s->ctx = *ctx;
     s->stream = o11y_res_stream(res, 200, "text/event-stream", sse_read, sse_done, s);
     if (!s->stream) {
         pthread_mutex_unlock(&j->lock);
         free(s);
         return true; /* the response is a 500 already */
     }
+    /* On shutdown the client is told to come back (CONTRACT section 7). */
+    char farewell[64];
+    int fl = snprintf(farewell, sizeof farewell, "retry: %u\n: server stopping\n\n", j->cfg.retry_ms);
+    if (o11y_stream_set_farewell(s->stream, farewell, (size_t)fl) != O11Y_OK)
+        o11y_log_debug("no farewell for the stream");
     s->next = job->subs;
     job->subs = s;
     job_ref(job);

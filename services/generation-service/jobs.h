@@ -37,9 +37,10 @@ int gs_jobs_submit(gs_jobs *jobs, const gs_generation *g, const o11y_trace_ctx *
 /* Cancels a queued or running job; false when no such live job (finished or unknown). */
 bool gs_jobs_cancel(gs_jobs *jobs, const char *id, const char *reason);
 
-/* Answers GET /generations/{id}/events as a stream; false when the generation is not in memory
+/* Answers GET /generations/{id}/events as a stream (its events and end carry ctx, the
+ * subscribing request's trace context); false when the generation is not in memory
  * (the caller then answers from the database). last_event_id: events after it only. */
 bool gs_jobs_subscribe(gs_jobs *jobs, const char *id, long last_event_id, o11y_response *res,
-                       const char *user_agent);
+                       const char *user_agent, const o11y_trace_ctx *ctx);
 
 #endif

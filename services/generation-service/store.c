@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 enum {
@@ -95,6 +97,8 @@ typedef struct conn {
 struct gs_store {
     char *path;
     int64_t max_bytes;
+    dev_t dev; /* the database file we opened: a write goes nowhere else */
+    ino_t ino;
     pthread_key_t key;
     pthread_mutex_t lock; /* guards conns */
     conn *conns[MAX_CONNECTIONS];
@@ -152,6 +156,24 @@ static conn *conn_open(gs_store *st, char *err, size_t err_len)
     return c;
 }
 
+/* SQLite maps the WAL index (-shm) of a new connection; when a file of the database cannot be
+ * written (chattr +i, a read-only remount), that mapping has been seen to end in SIGBUS inside
+ * SQLite instead of an error. The files are checked first, so the answer is an error. */
+bool gs_db_files_writable(const char *path, char *err, size_t err_len)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char file[4200];
+        snprintf(file, sizeof file, "%s%s", path, suffixes[i]);
+        if (access(file, W_OK) != 0 && errno != ENOENT) {
+            snprintf(err, err_len, "database file%s is not writable (errno %d)", suffixes[i],
+                     errno);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* The calling thread's connection, opened on first use. */
 static conn *thread_conn(gs_store *st)
 {
@@ -159,6 +181,8 @@ static conn *thread_conn(gs_store *st)
     if (c)
         return c;
     char err[256];
+    if (!gs_db_files_writable(st->path, err, sizeof err))
+        return NULL;
     c = conn_open(st, err, sizeof err);
     if (!c)
         return NULL;
@@ -186,6 +210,10 @@ gs_store *gs_store_open(const char *path, int64_t max_bytes, char *err, size_t e
     st->max_bytes = max_bytes;
     pthread_mutex_init(&st->lock, NULL);
     pthread_key_create(&st->key, NULL);
+    if (!gs_db_files_writable(path, err, err_len)) {
+        gs_store_close(st);
+        return NULL;
+    }
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc == SQLITE_OK)
@@ -208,6 +236,14 @@ gs_store *gs_store_open(const char *path, int64_t max_bytes, char *err, size_t e
         return NULL;
     }
     sqlite3_close(db);
+    struct stat opened;
+    if (stat(path, &opened) != 0) {
+        snprintf(err, err_len, "%s: cannot stat the database file", path);
+        gs_store_close(st);
+        return NULL;
+    }
+    st->dev = opened.st_dev;
+    st->ino = opened.st_ino;
     return st;
 }
 
@@ -215,8 +251,14 @@ void gs_store_close(gs_store *st)
 {
     if (!st)
         return;
-    for (size_t i = 0; i < st->n_conns; i++)
+    char ignored[128];
+    bool writable = gs_db_files_writable(st->path, ignored, sizeof ignored);
+    for (size_t i = 0; i < st->n_conns; i++) {
+        /* The checkpoint on close writes the WAL index: skip it when that would fault. */
+        if (!writable && st->conns[i]->db)
+            sqlite3_db_config(st->conns[i]->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         conn_close(st->conns[i]);
+    }
     pthread_key_delete(st->key);
     pthread_mutex_destroy(&st->lock);
     free(st->path);
@@ -343,11 +385,49 @@ static int exec_stmt(conn *c, enum stmt_id id)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* The connection for a write, once the database file is known to be the one opened: a file
+ * unlinked underneath us (its folder removed) would take writes that vanish at the next
+ * start, so they are refused (503) instead of answered 201. */
+static conn *usable_conn(gs_store *st);
+
+static conn *write_conn(gs_store *st)
+{
+    conn *c = usable_conn(st);
+    if (!c)
+        return NULL;
+    if (!gs_store_file_intact(st)) {
+        snprintf(c->last_error, sizeof c->last_error, "the database file is gone");
+        return NULL;
+    }
+    return c;
+}
+
+/* The connection for any statement. Every transaction, reads included, writes to the mapped
+ * WAL index; once that file cannot be written the next page fault is SIGBUS, so it is checked
+ * first (one access(2), about a microsecond). A file made read-only between the check and the
+ * statement can still fault: README, Known limits. */
+static conn *usable_conn(gs_store *st)
+{
+    conn *c = thread_conn(st);
+    if (!c)
+        return NULL;
+    if (!gs_db_files_writable(st->path, c->last_error, sizeof c->last_error))
+        return NULL;
+    return c;
+}
+
+bool gs_store_file_intact(gs_store *st)
+{
+    struct stat now;
+    return stat(st->path, &now) == 0 && now.st_nlink > 0 && now.st_dev == st->dev &&
+           now.st_ino == st->ino;
+}
+
 /*=== MARK: projects ===*/
 
 gs_result gs_project_create(gs_store *st, const char *name, json_t **out)
 {
-    conn *c = thread_conn(st);
+    conn *c = write_conn(st);
     if (!c)
         return GS_UNAVAILABLE;
     char id[48], now[64];
@@ -367,7 +447,7 @@ gs_result gs_project_create(gs_store *st, const char *name, json_t **out)
 
 gs_result gs_project_get(gs_store *st, const char *id, json_t **out)
 {
-    conn *c = thread_conn(st);
+    conn *c = usable_conn(st);
     if (!c)
         return GS_UNAVAILABLE;
     sqlite3_stmt *s = stmt(c, S_PROJECT_GET);
@@ -389,7 +469,7 @@ gs_result gs_project_get(gs_store *st, const char *id, json_t **out)
 gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number,
                             const char *title, const char *content, json_t **out)
 {
-    conn *c = thread_conn(st);
+    conn *c = write_conn(st);
     if (!c)
         return GS_UNAVAILABLE;
     char id[48], now[64];
@@ -416,7 +496,7 @@ gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number
 
 gs_result gs_episode_list(gs_store *st, const char *project_id, json_t **items)
 {
-    conn *c = thread_conn(st);
+    conn *c = usable_conn(st);
     if (!c)
         return GS_UNAVAILABLE;
     gs_result r = project_exists(c, project_id);
@@ -460,7 +540,7 @@ static gs_result episode_get(conn *c, const char *project_id, const char *episod
 gs_result gs_episode_get(gs_store *st, const char *project_id, const char *episode_id,
                          json_t **out, bool *project_missing)
 {
-    conn *c = thread_conn(st);
+    conn *c = usable_conn(st);
     *project_missing = false;
     if (!c)
         return GS_UNAVAILABLE;
@@ -470,7 +550,7 @@ gs_result gs_episode_get(gs_store *st, const char *project_id, const char *episo
 gs_result gs_episode_update(gs_store *st, const char *project_id, const char *episode_id,
                             const gs_episode_patch *p, json_t **out, bool *project_missing)
 {
-    conn *c = thread_conn(st);
+    conn *c = write_conn(st);
     *project_missing = false;
     if (!c)
         return GS_UNAVAILABLE;
@@ -514,7 +594,7 @@ gs_result gs_episode_update(gs_store *st, const char *project_id, const char *ep
 gs_result gs_episode_delete(gs_store *st, const char *project_id, const char *episode_id,
                             int64_t *number, bool *project_missing)
 {
-    conn *c = thread_conn(st);
+    conn *c = write_conn(st);
     *project_missing = false;
     if (!c)
         return GS_UNAVAILABLE;
@@ -555,7 +635,7 @@ static void tally(json_t *arr, const char *key, const char *value, json_int_t n)
 
 gs_result gs_episode_stats(gs_store *st, int days, json_t **out)
 {
-    conn *c = thread_conn(st);
+    conn *c = usable_conn(st);
     if (!c)
         return GS_UNAVAILABLE;
     char modifier[32];
@@ -595,7 +675,7 @@ gs_result gs_episode_stats(gs_store *st, int days, json_t **out)
 
 gs_result gs_episode_project(gs_store *st, const char *episode_id, char *project_of, size_t len)
 {
-    conn *c = thread_conn(st);
+    conn *c = usable_conn(st);
     if (!c)
         return GS_UNAVAILABLE;
     sqlite3_stmt *s = stmt(c, S_EPISODE_PROJECT);
@@ -610,7 +690,7 @@ gs_result gs_episode_project(gs_store *st, const char *episode_id, char *project
 
 gs_result gs_generation_insert(gs_store *st, const gs_generation *g)
 {
-    conn *c = thread_conn(st);
+    conn *c = write_conn(st);
     if (!c)
         return GS_UNAVAILABLE;
     char now[64];
@@ -633,7 +713,7 @@ gs_result gs_generation_insert(gs_store *st, const gs_generation *g)
 
 gs_result gs_generation_save(gs_store *st, const gs_generation *g)
 {
-    conn *c = thread_conn(st);
+    conn *c = write_conn(st);
     if (!c)
         return GS_UNAVAILABLE;
     char now[64];
@@ -655,7 +735,7 @@ gs_result gs_generation_save(gs_store *st, const gs_generation *g)
 
 gs_result gs_generation_get(gs_store *st, const char *id, json_t **out)
 {
-    conn *c = thread_conn(st);
+    conn *c = usable_conn(st);
     if (!c)
         return GS_UNAVAILABLE;
     sqlite3_stmt *s = stmt(c, S_GEN_GET);

@@ -9,7 +9,8 @@
 
 typedef struct gs_store gs_store;
 
-/* A new id: prefix then a UUIDv7 without dashes ("proj_01a2..."), cut to fit len. */
+/* A new id: prefix then 32 hex digits of 128 bits from the kernel's CSPRNG ("proj_9f3c..."),
+ * cut to fit len. */
 void gs_new_id(const char *prefix, char *out, size_t len);
 
 typedef enum gs_result {
@@ -78,5 +79,11 @@ gs_result gs_generation_get(gs_store *st, const char *id, json_t **out);
  * *out = {"days","from","byDay":[{"date","count"}],"byProject":[{"projectId","count"}],
  * "byDayAndProject":[{"date","projectId","count"}]}. */
 gs_result gs_episode_stats(gs_store *st, int days, json_t **out);
+
+/* True while the file at the store's path is the database it opened (not removed or replaced). */
+bool gs_store_file_intact(gs_store *st);
+/* False, with a reason in err, when a file of the database at path (the file, -wal, -shm)
+ * exists but cannot be written. */
+bool gs_db_files_writable(const char *path, char *err, size_t err_len);
 
 #endif

@@ -112,6 +112,15 @@ static int past_deadline(void *arg)
 
 static o11y_health_status run_sqlite(o11y__check *c, char *error, size_t len)
 {
+    /* A WAL index (-shm) that exists but cannot be written (chattr +i, a read-only remount) has
+     * been seen to make SQLite's new connection die with SIGBUS on its mapping: say unhealthy
+     * instead of opening it. */
+    char shm[4200];
+    snprintf(shm, sizeof shm, "%s-shm", c->target);
+    if (access(shm, W_OK) != 0 && errno != ENOENT) {
+        set_error(error, len, "database unavailable: its WAL index is not writable");
+        return O11Y_HEALTH_UNHEALTHY;
+    }
     sqlite3 *db = NULL;
     deadline d = {o11y__now_mono_ns() + (int64_t)c->timeout_ms * 1000000};
     int rc = sqlite3_open_v2(c->target, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);

@@ -124,6 +124,9 @@ struct o11y_stream {
     o11y_stream_done_fn done;
     void *ctx;
     uint64_t bytes; /* written so far, for the access line */
+    char farewell[256]; /* sent once when the server stops the stream */
+    size_t farewell_len;
+    bool farewell_sent;
     /* Set by the adapter. */
     void *conn;
     void (*suspend)(void *conn);

@@ -56,6 +56,17 @@ void o11y_stream_wake(o11y_stream *s)
         s->resume(s->conn);
 }
 
+o11y_status o11y_stream_set_farewell(o11y_stream *s, const char *text, size_t len)
+{
+    if (!s || (len && !text) || len > sizeof s->farewell)
+        return O11Y_EINVAL;
+    pthread_mutex_lock(&s->lock);
+    memcpy(s->farewell, text, len);
+    s->farewell_len = len;
+    pthread_mutex_unlock(&s->lock);
+    return O11Y_OK;
+}
+
 void o11y_stream_retain(o11y_stream *s)
 {
     if (!s)
@@ -81,9 +92,17 @@ long o11y__stream_read(o11y_stream *s, char *buf, size_t max)
             s->end_known = true;
             s->end = O11Y_STREAM_SERVER_STOPPING;
         }
+        size_t farewell = closing && !s->farewell_sent && s->farewell_len <= max
+                              ? s->farewell_len
+                              : 0;
+        if (farewell) {
+            memcpy(buf, s->farewell, farewell);
+            s->farewell_sent = true;
+            s->bytes += farewell;
+        }
         pthread_mutex_unlock(&s->lock);
         if (closing)
-            return -1;
+            return farewell ? (long)farewell : -1;
         long n = s->read(s->ctx, buf, max);
         if (n > 0)
             s->bytes += (uint64_t)n;

@@ -2,7 +2,9 @@
  * One connection under a mutex: each operation is one short transaction. */
 #include "idempotency/idem_internal.h"
 
+#include <errno.h>
 #include <sqlite3.h>
+#include <unistd.h>
 #include <stdio.h>
 
 enum { PURGE_EVERY = 64, PURGE_BATCH = 100, BUSY_MS = 1000 };
@@ -36,6 +38,7 @@ static const char *const sql[N_STMT] = {
 typedef struct sql_store {
     o11y_idem_store base;
     pthread_mutex_t lock;
+    char shm_path[4200]; /* the WAL index: checked before each transaction */
     sqlite3 *db;
     sqlite3_stmt *st[N_STMT];
     unsigned ops_since_purge;
@@ -70,12 +73,25 @@ static void purge(sql_store *q, int64_t now)
     step_done(q, S_PURGE);
 }
 
+/* Every transaction writes to the mapped WAL index; once that file cannot be written (chattr
+ * +i, a read-only remount) the next page fault is SIGBUS, not an error, so it is checked
+ * first. */
+static bool wal_index_writable(sql_store *q)
+{
+    if (access(q->shm_path, W_OK) == 0 || errno == ENOENT)
+        return true;
+    o11y__idem_store_error(&q->base, "sqlite: the WAL index is not writable");
+    return false;
+}
+
 static o11y__idem_result sql_begin(o11y_idem_store *s, const o11y__idem_key *k,
                                    const uint8_t fp[O11Y__IDEM_FP], int64_t now, int64_t lease_ms,
                                    uint64_t *token, char **blob, size_t *blob_len)
 {
     sql_store *q = (sql_store *)s;
     o11y__idem_result r = O11Y__IDEM_STORE_ERROR;
+    if (!wal_index_writable(q))
+        return r;
     pthread_mutex_lock(&q->lock);
     int rc = step_done(q, S_BEGIN);
     if (rc != SQLITE_OK) {
@@ -137,6 +153,8 @@ static o11y__idem_stored sql_complete(o11y_idem_store *s, const o11y__idem_key *
 {
     (void)fp, (void)now;
     sql_store *q = (sql_store *)s;
+    if (!wal_index_writable(q))
+        return O11Y__IDEM_NOT_STORED;
     pthread_mutex_lock(&q->lock);
     sqlite3_stmt *c = prep(q, S_COMPLETE);
     sqlite3_bind_text(c, 1, k->id, -1, SQLITE_STATIC);
@@ -164,6 +182,8 @@ static o11y__idem_stored sql_complete(o11y_idem_store *s, const o11y__idem_key *
 static void sql_release(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token)
 {
     sql_store *q = (sql_store *)s;
+    if (!wal_index_writable(q))
+        return; /* the lease frees the key */
     pthread_mutex_lock(&q->lock);
     sqlite3_stmt *d = prep(q, S_RELEASE);
     sqlite3_bind_text(d, 1, k->id, -1, SQLITE_STATIC);
@@ -179,6 +199,8 @@ static void sql_destroy(o11y_idem_store *s)
     sql_store *q = (sql_store *)s;
     for (int i = 0; i < N_STMT; i++)
         sqlite3_finalize(q->st[i]);
+    if (q->db && q->shm_path[0] && access(q->shm_path, W_OK) != 0 && errno != ENOENT)
+        sqlite3_db_config(q->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL); /* see above */
     sqlite3_close(q->db);
     pthread_mutex_destroy(&q->lock);
     o11y__free(q);
@@ -202,6 +224,7 @@ o11y_status o11y_idem_store_sqlite_capped(const char *path, int64_t max_bytes,
         return O11Y_ENOMEM;
     o11y__idem_store_init(&q->base, &sql_ops);
     pthread_mutex_init(&q->lock, NULL);
+    snprintf(q->shm_path, sizeof q->shm_path, "%s-shm", path);
     int rc = sqlite3_open_v2(path, &q->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
