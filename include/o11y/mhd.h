@@ -22,7 +22,14 @@ typedef struct o11y_mhd_config {
     size_t stream_max_unsent_bytes; /* a stream whose socket holds more than this that the
                                        client's receive window has not let through is closed
                                        as O11Y_STREAM_CLIENT_TOO_SLOW; 0: 256 KiB */
-    unsigned max_connections;      /* 0: 4096 */
+    unsigned max_connections;      /* 0: 4096; past it a new connection is refused (closed at
+                                      once), never left waiting in the listen backlog */
+    unsigned max_connections_per_client; /* from one address; 0: max_connections / 4 */
+    unsigned request_head_timeout_s; /* a new connection's request line and headers must all
+                                        arrive within this, however they trickle; 0: 10 */
+    unsigned body_timeout_s;       /* a body must arrive within this plus one second per
+                                      body_min_bytes_per_s received; 0: 10 */
+    unsigned body_min_bytes_per_s; /* 0: 1024 */
     unsigned drain_timeout_ms;     /* how long o11y_mhd_stop waits for in-flight requests;
                                       0: 10000 */
     unsigned shutdown_delay_ms;    /* o11y_mhd_run: after SIGTERM, keep serving this long with

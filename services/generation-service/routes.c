@@ -183,13 +183,64 @@ static int create_episode(o11y_request *req, o11y_response *res, void *user)
     return o11y_res_json(res, 201, episode) == O11Y_OK ? 0 : 1;
 }
 
+/* A decimal query parameter in [min, max]; absent: *out keeps its default. False (with a
+ * field error) when present and not such a number. */
+static bool query_int(o11y_request *req, const char *name, int64_t min, int64_t max, int64_t *out,
+                      o11y_response *res)
+{
+    o11y_str v;
+    if (!o11y_req_query(req, name, &v))
+        return true;
+    int64_t n = 0;
+    bool ok = v.len > 0 && v.len <= 9;
+    for (size_t i = 0; ok && i < v.len; i++) {
+        ok = v.ptr[i] >= '0' && v.ptr[i] <= '9';
+        n = n * 10 + (v.ptr[i] - '0');
+    }
+    if (!ok || n < min || n > max) {
+        char problem[80];
+        snprintf(problem, sizeof problem, "must be an integer between %lld and %lld",
+                 (long long)min, (long long)max);
+        o11y_res_field_error(res, name, problem);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+enum { PAGE_DEFAULT = 50, PAGE_MAX = 200, PAGE_MAX_BYTES = 8 * 1024 * 1024 };
+
 static int list_episodes(o11y_request *req, o11y_response *res, void *user)
 {
+    int64_t limit = PAGE_DEFAULT, after = 0;
+    bool ok = query_int(req, "limit", 1, PAGE_MAX, &limit, res);
+    ok &= query_int(req, "after", 0, NUMBER_MAX, &after, res);
+    o11y_str include;
+    bool with_content = false;
+    if (o11y_req_query(req, "include", &include)) {
+        with_content = include.len == 7 && memcmp(include.ptr, "content", 7) == 0;
+        if (!with_content) {
+            o11y_res_field_error(res, "include", "must be content");
+            ok = false;
+        }
+    }
+    if (!ok)
+        return 0;
+    gs_episode_page page = {.after = after, .limit = (unsigned)limit,
+                            .with_content = with_content, .max_bytes = PAGE_MAX_BYTES};
     json_t *items = NULL;
-    gs_result r = gs_episode_list(user, param(req, "projectId"), &items);
-    json_t *body = r != GS_OK ? NULL
-                              : json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(items),
-                                          "items", items);
+    int64_t total = 0, next = -1;
+    gs_result r = gs_episode_list(user, param(req, "projectId"), &page, &items, &total, &next);
+    json_t *body = NULL;
+    if (r == GS_OK) {
+        body = json_pack("{s:I,s:I,s:o}", "count", (json_int_t)json_array_size(items), "total",
+                         (json_int_t)total, "items", items);
+        if (body && next >= 0) { /* absent, not null, on the last page */
+            char cursor[24];
+            snprintf(cursor, sizeof cursor, "%lld", (long long)next);
+            json_object_set_new(body, "nextCursor", json_string(cursor));
+        }
+    }
     return answer_read(res, user, r, body, true);
 }
 

@@ -25,6 +25,7 @@ enum stmt_id {
     S_PROJECT_GET,
     S_EPISODE_INSERT,
     S_EPISODE_LIST,
+    S_EPISODE_COUNT,
     S_EPISODE_GET,
     S_EPISODE_UPDATE,
     S_EPISODE_DELETE,
@@ -44,8 +45,11 @@ static const char *const stmt_sql[N_STMTS] = {
     [S_PROJECT_GET] = "SELECT id, name, created_at FROM projects WHERE id = ?1",
     [S_EPISODE_INSERT] = "INSERT INTO episodes(id, project_id, number, title, content, created_at,"
                          " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-    [S_EPISODE_LIST] = "SELECT id, project_id, number, title, content, created_at, updated_at"
-                       " FROM episodes WHERE project_id = ?1 ORDER BY number",
+    [S_EPISODE_LIST] = "SELECT id, project_id, number, title, CASE WHEN ?4 THEN content END,"
+                       " created_at, updated_at, length(CAST(content AS BLOB))"
+                       " FROM episodes WHERE project_id = ?1 AND number > ?2"
+                       " ORDER BY number LIMIT ?3",
+    [S_EPISODE_COUNT] = "SELECT count(*) FROM episodes WHERE project_id = ?1",
     [S_EPISODE_GET] = "SELECT id, project_id, number, title, content, created_at, updated_at"
                       " FROM episodes WHERE project_id = ?1 AND id = ?2",
     [S_EPISODE_UPDATE] = "UPDATE episodes SET number = coalesce(?3, number),"
@@ -494,7 +498,8 @@ gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number
     return *out ? GS_OK : GS_ERROR;
 }
 
-gs_result gs_episode_list(gs_store *st, const char *project_id, json_t **items)
+gs_result gs_episode_list(gs_store *st, const char *project_id, const gs_episode_page *page,
+                          json_t **items, int64_t *total, int64_t *next)
 {
     conn *c = usable_conn(st);
     if (!c)
@@ -502,14 +507,48 @@ gs_result gs_episode_list(gs_store *st, const char *project_id, json_t **items)
     gs_result r = project_exists(c, project_id);
     if (r != GS_OK)
         return r;
-    json_t *list = json_array();
-    sqlite3_stmt *s = stmt(c, S_EPISODE_LIST);
+    sqlite3_stmt *s = stmt(c, S_EPISODE_COUNT);
     bind_text(s, 1, project_id);
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-        json_array_append_new(list, episode_json(s));
+    int rc = sqlite3_step(s);
+    *total = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_ROW)
+        return classify(c, rc);
+    json_t *list = json_array();
+    s = stmt(c, S_EPISODE_LIST);
+    bind_text(s, 1, project_id);
+    sqlite3_bind_int64(s, 2, page->after);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)page->limit + 1); /* one more: are there more? */
+    sqlite3_bind_int(s, 4, page->with_content);
+    *next = -1;
+    size_t bytes = 0, n = 0;
+    int64_t last = page->after;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == page->limit) {
+            *next = last;
+            break;
+        }
+        json_t *e = episode_json(s);
+        if (!page->with_content) {
+            json_object_del(e, "content");
+            json_object_set_new(e, "contentLength",
+                                json_integer((json_int_t)sqlite3_column_int64(s, 7)));
+        }
+        /* The item as it will be written, escapes included: a page never passes max_bytes,
+         * but holds at least one item. */
+        size_t len = json_dumpb(e, NULL, 0, JSON_COMPACT) + 1;
+        if (n && bytes + len > page->max_bytes) {
+            json_decref(e);
+            *next = last;
+            break;
+        }
+        json_array_append_new(list, e);
+        bytes += len;
+        last = sqlite3_column_int64(s, 2);
+        n++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         json_decref(list);
         return classify(c, rc);
     }

@@ -35,8 +35,18 @@ gs_result gs_project_get(gs_store *st, const char *id, json_t **out);
 
 gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number,
                             const char *title, const char *content, json_t **out);
-/* GS_NOT_FOUND when the project does not exist; items ordered by number. */
-gs_result gs_episode_list(gs_store *st, const char *project_id, json_t **items);
+/* One page of a project's episodes (CONTRACT section 7). */
+typedef struct gs_episode_page {
+    int64_t after;       /* numbers after this one (the cursor); 0: from the start */
+    unsigned limit;      /* at most this many items */
+    bool with_content;   /* content itself, else contentLength (its UTF-8 bytes) */
+    size_t max_bytes;    /* the page ends early once its contents would pass this */
+} gs_episode_page;
+
+/* GS_NOT_FOUND when the project does not exist; items ordered by number. *total counts every
+ * episode of the project; *next is the cursor of the next page, or -1 when this is the last. */
+gs_result gs_episode_list(gs_store *st, const char *project_id, const gs_episode_page *page,
+                          json_t **items, int64_t *total, int64_t *next);
 /* *project_missing tells which of the two was not found. */
 gs_result gs_episode_get(gs_store *st, const char *project_id, const char *episode_id,
                          json_t **out, bool *project_missing);

@@ -3,6 +3,7 @@
  * request target in the URI log callback and handed back by MHD through req_cls. */
 #include "o11y/mhd.h"
 
+#include "adapters/mhd/guard.h"
 #include "http/http_internal.h"
 
 #include <arpa/inet.h>
@@ -21,6 +22,7 @@
 
 struct o11y_mhd_server {
     struct MHD_Daemon *daemon;
+    o11y__guard *guard;
     o11y_service *svc;
     uint16_t port;
     unsigned drain_timeout_ms;
@@ -33,12 +35,48 @@ void o11y_mhd_config_init(o11y_mhd_config *cfg)
         .bind_address = "127.0.0.1",
         .connection_timeout_s = 30,
         .max_connections = 4096,
+        .max_connections_per_client = 1024,
+        .request_head_timeout_s = 10,
+        .body_timeout_s = 10,
+        .body_min_bytes_per_s = 1024,
         .drain_timeout_ms = 10000,
         .stream_max_unsent_bytes = 256 * 1024,
     };
 }
 
 /*=== MARK: callbacks ===*/
+
+static o11y__guarded_conn *guarded(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addrlen;
+    o11y_mhd_server *srv = cls;
+    return o11y__guard_admit(srv->guard, addr) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    o11y_mhd_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *peer =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        *socket_context = fd ? o11y__guard_begin(srv->guard, fd->connect_fd,
+                                                 peer ? peer->client_addr : NULL)
+                             : NULL;
+    } else {
+        o11y__guard_end(srv->guard, *socket_context);
+        *socket_context = NULL;
+    }
+}
 
 static void *on_request_start(void *cls, const char *uri, struct MHD_Connection *conn)
 {
@@ -109,6 +147,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 static enum MHD_Result respond(const o11y_mhd_server *srv, o11y__exchange *ex,
                                 struct MHD_Connection *conn)
 {
+    o11y__guard_answering(guarded(conn)); /* the handler's time is not the client's */
     o11y__pipeline_run(ex);
     o11y_response *res = &ex->res;
     struct MHD_Response *r;
@@ -168,6 +207,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (peer && peer->client_addr)
             o11y__req_set_peer(&ex->req, peer->client_addr);
+        o11y__guard_body(guarded(conn));
         /* A body over the limit or of ambiguous length is refused before it is read (no 100
          * Continue is sent; MHD then closes the connection). Other early answers wait for the
          * end of the request, so the connection stays usable; their bodies are discarded. */
@@ -176,6 +216,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size) {
+        o11y__guard_received(guarded(conn), *upload_data_size);
         o11y__pipeline_body(ex, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
@@ -188,11 +229,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_cls,
                             enum MHD_RequestTerminationCode toe)
 {
-    (void)cls, (void)conn;
+    (void)cls;
     o11y__exchange *ex = *req_cls;
+    o11y__guarded_conn *gc = guarded(conn);
+    o11y__guard_idle(gc);
     if (!ex)
         return;
     bool completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    if (!ex->responded && !ex->res.stream)
+        /* Never answered: 408 when the guard cut a request that missed its deadline, else 499
+         * (the client went away), so no series or access line says status 0. */
+        ex->res.status = o11y__guard_timed_out(gc) ? 408 : 499;
     if (ex->res.stream && ex->res.stream->conn) {
         ex->bytes_sent = ex->res.stream->bytes;
         o11y__stream_finish(ex->res.stream,
@@ -217,8 +264,8 @@ static void on_mhd_message(void *cls, const char *fmt, va_list ap)
     size_t len = strlen(msg);
     while (len && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
         msg[--len] = '\0';
-    o11y_log_va(srv->svc->logger, O11Y_LOG_WARN, "http_server_message", "libmicrohttpd message",
-                O11Y_STRN("detail", msg, len), O11Y__END);
+    if (srv->guard)
+        o11y__guard_server_message(srv->guard, msg, len);
 }
 
 /*=== MARK: lifecycle ===*/
@@ -259,7 +306,17 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
         if (cfg_in->connection_timeout_s)
             cfg.connection_timeout_s = cfg_in->connection_timeout_s;
         if (cfg_in->max_connections)
-            cfg.max_connections = cfg_in->max_connections;
+            cfg.max_connections = cfg.max_connections_per_client = cfg_in->max_connections;
+        if (cfg_in->max_connections_per_client)
+            cfg.max_connections_per_client = cfg_in->max_connections_per_client;
+        else if (cfg_in->max_connections)
+            cfg.max_connections_per_client = cfg.max_connections / 4 ? cfg.max_connections / 4 : 1;
+        if (cfg_in->request_head_timeout_s)
+            cfg.request_head_timeout_s = cfg_in->request_head_timeout_s;
+        if (cfg_in->body_timeout_s)
+            cfg.body_timeout_s = cfg_in->body_timeout_s;
+        if (cfg_in->body_min_bytes_per_s)
+            cfg.body_min_bytes_per_s = cfg_in->body_min_bytes_per_s;
         if (cfg_in->drain_timeout_ms)
             cfg.drain_timeout_ms = cfg_in->drain_timeout_ms;
         if (cfg_in->stream_max_unsent_bytes)
@@ -277,18 +334,34 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
     if (!srv)
         return O11Y_ENOMEM;
     srv->svc = svc;
+    o11y__guard_config gcfg = {
+        .max_connections = cfg.max_connections,
+        .max_per_client = cfg.max_connections_per_client,
+        .head_timeout_s = cfg.request_head_timeout_s,
+        .idle_timeout_s = cfg.connection_timeout_s,
+        .body_timeout_s = cfg.body_timeout_s,
+        .body_min_bytes_per_s = cfg.body_min_bytes_per_s,
+    };
+    srv->guard = o11y__guard_start(&gcfg, svc->metrics, svc->logger);
+    if (!srv->guard) {
+        o11y__free(srv);
+        return O11Y_ENOMEM;
+    }
     srv->drain_timeout_ms = cfg.drain_timeout_ms;
     srv->stream_max_unsent_bytes = cfg.stream_max_unsent_bytes;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO | (ipv6 ? MHD_USE_IPv6 : 0);
+    /* The guard refuses past max_connections; the server library's own limit sits well above
+     * it, since at its limit it stops accepting and clients hang in the backlog. */
     srv->daemon = MHD_start_daemon(
-        flags, cfg.port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_message,
+        flags, cfg.port, on_accept, srv, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_message,
         srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, cfg.threads, MHD_OPTION_URI_LOG_CALLBACK, on_request_start,
         srv, MHD_OPTION_NOTIFY_COMPLETED, on_request_done, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg.connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT, cfg.max_connections,
-        MHD_OPTION_END);
+        cfg.connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 2 * cfg.max_connections + 64,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_END);
     if (!srv->daemon) {
+        o11y__guard_stop(srv->guard);
         o11y__free(srv);
         return O11Y_EIO;
     }
@@ -321,6 +394,7 @@ void o11y_mhd_stop(o11y_mhd_server *srv)
     MHD_stop_daemon(srv->daemon);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
+    o11y__guard_stop(srv->guard); /* every connection has been closed */
     o11y__free(srv);
 }
 
