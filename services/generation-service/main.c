@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@ typedef struct options {
     unsigned long long health_interval_ms, health_timeout_ms, shutdown_delay_ms;
     unsigned long long idem_ttl_s, idem_lease_s;
     unsigned long long workers, queue, step_ms, heartbeat_ms, max_prompt, jobs_kept;
+    unsigned long long max_connections, max_per_client, head_timeout_s;
 } options;
 
 static void usage(FILE *out)
@@ -62,6 +64,11 @@ static void usage(FILE *out)
           "  --step-ms N        the built-in generator's time per step (STEP_MS; 400)\n"
           "  --heartbeat-ms N   SSE comment heartbeat (HEARTBEAT_MS; 15000)\n"
           "  --max-prompt N     prompt length limit in characters (MAX_PROMPT; 4000)\n"
+          "  --max-connections N        open connections at most; more are refused at once\n"
+          "                             (MAX_CONNECTIONS; 4096)\n"
+          "  --max-connections-per-client N  from one address (MAX_CONNECTIONS_PER_CLIENT; 1024)\n"
+          "  --request-head-timeout-s N  a request's line and headers must arrive within this\n"
+          "                             (REQUEST_HEAD_TIMEOUT_S; 10)\n"
           "  --jobs-kept N      finished generations kept in memory for late subscribers\n"
           "                     (JOBS_KEPT; 1000); older ones are served from the database\n"
           "  --llm-url URL      an OpenAI-compatible backend, e.g. http://host:port/v1: generations\n"
@@ -122,7 +129,10 @@ static int parse_options(int argc, char **argv, options *o)
                *workers = env_or("WORKERS", "2"), *queue = env_or("QUEUE", "64"),
                *step = env_or("STEP_MS", "400"), *heartbeat = env_or("HEARTBEAT_MS", "15000"),
                *max_prompt = env_or("MAX_PROMPT", "4000"),
-               *jobs_kept = env_or("JOBS_KEPT", "1000");
+               *jobs_kept = env_or("JOBS_KEPT", "1000"),
+               *max_conns = env_or("MAX_CONNECTIONS", "4096"),
+               *max_per_client = env_or("MAX_CONNECTIONS_PER_CLIENT", "1024"),
+               *head_timeout = env_or("REQUEST_HEAD_TIMEOUT_S", "10");
     o->redis = env_or("REDIS_ADDR", NULL);
     o->idempotency = env_or("IDEMPOTENCY", "memory");
     const char *redis_url = env_or("REDIS_URL", NULL);
@@ -148,6 +158,9 @@ static int parse_options(int argc, char **argv, options *o)
         {"step-ms", required_argument, NULL, 'e'},   {"heartbeat-ms", required_argument, NULL, 'H'},
         {"max-prompt", required_argument, NULL, 'P'},
         {"jobs-kept", required_argument, NULL, 'J'},
+        {"max-connections", required_argument, NULL, 'C'},
+        {"max-connections-per-client", required_argument, NULL, 'c'},
+        {"request-head-timeout-s", required_argument, NULL, 'E'},
         {"llm-model", required_argument, NULL, 'M'}, {"llm-key-env", required_argument, NULL, 'K'},
         {"health-interval-ms", required_argument, NULL, 'i'},
         {"health-timeout-ms", required_argument, NULL, 'T'},
@@ -177,6 +190,9 @@ static int parse_options(int argc, char **argv, options *o)
         case 'H': heartbeat = optarg; break;
         case 'P': max_prompt = optarg; break;
         case 'J': jobs_kept = optarg; break;
+        case 'C': max_conns = optarg; break;
+        case 'c': max_per_client = optarg; break;
+        case 'E': head_timeout = optarg; break;
         case 'M': o->llm_model = optarg; break;
         case 'K': o->llm_key_env = optarg; break;
         case 'u': o->llm_url = optarg; break;
@@ -243,6 +259,9 @@ static int parse_options(int argc, char **argv, options *o)
         {"--heartbeat-ms", heartbeat, 1, 3600000, &o->heartbeat_ms},
         {"--max-prompt", max_prompt, 1, 1000000, &o->max_prompt},
         {"--jobs-kept", jobs_kept, 1, 1000000, &o->jobs_kept},
+        {"--max-connections", max_conns, 1, 1000000, &o->max_connections},
+        {"--max-connections-per-client", max_per_client, 1, 1000000, &o->max_per_client},
+        {"--request-head-timeout-s", head_timeout, 1, 3600, &o->head_timeout_s},
     };
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         if (!parse_u64(numbers[i].value, numbers[i].max, numbers[i].out) ||
@@ -256,13 +275,14 @@ static int parse_options(int argc, char **argv, options *o)
 }
 
 /* CONTRACT section 5: database (critical); redis and llm (optional) when configured. */
-static o11y_status register_checks(o11y_service *svc, const options *o)
+static o11y_status register_checks(o11y_service *svc, const options *o, gs_store *store)
 {
     o11y_health *h = o11y_service_health(svc);
     o11y_health_check_opts c = {.name = "database", .critical = true,
                                 .timeout_ms = (unsigned)o->health_timeout_ms,
                                 .interval_ms = (unsigned)o->health_interval_ms};
-    o11y_status st = o11y_health_add_sqlite(h, &c, o->db);
+    /* The store's own check: it also knows when the file it opened was removed or replaced. */
+    o11y_status st = o11y_health_add_custom(h, &c, gs_store_health, store);
     if (st == O11Y_OK && o->redis) {
         char host[256];
         uint16_t port;
@@ -347,6 +367,18 @@ static const char *listen_failure(const char *bind_address, uint16_t port)
     return why;
 }
 
+/* Each connection is a descriptor: the soft limit (often 1024) is raised toward the hard one
+ * so that max_connections, not EMFILE, decides when a client is refused. */
+static void raise_fd_limit(rlim_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        o11y_log_warn("cannot raise the open file limit", O11Y_INT("wanted", (int64_t)want));
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -401,7 +433,7 @@ int main(int argc, char **argv)
     if (st == O11Y_OK)
         st = gs_generation_routes(svc, &app);
     if (st == O11Y_OK)
-        st = register_checks(svc, &o);
+        st = register_checks(svc, &o, store);
     if (st == O11Y_OK)
         st = open_idempotency(svc, &o, &idem);
     if (st == O11Y_OK) {
@@ -411,6 +443,10 @@ int main(int argc, char **argv)
         mc.port = (uint16_t)o.port;
         mc.threads = (unsigned)o.threads;
         mc.shutdown_delay_ms = (unsigned)o.shutdown_delay_ms;
+        mc.max_connections = (unsigned)o.max_connections;
+        mc.max_connections_per_client = (unsigned)o.max_per_client;
+        mc.request_head_timeout_s = (unsigned)o.head_timeout_s;
+        raise_fd_limit((rlim_t)o.max_connections * 2 + 256);
         st = o11y_mhd_run(svc, &mc);
         if (st != O11Y_OK) {
             const char *why = st == O11Y_EIO ? listen_failure(o.bind, (uint16_t)o.port)

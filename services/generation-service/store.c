@@ -144,9 +144,9 @@ static conn *conn_open(gs_store *st, char *err, size_t err_len)
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
-    int rc = sqlite3_open_v2(st->path, &c->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    /* No CREATE: the store made the file at open; a connection opened later must find that one,
+     * never make a new empty database where the old one was removed. */
+    int rc = sqlite3_open_v2(st->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK)
         rc = apply_pragmas(c->db, st->max_bytes);
     for (int i = 0; rc == SQLITE_OK && i < N_STMTS; i++)
@@ -418,6 +418,28 @@ static conn *usable_conn(gs_store *st)
     if (!gs_db_files_writable(st->path, c->last_error, sizeof c->last_error))
         return NULL;
     return c;
+}
+
+o11y_health_status gs_store_health(void *ctx, char *message, size_t len)
+{
+    gs_store *st = ctx;
+    if (!gs_store_file_intact(st)) {
+        snprintf(message, len, "the database file is gone");
+        return O11Y_HEALTH_UNHEALTHY;
+    }
+    char why[128];
+    if (!gs_db_files_writable(st->path, why, sizeof why)) {
+        snprintf(message, len, "%s", why);
+        return O11Y_HEALTH_UNHEALTHY;
+    }
+    conn *c = thread_conn(st);
+    int rc = c ? sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL)
+               : SQLITE_CANTOPEN;
+    if (rc == SQLITE_OK)
+        return O11Y_HEALTH_HEALTHY;
+    /* The code's generic text: no path, no SQL. */
+    snprintf(message, len, "database unavailable: %s", sqlite3_errstr(rc));
+    return O11Y_HEALTH_UNHEALTHY;
 }
 
 bool gs_store_file_intact(gs_store *st)

@@ -3,6 +3,7 @@
 #define GS_STORE_H
 
 #include <jansson.h>
+#include <o11y/health.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -90,6 +91,9 @@ gs_result gs_generation_get(gs_store *st, const char *id, json_t **out);
  * "byDayAndProject":[{"date","projectId","count"}]}. */
 gs_result gs_episode_stats(gs_store *st, int days, json_t **out);
 
+/* The health check of the database (an o11y_health_fn; ctx is the store): the file is the one
+ * opened, its files writable, and a query answers. */
+o11y_health_status gs_store_health(void *ctx, char *message, size_t len);
 /* True while the file at the store's path is the database it opened (not removed or replaced). */
 bool gs_store_file_intact(gs_store *st);
 /* False, with a reason in err, when a file of the database at path (the file, -wal, -shm)

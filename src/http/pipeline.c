@@ -90,9 +90,11 @@ static const char *transfer_coding_error(const o11y__std_headers *std)
         len--;
     if (len == 7 && strncasecmp(p, "chunked", 7) == 0)
         return NULL;
-    /* chunked somewhere but not last: the body's end cannot be found (400); any other coding
-     * is one we do not implement (501). Either way the connection closes. */
-    for (size_t i = 0; i + 7 <= len; i++)
+    /* chunked somewhere but not last: the body's end cannot be found (400); any other coding,
+     * even before a final chunked, is one we do not decode (501). Either way the connection
+     * closes. */
+    bool chunked_last = len > 7 && strncasecmp(p + len - 7, "chunked", 7) == 0;
+    for (size_t i = 0; !chunked_last && i + 7 <= len; i++)
         if (strncasecmp(p + i, "chunked", 7) == 0)
             return "VALIDATION_FAILED";
     return "NOT_IMPLEMENTED";
