@@ -11,7 +11,7 @@ static int hello(o11y_request *req, o11y_response *res, void *user)
         o11y_res_error(res, "VALIDATION_FAILED", NULL, "name is too long");
         return 0;
     }
-    return o11y_res_json(res, 200, json_pack("{s:s%}", "hello", name.ptr, name.len));
+    return o11y_res_json(res, 200, json_pack("{s:s%}", "hello", name.ptr, name.len)) == O11Y_OK ? 0 : 1;
 }
 
 int main(void)

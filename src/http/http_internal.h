@@ -246,6 +246,9 @@ void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed
 /* Idempotency stages: the key before the body (true: the response is final, 400); before the
  * handler (false: answered without it: replay, 409, 422, 503); after it (store or release). */
 bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std);
+/* An Idempotency-Key header value (CONTRACT section 4): a bare key or an sf-string; the key is
+ * 1-255 bytes of 0x21-0x7E. False when it is not one. */
+bool o11y__idem_parse_key(o11y_str value, o11y_str *key);
 bool o11y__idem_before_handler(o11y__exchange *ex);
 void o11y__idem_after_handler(o11y__exchange *ex);
 

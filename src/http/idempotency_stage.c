@@ -82,7 +82,7 @@ static void outcome(o11y__exchange *ex, const char *what)
 /*=== MARK: before the body: the key ===*/
 
 /* RFC 9651 sf-string or a bare token: after unquoting, 1-255 bytes of 0x21-0x7E. */
-static bool parse_key(o11y_str v, o11y_str *key)
+bool o11y__idem_parse_key(o11y_str v, o11y_str *key)
 {
     const char *p = v.ptr;
     size_t len = v.len;
@@ -140,7 +140,7 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
         outcome(ex, "missing");
         return true;
     }
-    if (std->idempotency_keys > 1 || !parse_key(std->idempotency_key, &key)) {
+    if (std->idempotency_keys > 1 || !o11y__idem_parse_key(std->idempotency_key, &key)) {
         o11y_res_error(&ex->res, "IDEMPOTENCY_KEY_INVALID", NULL,
                        std->idempotency_keys > 1
                            ? "Send one Idempotency-Key header"
@@ -175,20 +175,6 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
 
 /*=== MARK: the stored record ===*/
 
-/* status(2) | trace(1+n) | content type(1+n) | location(2+n) | job(1+n) | project(1+n) |
- * body(4+n), integers little-endian. */
-static void put_u(o11y__buf *b, uint64_t v, int bytes)
-{
-    for (int i = 0; i < bytes; i++)
-        o11y__buf_putc(b, (char)(v >> (8 * i)));
-}
-
-static void put_field(o11y__buf *b, const char *s, size_t len, int len_bytes)
-{
-    put_u(b, len, len_bytes);
-    o11y__buf_append(b, s, len);
-}
-
 static const char *find_header(const o11y_response *res, const char *name)
 {
     const char *p = res->headers.ptr;
@@ -199,36 +185,6 @@ static const char *find_header(const o11y_response *res, const char *name)
         p = value + strlen(value) + 1;
     }
     return NULL;
-}
-
-typedef struct reader {
-    const unsigned char *p, *end;
-    bool ok;
-} reader;
-
-static uint64_t get_u(reader *r, int bytes)
-{
-    uint64_t v = 0;
-    if (r->end - r->p < bytes) {
-        r->ok = false;
-        return 0;
-    }
-    for (int i = 0; i < bytes; i++)
-        v |= (uint64_t)r->p[i] << (8 * i);
-    r->p += bytes;
-    return v;
-}
-
-static o11y_str get_field(reader *r, int len_bytes)
-{
-    uint64_t len = get_u(r, len_bytes);
-    if (!r->ok || (uint64_t)(r->end - r->p) < len) {
-        r->ok = false;
-        return (o11y_str){"", 0};
-    }
-    o11y_str s = {(const char *)r->p, (size_t)len};
-    r->p += len;
-    return s;
 }
 
 /*=== MARK: before and after the handler ===*/
@@ -266,9 +222,10 @@ static void replay(o11y__exchange *ex, const char *blob, size_t len)
 {
     o11y_request *req = &ex->req;
     o11y_response *res = &ex->res;
-    reader r = {(const unsigned char *)blob, (const unsigned char *)blob + len, true};
-    int status = (int)get_u(&r, 2);
-    if (r.ok && len == O11Y__IDEM_STATUS_BYTES && status >= 100 && status <= 599) {
+    o11y__idem_record rec;
+    o11y__idem_record_kind kind = o11y__idem_record_decode(blob, len, &rec);
+    int status = rec.status;
+    if (kind == O11Y__IDEM_RECORD_STATUS_ONLY) {
         /* Completed, but the store could not keep the response (idem_internal.h): the handler
          * must not run again, and the client learns how the first request ended. */
         o11y_res_error(res, "IDEMPOTENCY_KEY_REUSED",
@@ -278,12 +235,12 @@ static void replay(o11y__exchange *ex, const char *blob, size_t len)
                        status);
         return;
     }
-    o11y_str trace = get_field(&r, 1), type = get_field(&r, 1), location = get_field(&r, 2),
-             job = get_field(&r, 1), project = get_field(&r, 1), body = get_field(&r, 4);
-    if (!r.ok || status < 100 || status > 599) {
+    if (kind != O11Y__IDEM_RECORD_FULL) {
         o11y_res_error(res, "INTERNAL_ERROR", NULL, "unreadable idempotency record");
         return;
     }
+    o11y_str trace = rec.trace_id, type = rec.content_type, location = rec.location,
+             job = rec.job_id, project = rec.project_id, body = rec.body;
     char ct[96];
     snprintf(ct, sizeof ct, "%.*s", (int)type.len, type.ptr);
     if (o11y_res_body(res, status == 201 ? 200 : status, ct[0] ? ct : NULL, body.ptr,
@@ -382,18 +339,21 @@ void o11y__idem_after_handler(o11y__exchange *ex)
     o11y__buf_init(&b, (size_t)64 << 20);
     const char *location = find_header(res, "Location");
     size_t location_len = location ? strlen(location) : 0;
-    put_u(&b, (uint64_t)res->status, 2);
-    put_field(&b, req->trace.trace_id, req->trace.trace_id_len, 1);
-    put_field(&b, res->content_type, strlen(res->content_type), 1);
-    put_field(&b, location ? location : "", location_len < RECORD_MAX_HEADER ? location_len : 0, 2);
-    put_field(&b, req->trace.job_id, req->trace.job_id_len, 1);
-    put_field(&b, req->trace.project_id, req->trace.project_id_len, 1);
-    put_field(&b, res->body ? res->body : "", res->body_len, 4);
+    o11y__idem_record rec = {
+        .status = res->status,
+        .trace_id = {req->trace.trace_id, req->trace.trace_id_len},
+        .content_type = {res->content_type, strlen(res->content_type)},
+        .location = {location ? location : "", location_len < RECORD_MAX_HEADER ? location_len : 0},
+        .job_id = {req->trace.job_id, req->trace.job_id_len},
+        .project_id = {req->trace.project_id, req->trace.project_id_len},
+        .body = {res->body ? res->body : "", res->body_len},
+    };
+    o11y__idem_record_encode(&b, &rec);
     int64_t now = c->clock_ms(c->clock_ctx);
     if (b.overflow) { /* larger than any store keeps: its status alone */
         o11y__buf_release(&b);
         o11y__buf_init(&b, 16);
-        put_u(&b, (uint64_t)res->status, O11Y__IDEM_STATUS_BYTES);
+        o11y__idem_record_encode_status(&b, res->status);
     }
     o11y__idem_stored stored =
         b.ptr ? c->store->ops->complete(c->store, &req->idem, req->idem_token, req->idem_fp,

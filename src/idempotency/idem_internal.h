@@ -67,6 +67,27 @@ void o11y__idem_store_last_error(o11y_idem_store *s, char *out, size_t len);
  * false when OpenSSL fails. */
 bool o11y__sha256(const o11y_str *pieces, size_t n, uint8_t out[32]);
 
+/* The stored response (record.c has the byte layout). Decoded fields point into the blob. */
+typedef struct o11y__idem_record {
+    int status;
+    o11y_str trace_id, content_type, location, job_id, project_id, body;
+} o11y__idem_record;
+
+typedef enum o11y__idem_record_kind {
+    O11Y__IDEM_RECORD_BAD,         /* damaged: not a record */
+    O11Y__IDEM_RECORD_STATUS_ONLY, /* completed; only the status was kept */
+    O11Y__IDEM_RECORD_FULL,
+} o11y__idem_record_kind;
+
+/* Appends the record to b (check b->overflow). Field lengths must fit their prefixes (trace,
+ * content type, job and project ids under 256 bytes, location under 65,536). */
+void o11y__idem_record_encode(o11y__buf *b, const o11y__idem_record *r);
+/* Appends the status-only record. */
+void o11y__idem_record_encode_status(o11y__buf *b, int status);
+/* Decodes blob; any input is safe (fuzzed: tests/fuzz/fuzz_idem_record.c). */
+o11y__idem_record_kind o11y__idem_record_decode(const char *blob, size_t len,
+                                                o11y__idem_record *out);
+
 /* A fresh random lock token (never 0). */
 uint64_t o11y__idem_token(void);
 

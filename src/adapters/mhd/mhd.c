@@ -256,7 +256,7 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
     *req_cls = NULL;
 }
 
-static void on_mhd_message(void *cls, const char *fmt, va_list ap)
+O11Y_PRINTF(2, 0) static void on_mhd_message(void *cls, const char *fmt, va_list ap)
 {
     o11y_mhd_server *srv = cls;
     char msg[512];
