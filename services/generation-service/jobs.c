@@ -579,8 +579,11 @@ bool gs_jobs_cancel(gs_jobs *j, const char *id, const char *reason)
         pthread_mutex_unlock(&j->lock);
         return false;
     }
-    snprintf(job->cancel_reason, sizeof job->cancel_reason, "%s", reason);
-    atomic_store(&job->cancel, true);
+    /* The first cancel decides the reason; a second one only waits for the end. */
+    if (!atomic_load(&job->cancel)) {
+        snprintf(job->cancel_reason, sizeof job->cancel_reason, "%s", reason);
+        atomic_store(&job->cancel, true);
+    }
     job_ref(job); /* ours until the answer is known, even if the job is trimmed meanwhile */
     /* Queued: take it out of the queue and end it here; running: its worker ends it within one
      * step. Either way, wait for the end, so the answer is the final state. */

@@ -459,8 +459,8 @@ int main(int argc, char **argv)
         }
     }
     gs_jobs_stop(app.jobs); /* after the server: no request can reach a job any more */
+    o11y_service_destroy(svc); /* stops the health checks (one uses the store); flushes the log */
     gs_store_close(store);
-    o11y_service_destroy(svc); /* flushes every queued log line */
     o11y_idem_store_destroy(idem);
     if (st != O11Y_OK)
         fprintf(stderr, "generation-service: %s\n", o11y_strerror(st));

@@ -18,7 +18,7 @@ struct o11y__guarded_conn {
     uint8_t addr[16];
     uint8_t addr_len;
     _Atomic int64_t deadline_ns; /* INT64_MAX: none */
-    int64_t body_start_ns;       /* the connection's thread only */
+    _Atomic int64_t body_start_ns; /* 0 while in a head; the reaper reads it to say which */
     uint64_t body_bytes;
     atomic_bool reaped;
 };
@@ -196,7 +196,7 @@ void o11y__guard_body(o11y__guarded_conn *c)
 {
     if (!c)
         return;
-    c->body_start_ns = o11y__now_mono_ns();
+    atomic_store_explicit(&c->body_start_ns, o11y__now_mono_ns(), memory_order_relaxed);
     c->body_bytes = 0;
     o11y__guard_received(c, 0);
 }
@@ -209,7 +209,8 @@ void o11y__guard_received(o11y__guarded_conn *c, size_t n)
     /* A minimum average rate after a base allowance: a trickle falls behind, a slow but real
      * upload stays ahead. */
     int64_t earned = (int64_t)(c->body_bytes * 1000000000ull / c->cfg->body_min_bytes_per_s);
-    atomic_store(&c->deadline_ns, c->body_start_ns + seconds_ns(c->cfg->body_timeout_s) + earned);
+    int64_t start = atomic_load_explicit(&c->body_start_ns, memory_order_relaxed);
+    atomic_store(&c->deadline_ns, start + seconds_ns(c->cfg->body_timeout_s) + earned);
 }
 
 void o11y__guard_answering(o11y__guarded_conn *c)
@@ -220,8 +221,10 @@ void o11y__guard_answering(o11y__guarded_conn *c)
 
 void o11y__guard_idle(o11y__guarded_conn *c)
 {
-    if (c)
-        atomic_store(&c->deadline_ns, o11y__now_mono_ns() + seconds_ns(c->cfg->idle_timeout_s));
+    if (!c)
+        return;
+    atomic_store_explicit(&c->body_start_ns, 0, memory_order_relaxed);
+    atomic_store(&c->deadline_ns, o11y__now_mono_ns() + seconds_ns(c->cfg->idle_timeout_s));
 }
 
 bool o11y__guard_timed_out(const o11y__guarded_conn *c)
@@ -242,7 +245,7 @@ static void reap(o11y__guard *g, int64_t now)
             continue;
         atomic_store(&c->reaped, true);
         shutdown(c->fd, SHUT_RDWR);
-        if (c->body_start_ns)
+        if (atomic_load_explicit(&c->body_start_ns, memory_order_relaxed))
             bodies++;
         else
             heads++;
