@@ -4,6 +4,8 @@
  *   bench_idempotency [REDIS_PORT] */
 #include "idempotency/idem_internal.h"
 #include "o11y/idempotency.h"
+#include "o11y/redis.h"
+#include "o11y/sqlite.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -19,7 +21,7 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void make_key(o11y__idem_key *k, const char *tag, long i)
+static void make_key(o11y_idem_key *k, const char *tag, long i)
 {
     snprintf(k->id, sizeof k->id, "%s-%058ld", tag, i);
 }
@@ -52,17 +54,17 @@ typedef struct figures {
 static figures run_store(o11y_idem_store *s, const char *tag, long n, int redis_port)
 {
     long long c0 = redis_port ? redis_evals(redis_port) : 0;
-    uint8_t fp[O11Y__IDEM_FP] = {1, 2, 3};
+    uint8_t fp[O11Y_IDEM_FP_BYTES] = {1, 2, 3};
     int64_t now = 1795775400000;
-    o11y__idem_key k;
+    o11y_idem_key k;
     int64_t t0 = now_ns();
     for (long i = 0; i < n; i++) {
         make_key(&k, tag, i);
         uint64_t token;
         char *blob = NULL;
         size_t len;
-        if (s->ops->begin(s, &k, fp, now, 60000, &token, &blob, &len) == O11Y__IDEM_NEW)
-            s->ops->complete(s, &k, token, fp, record, sizeof record - 1, now, now + 3600000);
+        if (s->ops->begin(s->impl, &k, fp, now, 60000, &token, &blob, &len) == O11Y_IDEM_NEW)
+            s->ops->complete(s->impl, &k, token, fp, record, sizeof record - 1, now, now + 3600000);
     }
     int64_t t1 = now_ns();
     long long c1 = redis_port ? redis_evals(redis_port) : 0;
@@ -72,7 +74,7 @@ static figures run_store(o11y_idem_store *s, const char *tag, long n, int redis_
         uint64_t token;
         char *blob = NULL;
         size_t len = 0;
-        if (s->ops->begin(s, &k, fp, now, 60000, &token, &blob, &len) == O11Y__IDEM_REPLAY)
+        if (s->ops->begin(s->impl, &k, fp, now, 60000, &token, &blob, &len) == O11Y_IDEM_REPLAY)
             o11y__free(blob);
     }
     int64_t t2 = now_ns();

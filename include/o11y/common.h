@@ -18,7 +18,18 @@ extern "C" {
 #define O11Y_WARN_UNUSED __attribute__((warn_unused_result))
 #define O11Y_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
 
-#define O11Y_VERSION_STRING "0.1.0"
+/* The version of these headers (CMakeLists.txt reads it from here). A release changes MINOR
+ * (or MAJOR) when it adds to the API and PATCH for fixes; while MAJOR is 0, a MINOR release may
+ * also break the ABI, and the soname (libo11y.so.0) says so only from 1.0 on. */
+#define O11Y_VERSION_MAJOR 0
+#define O11Y_VERSION_MINOR 2
+#define O11Y_VERSION_PATCH 0
+#define O11Y_VERSION_HEX                                                                           \
+    ((O11Y_VERSION_MAJOR << 16) | (O11Y_VERSION_MINOR << 8) | O11Y_VERSION_PATCH)
+#define O11Y__STR(x) #x
+#define O11Y__XSTR(x) O11Y__STR(x)
+#define O11Y_VERSION_STRING                                                                        \
+    O11Y__XSTR(O11Y_VERSION_MAJOR) "." O11Y__XSTR(O11Y_VERSION_MINOR) "." O11Y__XSTR(O11Y_VERSION_PATCH)
 
 /* Status codes of the library's functions. The numbers never change once released. */
 #define O11Y_STATUS_MAP(X)                                                                         \
@@ -37,6 +48,12 @@ typedef enum o11y_status {
     O11Y_STATUS_MAP(O11Y_X)
 #undef O11Y_X
 } o11y_status;
+
+/* The version of the library linked at run time, "MAJOR.MINOR.PATCH" (compare with
+ * O11Y_VERSION_STRING, the headers' version, to detect a mismatch). Never NULL. */
+O11Y_API const char *o11y_version(void);
+/* The same as O11Y_VERSION_HEX computes it. */
+O11Y_API unsigned o11y_version_hex(void);
 
 /* A static, human-readable string for st; never NULL ("unknown status" for unknown values). */
 O11Y_API const char *o11y_strerror(o11y_status st);

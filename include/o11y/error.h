@@ -10,17 +10,16 @@
 extern "C" {
 #endif
 
-/* The built-in catalog: X(CODE, status, retryable, default message). */
+/* The library's catalog, generic codes only (CONTRACT section 1):
+ * X(CODE, status, retryable, default message). A service's own codes (PROJECT_NOT_FOUND, ...)
+ * are its own table, registered at start-up (see generation-service's errors.h). */
 #define O11Y_ERROR_CATALOG(X)                                                                      \
     X(VALIDATION_FAILED, 400, false, "The request is not valid")                                  \
     X(IDEMPOTENCY_KEY_INVALID, 400, false, "The Idempotency-Key header is not valid")             \
     X(IDEMPOTENCY_KEY_MISSING, 400, false, "This route requires an Idempotency-Key header")       \
+    X(ORIGIN_NOT_ALLOWED, 403, false, "The request's origin is not allowed")                      \
     X(NOT_FOUND, 404, false, "No route matches the request")                                      \
-    X(PROJECT_NOT_FOUND, 404, false, "The project does not exist")                                \
-    X(EPISODE_NOT_FOUND, 404, false, "The episode does not exist")                                \
-    X(GENERATION_NOT_FOUND, 404, false, "The generation does not exist")                          \
     X(METHOD_NOT_ALLOWED, 405, false, "The route does not allow this method")                     \
-    X(EPISODE_NUMBER_CONFLICT, 409, false, "The episode number is already used in the project")   \
     X(IDEMPOTENCY_KEY_IN_USE, 409, true, "A request with this Idempotency-Key is in progress")    \
     X(PAYLOAD_TOO_LARGE, 413, false, "The request body is larger than the limit")                 \
     X(UNSUPPORTED_MEDIA_TYPE, 415, false, "The request body must be application/json")            \
@@ -29,8 +28,7 @@ extern "C" {
     X(RATE_LIMITED, 429, true, "Too many requests")                                               \
     X(INTERNAL_ERROR, 500, true, "An unexpected error occurred")                                  \
     X(NOT_IMPLEMENTED, 501, false, "The server does not support a feature the request uses")     \
-    X(SERVICE_UNAVAILABLE, 503, true, "A dependency is unavailable")                              \
-    X(EPISODE_SAVE_FAILED, 503, true, "The episode could not be saved")
+    X(SERVICE_UNAVAILABLE, 503, true, "A dependency is unavailable")
 
 /* One catalog entry. Codes are UPPER_SNAKE_CASE; status is 400-599. */
 typedef struct o11y_error_def {
@@ -39,6 +37,20 @@ typedef struct o11y_error_def {
     bool retryable;
     const char *message; /* default message for a person; the only message a 5xx ever carries */
 } o11y_error_def;
+
+/* Every code of the catalog as a constant, o11y_err_CODE: an answer names its code by one, so a
+ * misspelt code fails to compile instead of becoming a 500 (in the way libuv makes its error
+ * names from one table). A service declares its own the same way:
+ *     #define MY_ERRORS(X) X(PROJECT_NOT_FOUND, 404, false, "The project does not exist")
+ *     MY_ERRORS(O11Y_ERROR_DECLARE)            (in a header: extern const o11y_error_def ...)
+ *     MY_ERRORS(O11Y_ERROR_DEFINE)             (in one .c file)
+ * and registers each with o11y_error_register at start-up. */
+#define O11Y_ERROR_DECLARE(code, status, retryable, message) extern const o11y_error_def o11y_err_##code;
+#define O11Y_ERROR_DEFINE(code, status, retryable, message)                                        \
+    const o11y_error_def o11y_err_##code = {#code, status, retryable, message};
+#define O11Y__ERROR_EXPORT(code, status, retryable, message)                                       \
+    O11Y_API extern const o11y_error_def o11y_err_##code;
+O11Y_ERROR_CATALOG(O11Y__ERROR_EXPORT)
 
 /* The entry for code, or NULL when neither built in nor registered. Returns borrowed, valid
  * for the life of the process. Thread-safe: yes (lock-free reads). */

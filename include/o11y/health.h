@@ -30,7 +30,8 @@ O11Y_API const char *o11y_health_status_name(o11y_health_status s);
 typedef struct o11y_health_check_opts {
     const char *name;     /* 1-64 bytes of [A-Za-z0-9._-]; copied */
     bool critical;        /* down: the service is unhealthy (else degraded) and not ready */
-    unsigned timeout_ms;  /* 0: 800 (under the kubelet's 1 s probe timeout) */
+    unsigned timeout_ms;  /* 0: O11Y_HEALTH_DEFAULT_TIMEOUT_MS, 800 (under the kubelet's 1 s
+                             probe timeout) */
     unsigned interval_ms; /* 0: 5000 */
 } o11y_health_check_opts;
 
@@ -43,26 +44,24 @@ typedef o11y_health_status (*o11y_health_fn)(void *ctx, char *message, size_t me
  * name or argument), O11Y_ECONFLICT (name taken), O11Y_ELIMIT (over 32 checks) or O11Y_ENOMEM.
  * The check starts at once. Thread-safe: yes. */
 
-/* GET url with libcurl; a 2xx answer is healthy. Credentials and query in url are never shown. */
-O11Y_API O11Y_WARN_UNUSED o11y_status o11y_health_add_http(o11y_health *h,
-                                                           const o11y_health_check_opts *opts,
-                                                           const char *url);
 /* A TCP connection to host:port (numeric or resolvable host). */
 O11Y_API O11Y_WARN_UNUSED o11y_status o11y_health_add_tcp(o11y_health *h,
                                                           const o11y_health_check_opts *opts,
                                                           const char *host, uint16_t port);
-/* "SELECT 1" on the SQLite database at path (opened read-only). */
-O11Y_API O11Y_WARN_UNUSED o11y_status o11y_health_add_sqlite(o11y_health *h,
-                                                             const o11y_health_check_opts *opts,
-                                                             const char *path);
-/* PING to a Redis server (hiredis). */
-O11Y_API O11Y_WARN_UNUSED o11y_status o11y_health_add_redis(o11y_health *h,
-                                                            const o11y_health_check_opts *opts,
-                                                            const char *host, uint16_t port);
-/* A custom callback (ctx is kept and passed back). */
+/* A custom callback (ctx is kept and passed back; it stays the caller's). */
 O11Y_API O11Y_WARN_UNUSED o11y_status o11y_health_add_custom(o11y_health *h,
                                                              const o11y_health_check_opts *opts,
                                                              o11y_health_fn fn, void *ctx);
+/* The same, and the health object owns ctx: free_ctx(ctx) runs when the check is freed (with the
+ * service), never while fn may run. On an error return ctx is still the caller's. The optional
+ * libraries' checks (HTTP in o11y-curl, SQLite in o11y-sqlite, Redis in o11y-redis) are built
+ * on it. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_health_add_custom_owned(
+    o11y_health *h, const o11y_health_check_opts *opts, o11y_health_fn fn, void *ctx,
+    void (*free_ctx)(void *ctx));
+
+/* The default per-check timeout, for checks that keep to it themselves. */
+enum { O11Y_HEALTH_DEFAULT_TIMEOUT_MS = 800 };
 
 /* The overall status: unhealthy when a critical check is down, degraded when an optional one is
  * down or any reports itself degraded, else healthy. */

@@ -14,6 +14,7 @@
 #define O11Y_HTTP_H
 
 #include "o11y/common.h"
+#include "o11y/error.h"
 #include "o11y/health.h"
 #include "o11y/idempotency.h"
 #include "o11y/log.h"
@@ -149,9 +150,15 @@ O11Y_API O11Y_WARN_UNUSED o11y_status o11y_res_json(o11y_response *res, int stat
                                                     struct json_t *body);
 /* Sets a status without a body (204, 304). */
 O11Y_API void o11y_res_empty(o11y_response *res, int status);
-/* Answers with an error from the catalog. details: a JSON object or NULL (ownership taken).
- * The status comes from the catalog; an unknown code becomes INTERNAL_ERROR. For a 5xx the
- * message and details are logged, never sent. */
+/* Answers with an error of the catalog, named by its constant: o11y_res_fail(res,
+ * &o11y_err_NOT_FOUND, NULL, NULL) (error.h). details: a JSON object or NULL (ownership taken);
+ * fmt: the message for a person, NULL for the catalog's. The status comes from def. For a 5xx
+ * the message and details are logged, never sent. NULL def answers INTERNAL_ERROR. */
+O11Y_API void o11y_res_fail(o11y_response *res, const o11y_error_def *def, struct json_t *details,
+                            const char *fmt, ...) O11Y_PRINTF(4, 5);
+/* The same, with the code as a string (for codes known only at run time, e.g. relayed from
+ * another service). An unknown code answers INTERNAL_ERROR and logs an ERROR line naming it, so
+ * a typo shows at once; prefer o11y_res_fail, where a typo does not compile. */
 O11Y_API void o11y_res_error(o11y_response *res, const char *code, struct json_t *details,
                              const char *fmt, ...) O11Y_PRINTF(4, 5);
 /*=== streamed responses (Server-Sent Events and the like) ===*/

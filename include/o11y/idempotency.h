@@ -36,24 +36,74 @@ typedef struct o11y_idem_memory_config {
 
 O11Y_API O11Y_WARN_UNUSED o11y_status
 o11y_idem_store_memory(const o11y_idem_memory_config *cfg, o11y_idem_store **out /* OUT */);
-/* A table in the SQLite database at path (created; WAL): durable across restarts. Expired rows
- * are purged in small batches. Returns O11Y_EBACKEND when the database cannot be opened. */
-O11Y_API O11Y_WARN_UNUSED o11y_status o11y_idem_store_sqlite(const char *path,
-                                                             o11y_idem_store **out /* OUT */);
-/* The same, with the database's size cap (the service's --db-max-bytes; 0: none): the table
- * counts toward it. A full database refuses new keys (503); a response that no longer fits is
- * stored as its status alone, so the key stays completed. */
-O11Y_API O11Y_WARN_UNUSED o11y_status o11y_idem_store_sqlite_capped(const char *path,
-                                                                    int64_t max_bytes,
-                                                                    o11y_idem_store **out
-                                                                    /* OUT */);
-/* A Redis server shared by instances (hiredis): lock by SET NX PX with an owner token; complete
- * and release are atomic Lua scripts; reconnects after the server restarts. Connects lazily:
- * an unreachable server is not an error here, it makes requests 503. */
-O11Y_API O11Y_WARN_UNUSED o11y_status o11y_idem_store_redis(const char *host, uint16_t port,
-                                                            o11y_idem_store **out /* OUT */);
+/* The SQLite store (o11y/sqlite.h) and the Redis store (o11y/redis.h) are optional parts. */
 /* NULL is a no-op. No request may be using the store. */
 O11Y_API void o11y_idem_store_destroy(o11y_idem_store *s);
+
+/*=== Writing a store (the SQLite and Redis backends use only this) ===*/
+
+enum {
+    O11Y_IDEM_FP_BYTES = 16, /* a request's fingerprint: SHA-256 of method, path, query, body */
+    /* Every stored record begins with the response status, 2 bytes little-endian. A store that
+     * cannot keep a whole record (full, over a per-client share) keeps these 2 bytes: the key
+     * then stays completed with its status, and its handler never runs again within the TTL. */
+    O11Y_IDEM_STATUS_BYTES = 2,
+};
+
+/* The key's identity in a store: a SHA-256 of its scope (method, route, principal, key) as 64
+ * hex digits (the raw key never reaches a store), and who holds it (the peer address or the
+ * principal, hashed: the unit of the memory store's fairness). */
+typedef struct o11y_idem_key {
+    char id[65];
+    uint64_t client;
+} o11y_idem_key;
+
+typedef enum o11y_idem_result {
+    O11Y_IDEM_NEW,         /* locked for the caller: run the handler */
+    O11Y_IDEM_REPLAY,      /* completed with the same fingerprint: the record is returned */
+    O11Y_IDEM_IN_USE,      /* locked by a request in flight */
+    O11Y_IDEM_REUSED,      /* the key was used with another request */
+    O11Y_IDEM_FULL,        /* no room for a new key */
+    O11Y_IDEM_STORE_ERROR, /* the store did not answer */
+} o11y_idem_result;
+
+typedef enum o11y_idem_stored {
+    O11Y_IDEM_NOT_STORED,  /* failed: the key stays locked until its lease ends */
+    O11Y_IDEM_STORED,
+    O11Y_IDEM_STATUS_ONLY, /* only the record's first O11Y_IDEM_STATUS_BYTES were kept */
+} o11y_idem_stored;
+
+/* A store's operations; impl is the pointer given to o11y_idem_store_create. Each is called
+ * from many threads at once. */
+typedef struct o11y_idem_store_ops {
+    /* Looks the key up and, when absent or expired, locks it for lease_ms with a fresh token
+     * (o11y_idem_token). A live key with another fingerprint is REUSED (checked before IN_USE).
+     * On REPLAY, *blob (malloc'd; the library frees it with free) and *blob_len get the
+     * record. */
+    o11y_idem_result (*begin)(void *impl, const o11y_idem_key *k,
+                              const uint8_t fp[O11Y_IDEM_FP_BYTES], int64_t now_ms,
+                              int64_t lease_ms, uint64_t *token, char **blob, size_t *blob_len);
+    /* Stores the record (borrowed) for the key held with token, until expires_ms. */
+    o11y_idem_stored (*complete)(void *impl, const o11y_idem_key *k, uint64_t token,
+                                 const uint8_t fp[O11Y_IDEM_FP_BYTES], const char *blob,
+                                 size_t blob_len, int64_t now_ms, int64_t expires_ms);
+    /* Drops the lock held with token (the handler answered 5xx or 400). */
+    void (*release)(void *impl, const o11y_idem_key *k, uint64_t token);
+    /* Frees impl (o11y_idem_store_destroy). */
+    void (*destroy)(void *impl);
+} o11y_idem_store_ops;
+
+/* Wraps a backend (ops kept, impl owned: freed by ops->destroy). O11Y_EINVAL or O11Y_ENOMEM
+ * (impl is then not destroyed: the caller frees it). */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_idem_store_create(const o11y_idem_store_ops *ops,
+                                                             void *impl,
+                                                             o11y_idem_store **out /* OUT */);
+/* Records the backend's last error (for the library's log line; never sent to a client).
+ * Thread-safe. */
+O11Y_API void o11y_idem_store_set_error(o11y_idem_store *s, const char *fmt, ...)
+    O11Y_PRINTF(2, 3);
+/* A fresh random lock token, never 0. Thread-safe. */
+O11Y_API uint64_t o11y_idem_token(void);
 
 /* All-zero except store is a valid config. */
 typedef struct o11y_idem_config {

@@ -1,10 +1,10 @@
-/* o11y/o11y.h — the whole public API. */
+/* o11y/o11y.h — the core's public API. The optional parts have their own headers: o11y/sqlite.h,
+ * o11y/redis.h, o11y/curl.h. */
 #ifndef O11Y_O11Y_H
 #define O11Y_O11Y_H
 
 #include "o11y/common.h"
 #include "o11y/error.h"
-#include "o11y/events.h"
 #include "o11y/health.h"
 #include "o11y/http.h"
 #include "o11y/idempotency.h"

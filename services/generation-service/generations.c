@@ -1,9 +1,9 @@
 /* generations.c — POST /generations, GET /generations/{id}, GET /generations/{id}/events and
  * DELETE /generations/{id} (CONTRACT section 7). */
 #include "generations.h"
+#include "errors.h"
 #include "validate.h"
 
-#include <o11y/error.h>
 #include <o11y/log.h>
 
 #include <jansson.h>
@@ -32,23 +32,23 @@ static int create(o11y_request *req, o11y_response *res, void *user)
     gs_result r = gs_project_get(app->store, project, &p);
     json_decref(p);
     if (r == GS_NOT_FOUND) {
-        o11y_res_error(res, "PROJECT_NOT_FOUND", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_PROJECT_NOT_FOUND, NULL, NULL);
         return 0;
     }
     char owner[160];
     if (r == GS_OK)
         r = gs_episode_project(app->store, episode, owner, sizeof owner);
     if (r == GS_NOT_FOUND) {
-        o11y_res_error(res, "EPISODE_NOT_FOUND", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_EPISODE_NOT_FOUND, NULL, NULL);
         return 0;
     }
     if (r != GS_OK) {
-        o11y_res_error(res, "SERVICE_UNAVAILABLE", NULL, "database: %s",
+        o11y_res_fail(res, &o11y_err_SERVICE_UNAVAILABLE, NULL, "database: %s",
                        gs_store_last_error(app->store));
         return 0;
     }
     if (strcmp(owner, project) != 0) {
-        o11y_res_error(res, "BUSINESS_RULE_VIOLATION",
+        o11y_res_fail(res, &o11y_err_BUSINESS_RULE_VIOLATION,
                        json_pack("{s:s,s:s}", "projectId", project, "episodeId", episode),
                        "Episode %s is not in project %s", episode, project);
         return 0;
@@ -68,12 +68,12 @@ static int create(o11y_request *req, o11y_response *res, void *user)
     /* Backpressure is decided before anything is stored (CONTRACT section 1): a refused
      * generation leaves no row behind and says nothing about the service's health. */
     if (!gs_jobs_reserve(app->jobs)) {
-        o11y_res_error(res, "GENERATION_QUEUE_FULL", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_GENERATION_QUEUE_FULL, NULL, NULL);
         return o11y_res_header(res, "Retry-After", "2") == O11Y_OK ? 0 : 1;
     }
     if (gs_generation_insert(app->store, &g) != GS_OK) {
         gs_jobs_unreserve(app->jobs);
-        o11y_res_error(res, "SERVICE_UNAVAILABLE", NULL, "database: %s",
+        o11y_res_fail(res, &o11y_err_SERVICE_UNAVAILABLE, NULL, "database: %s",
                        gs_store_last_error(app->store));
         return 0;
     }
@@ -83,7 +83,7 @@ static int create(o11y_request *req, o11y_response *res, void *user)
         snprintf(g.error_message, sizeof g.error_message, "The generation could not be queued");
         if (gs_generation_save(app->store, &g) != GS_OK)
             o11y_log_warn("cannot mark the refused generation");
-        o11y_res_error(res, "SERVICE_UNAVAILABLE", NULL, "generation not queued");
+        o11y_res_fail(res, &o11y_err_SERVICE_UNAVAILABLE, NULL, "generation not queued");
         return o11y_res_header(res, "Retry-After", "2") == O11Y_OK ? 0 : 1;
     }
     return o11y_res_json(res, 202, json_pack("{s:s,s:s,s:s}", "id", g.id, "jobId", g.job_id,
@@ -98,11 +98,11 @@ static json_t *load(o11y_request *req, o11y_response *res, gs_app *app)
     json_t *g = NULL;
     gs_result r = gs_generation_get(app->store, o11y_req_param(req, "id").ptr, &g);
     if (r == GS_NOT_FOUND) {
-        o11y_res_error(res, "GENERATION_NOT_FOUND", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_GENERATION_NOT_FOUND, NULL, NULL);
         return NULL;
     }
     if (r != GS_OK) {
-        o11y_res_error(res, "SERVICE_UNAVAILABLE", NULL, "database: %s",
+        o11y_res_fail(res, &o11y_err_SERVICE_UNAVAILABLE, NULL, "database: %s",
                        gs_store_last_error(app->store));
         return NULL;
     }
@@ -185,11 +185,7 @@ static int events(o11y_request *req, o11y_response *res, void *user)
 
 o11y_status gs_generation_routes(o11y_service *svc, gs_app *app)
 {
-    static const o11y_error_def queue_full = {"GENERATION_QUEUE_FULL", 503, true,
-                                              "Too many generations are waiting; retry later"};
-    o11y_status st = o11y_error_register(&queue_full);
-    if (st == O11Y_OK)
-        st = o11y_service_route(svc, O11Y_POST, "/generations", create, app,
+    o11y_status st = o11y_service_route(svc, O11Y_POST, "/generations", create, app,
                                         O11Y_ROUTE_JSON);
     if (st == O11Y_OK)
         st = o11y_service_route(svc, O11Y_GET, "/generations/{id}", get, app, 0);

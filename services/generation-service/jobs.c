@@ -13,7 +13,7 @@
  * keeps proxies from timing out and a vanished client is noticed. */
 #include "jobs.h"
 
-#include <o11y/events.h>
+#include "events.h"
 #include <o11y/log.h>
 #include <o11y/metrics.h>
 
@@ -293,7 +293,7 @@ static void progress(gs_jobs *j, gs_job *job, int percentage, const char *step)
     char data[128];
     snprintf(data, sizeof data, "{\"percentage\":%d,\"step\":\"%s\"}", percentage, step);
     publish_and_wake(j, job, "progress", data, false);
-    o11y_event_generation_progress(job->g.id, percentage, step);
+    gs_event_generation_progress(job->g.id, percentage, step);
 }
 
 static outcome run_builtin(gs_jobs *j, gs_job *job)
@@ -355,7 +355,7 @@ static void run_job(gs_jobs *j, gs_job *job)
     job->started_ns = now_ns();
     snprintf(job->g.status, sizeof job->g.status, "running");
     save(j, job);
-    o11y_event_generation_started(job->g.id, job->g.project_id, job->g.episode_id, job->g.model,
+    gs_event_generation_started(job->g.id, job->g.project_id, job->g.episode_id, job->g.model,
                                   (int64_t)strlen(job->g.prompt));
     outcome o = j->cfg.llm ? run_llm(j, job) : run_builtin(j, job);
     double ms = (double)(now_ns() - job->started_ns) / 1e6;
@@ -363,7 +363,7 @@ static void run_job(gs_jobs *j, gs_job *job)
     if (o == RUN_CANCELLED) {
         snprintf(data, sizeof data, "{\"reason\":\"%s\"}", job->cancel_reason);
         finish(j, job, "cancelled", "cancelled", data);
-        o11y_event_generation_cancelled(job->g.id, job->cancel_reason, ms);
+        gs_event_generation_cancelled(job->g.id, job->cancel_reason, ms);
     } else if (o == RUN_INTERRUPTED || o == RUN_FAILED) {
         if (o == RUN_INTERRUPTED) {
             snprintf(job->g.error_code, sizeof job->g.error_code, "INTERRUPTED");
@@ -376,7 +376,7 @@ static void run_job(gs_jobs *j, gs_job *job)
         json_decref(d);
         finish(j, job, "failed", "failed", text ? text : "{\"code\":\"INTERNAL_ERROR\"}");
         free(text);
-        o11y_event_generation_failed(job->g.id, job->g.error_code, job->g.error_message, ms);
+        gs_event_generation_failed(job->g.id, job->g.error_code, job->g.error_message, ms);
     } else {
         size_t len = job->g.output ? strlen(job->g.output) : 0;
         snprintf(data, sizeof data,
@@ -385,7 +385,7 @@ static void run_job(gs_jobs *j, gs_job *job)
         finish(j, job, "completed", "completed", data);
         if (j->s_tokens)
             o11y_counter_add(j->s_tokens, (uint64_t)job->g.total_tokens);
-        o11y_event_generation_completed(job->g.id, (int64_t)len, job->g.total_tokens, ms);
+        gs_event_generation_completed(job->g.id, (int64_t)len, job->g.total_tokens, ms);
     }
     o11y_trace_set_current(NULL);
 }
@@ -605,7 +605,7 @@ bool gs_jobs_cancel(gs_jobs *j, const char *id, const char *reason)
         snprintf(data, sizeof data, "{\"reason\":\"%s\"}", job->cancel_reason);
         o11y_trace_ctx *prev = o11y_trace_set_current(&job->ctx);
         finish(j, job, "cancelled", "cancelled", data);
-        o11y_event_generation_cancelled(job->g.id, job->cancel_reason, 0);
+        gs_event_generation_cancelled(job->g.id, job->cancel_reason, 0);
         o11y_trace_set_current(prev);
         pthread_mutex_lock(&j->lock);
         job_unref(job);
@@ -648,7 +648,7 @@ static long sse_read(void *ctx, char *buf, size_t max)
         s->next_event++;
         sent_type = e->type;
         count(j->m_messages, e->type);
-        o11y_event_sse_message_sent(s->client_id, e->type, (int64_t)e->len);
+        gs_event_sse_message_sent(s->client_id, e->type, (int64_t)e->len);
     }
     bool over = job->finished && s->next_event >= job->n_events;
     int64_t now = now_ns();
@@ -688,16 +688,16 @@ static void sse_done(void *ctx, o11y_stream_end end)
     case O11Y_STREAM_CLIENT_CLOSED: break;
     case O11Y_STREAM_CLIENT_TOO_SLOW:
         reason = "client_too_slow";
-        o11y_event_sse_connection_error(s->client_id, "CLIENT_TOO_SLOW",
+        gs_event_sse_connection_error(s->client_id, "CLIENT_TOO_SLOW",
                                         "unsent data past the per-connection bound");
         break;
     case O11Y_STREAM_CLIENT_STALLED:
         reason = "client_stalled";
-        o11y_event_sse_connection_error(s->client_id, "CLIENT_STALLED",
+        gs_event_sse_connection_error(s->client_id, "CLIENT_STALLED",
                                         "the client took nothing for the connection timeout");
         break;
     }
-    o11y_event_sse_connection_closed(s->client_id, ms, reason);
+    gs_event_sse_connection_closed(s->client_id, ms, reason);
     if (j->s_sse_active)
         o11y_gauge_add(j->s_sse_active, -1);
     if (j->s_sse_duration)
@@ -747,6 +747,6 @@ bool gs_jobs_subscribe(gs_jobs *j, const char *id, long last_event_id, o11y_resp
         o11y_gauge_add(j->s_sse_active, 1);
     char endpoint[80];
     snprintf(endpoint, sizeof endpoint, "/generations/%s/events", id);
-    o11y_event_sse_connection_opened(s->client_id, endpoint, user_agent);
+    gs_event_sse_connection_opened(s->client_id, endpoint, user_agent);
     return true;
 }

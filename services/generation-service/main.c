@@ -1,11 +1,15 @@
 /* main.c — generation-service: flags and environment, then one o11y service served over
  * libmicrohttpd until SIGINT/SIGTERM. */
+#include "errors.h"
 #include "generations.h"
 #include "jobs.h"
 #include "routes.h"
 #include "store.h"
 
+#include <o11y/curl.h>
 #include <o11y/o11y.h>
+#include <o11y/redis.h>
+#include <o11y/sqlite.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -406,7 +410,9 @@ int main(int argc, char **argv)
         return 2;
     }
     o11y_service *svc;
-    o11y_status st = o11y_service_create(&cfg, &svc);
+    o11y_status st = gs_errors_register();
+    if (st == O11Y_OK)
+        st = o11y_service_create(&cfg, &svc);
     if (st != O11Y_OK) {
         fprintf(stderr, "generation-service: cannot set up observability: %s\n", o11y_strerror(st));
         return 1;

@@ -1,8 +1,9 @@
 /* routes.c — projects and episodes: validation, storage calls, events. */
 #include "routes.h"
+#include "errors.h"
 #include "validate.h"
 
-#include <o11y/events.h>
+#include "events.h"
 #include <o11y/log.h>
 #include <o11y/operation.h>
 
@@ -65,23 +66,24 @@ static const char *content_field(json_t *obj, bool *present, o11y_response *res)
 
 /*=== MARK: answers ===*/
 
-static void store_failure(o11y_response *res, gs_store *st, gs_result r, const char *save_code)
+static void store_failure(o11y_response *res, gs_store *st, gs_result r,
+                          const o11y_error_def *save_code)
 {
     switch (r) {
     case GS_UNAVAILABLE:
-        o11y_res_error(res, save_code, NULL, "database unavailable: %s", gs_store_last_error(st));
+        o11y_res_fail(res, save_code, NULL, "database unavailable: %s", gs_store_last_error(st));
         break;
     default:
-        o11y_res_error(res, "INTERNAL_ERROR", NULL, "database error: %s", gs_store_last_error(st));
+        o11y_res_fail(res, &o11y_err_INTERNAL_ERROR, NULL, "database error: %s", gs_store_last_error(st));
     }
 }
 
 static void not_found(o11y_response *res, bool project_missing)
 {
     if (project_missing)
-        o11y_res_error(res, "PROJECT_NOT_FOUND", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_PROJECT_NOT_FOUND, NULL, NULL);
     else
-        o11y_res_error(res, "EPISODE_NOT_FOUND", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_EPISODE_NOT_FOUND, NULL, NULL);
 }
 
 /* Answers a read: the resource with 200, or the error its result calls for. */
@@ -91,7 +93,7 @@ static int answer_read(o11y_response *res, gs_store *st, gs_result r, json_t *fo
     if (r == GS_NOT_FOUND)
         not_found(res, project_missing);
     else if (r != GS_OK)
-        store_failure(res, st, r, "SERVICE_UNAVAILABLE");
+        store_failure(res, st, r, &o11y_err_SERVICE_UNAVAILABLE);
     else
         return o11y_res_json(res, 200, found) == O11Y_OK ? 0 : 1;
     return 0;
@@ -119,7 +121,7 @@ static int create_project(o11y_request *req, o11y_response *res, void *user)
     json_t *project;
     gs_result r = gs_project_create(st, name, &project);
     if (r != GS_OK) {
-        store_failure(res, st, r, "SERVICE_UNAVAILABLE");
+        store_failure(res, st, r, &o11y_err_SERVICE_UNAVAILABLE);
         return 0;
     }
     const char *id = json_string_value(json_object_get(project, "id"));
@@ -162,15 +164,15 @@ static int create_episode(o11y_request *req, o11y_response *res, void *user)
     json_t *episode;
     gs_result r = gs_episode_create(st, project_id, number, title, content, &episode);
     if (r == GS_CONFLICT) {
-        o11y_res_error(res, "EPISODE_NUMBER_CONFLICT",
+        o11y_res_fail(res, &o11y_err_EPISODE_NUMBER_CONFLICT,
                        json_pack("{s:s,s:I}", "projectId", project_id, "episodeNumber",
                                  (json_int_t)number),
                        "Episode number %lld already exists in project %s", (long long)number,
                        project_id);
     } else if (r == GS_NOT_FOUND) {
-        o11y_res_error(res, "PROJECT_NOT_FOUND", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_PROJECT_NOT_FOUND, NULL, NULL);
     } else if (r != GS_OK) {
-        store_failure(res, st, r, "EPISODE_SAVE_FAILED");
+        store_failure(res, st, r, &o11y_err_EPISODE_SAVE_FAILED);
     }
     if (r != GS_OK) {
         o11y_operation_fail(&op, r == GS_CONFLICT    ? "EPISODE_NUMBER_CONFLICT"
@@ -178,7 +180,7 @@ static int create_episode(o11y_request *req, o11y_response *res, void *user)
                                                      : "EPISODE_SAVE_FAILED");
         return 0;
     }
-    o11y_event_episode_created(project_id, json_string_value(json_object_get(episode, "id")),
+    gs_event_episode_created(project_id, json_string_value(json_object_get(episode, "id")),
                                number, title);
     return o11y_res_json(res, 201, episode) == O11Y_OK ? 0 : 1;
 }
@@ -278,7 +280,7 @@ static int update_episode(o11y_request *req, o11y_response *res, void *user)
     bool project_missing;
     gs_result r = gs_episode_update(st, project_id, episode_id, &patch, &episode, &project_missing);
     if (r == GS_CONFLICT)
-        o11y_res_error(res, "EPISODE_NUMBER_CONFLICT",
+        o11y_res_fail(res, &o11y_err_EPISODE_NUMBER_CONFLICT,
                        json_pack("{s:s,s:I}", "projectId", project_id, "episodeNumber",
                                  (json_int_t)patch.number),
                        "Episode number %lld already exists in project %s",
@@ -286,7 +288,7 @@ static int update_episode(o11y_request *req, o11y_response *res, void *user)
     else if (r == GS_NOT_FOUND)
         not_found(res, project_missing);
     else if (r != GS_OK)
-        store_failure(res, st, r, "EPISODE_SAVE_FAILED");
+        store_failure(res, st, r, &o11y_err_EPISODE_SAVE_FAILED);
     if (r != GS_OK)
         return 0;
     o11y_field changes[3];
@@ -297,7 +299,7 @@ static int update_episode(o11y_request *req, o11y_response *res, void *user)
         changes[n++] = O11Y_STR("title", patch.title);
     if (patch.has_content)
         changes[n++] = O11Y_INT("content_length", patch.content ? (int64_t)strlen(patch.content) : 0);
-    o11y_event_episode_updated(project_id, episode_id, changes, n);
+    gs_event_episode_updated(project_id, episode_id, changes, n);
     return o11y_res_json(res, 200, episode) == O11Y_OK ? 0 : 1;
 }
 
@@ -313,10 +315,10 @@ static int delete_episode(o11y_request *req, o11y_response *res, void *user)
         return 0;
     }
     if (r != GS_OK) {
-        store_failure(res, user, r, "EPISODE_SAVE_FAILED");
+        store_failure(res, user, r, &o11y_err_EPISODE_SAVE_FAILED);
         return 0;
     }
-    o11y_event_episode_deleted(project_id, episode_id, number);
+    gs_event_episode_deleted(project_id, episode_id, number);
     o11y_res_empty(res, 204);
     return 0;
 }
@@ -342,7 +344,7 @@ static int episode_stats(o11y_request *req, o11y_response *res, void *user)
     json_t *stats;
     gs_result r = gs_episode_stats(user, days, &stats);
     if (r != GS_OK) {
-        store_failure(res, user, r, "SERVICE_UNAVAILABLE");
+        store_failure(res, user, r, &o11y_err_SERVICE_UNAVAILABLE);
         return 0;
     }
     return o11y_res_json(res, 200, stats) == O11Y_OK ? 0 : 1;

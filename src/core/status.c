@@ -24,3 +24,13 @@ const char *o11y_status_name(o11y_status st)
     }
     return "O11Y_UNKNOWN";
 }
+
+const char *o11y_version(void)
+{
+    return O11Y_VERSION_STRING;
+}
+
+unsigned o11y_version_hex(void)
+{
+    return O11Y_VERSION_HEX;
+}

@@ -11,8 +11,10 @@
 
 enum { MAX_REGISTERED = 256, MAX_CODE_LEN = 64 };
 
-static const o11y_error_def builtin[] = {
-#define O11Y_X(code, status, retryable, message) {#code, status, retryable, message},
+O11Y_ERROR_CATALOG(O11Y_ERROR_DEFINE)
+
+static const o11y_error_def *const builtin[] = {
+#define O11Y_X(code, status, retryable, message) &o11y_err_##code,
     O11Y_ERROR_CATALOG(O11Y_X)
 #undef O11Y_X
 };
@@ -30,8 +32,8 @@ const o11y_error_def *o11y_error_lookup(const char *code)
     if (!code)
         return NULL;
     for (size_t i = 0; i < O11Y_ARRAY_LEN(builtin); i++)
-        if (strcmp(builtin[i].code, code) == 0)
-            return &builtin[i];
+        if (strcmp(builtin[i]->code, code) == 0)
+            return builtin[i];
     size_t n = atomic_load_explicit(&n_registered, memory_order_acquire);
     for (size_t i = 0; i < n; i++)
         if (strcmp(registered[i].code, code) == 0)
@@ -96,7 +98,7 @@ out:
 void o11y_error_foreach(void (*fn)(const o11y_error_def *def, void *ctx), void *ctx)
 {
     for (size_t i = 0; i < O11Y_ARRAY_LEN(builtin); i++)
-        fn(&builtin[i], ctx);
+        fn(builtin[i], ctx);
     size_t n = atomic_load_explicit(&n_registered, memory_order_acquire);
     for (size_t i = 0; i < n; i++)
         fn(&registered[i], ctx);

@@ -80,6 +80,8 @@ void o11y__health_destroy(o11y_health *h)
             any_stuck = true;
             continue;
         }
+        if (c->free_ctx)
+            c->free_ctx(c->ctx);
         o11y__free(c->target);
         o11y__free(c);
     }
@@ -188,7 +190,7 @@ static o11y_status add_check(o11y_health *h, const o11y_health_check_opts *o, ch
     snprintf(c->name, sizeof c->name, "%s", o->name);
     c->health = h;
     c->critical = o->critical;
-    c->timeout_ms = o->timeout_ms ? o->timeout_ms : 800;
+    c->timeout_ms = o->timeout_ms ? o->timeout_ms : O11Y_HEALTH_DEFAULT_TIMEOUT_MS;
     c->interval_ms = o->interval_ms ? o->interval_ms : 5000;
     c->kind = kind;
     c->port = port;
@@ -222,35 +224,30 @@ static o11y_status add_check(o11y_health *h, const o11y_health_check_opts *o, ch
     return st;
 }
 
-o11y_status o11y_health_add_http(o11y_health *h, const o11y_health_check_opts *o, const char *url)
-{
-    if (url && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
-        return O11Y_EINVAL;
-    return add_check(h, o, CHECK_HTTP, url, 0, NULL, NULL);
-}
-
 o11y_status o11y_health_add_tcp(o11y_health *h, const o11y_health_check_opts *o, const char *host,
                                 uint16_t port)
 {
     return port ? add_check(h, o, CHECK_TCP, host, port, NULL, NULL) : O11Y_EINVAL;
 }
 
-o11y_status o11y_health_add_sqlite(o11y_health *h, const o11y_health_check_opts *o,
-                                   const char *path)
-{
-    return add_check(h, o, CHECK_SQLITE, path, 0, NULL, NULL);
-}
-
-o11y_status o11y_health_add_redis(o11y_health *h, const o11y_health_check_opts *o,
-                                  const char *host, uint16_t port)
-{
-    return port ? add_check(h, o, CHECK_REDIS, host, port, NULL, NULL) : O11Y_EINVAL;
-}
-
 o11y_status o11y_health_add_custom(o11y_health *h, const o11y_health_check_opts *o,
                                    o11y_health_fn fn, void *ctx)
 {
     return add_check(h, o, CHECK_CUSTOM, NULL, 0, fn, ctx);
+}
+
+o11y_status o11y_health_add_custom_owned(o11y_health *h, const o11y_health_check_opts *o,
+                                         o11y_health_fn fn, void *ctx, void (*free_ctx)(void *))
+{
+    o11y_status st = add_check(h, o, CHECK_CUSTOM, NULL, 0, fn, ctx);
+    if (st == O11Y_OK && free_ctx) {
+        pthread_mutex_lock(&h->lock);
+        for (size_t i = 0; i < h->n_checks; i++)
+            if (strcmp(h->checks[i]->name, o->name) == 0)
+                h->checks[i]->free_ctx = free_ctx;
+        pthread_mutex_unlock(&h->lock);
+    }
+    return st;
 }
 
 /*=== MARK: reading ===*/

@@ -12,7 +12,7 @@
 
 enum { O11Y__MAX_CHECKS = 32, O11Y__CHECK_ERROR_LEN = 120 };
 
-typedef enum check_kind { CHECK_HTTP, CHECK_TCP, CHECK_SQLITE, CHECK_REDIS, CHECK_CUSTOM } check_kind;
+typedef enum check_kind { CHECK_TCP, CHECK_CUSTOM } check_kind;
 
 typedef struct o11y__check {
     o11y_health *health;
@@ -24,6 +24,7 @@ typedef struct o11y__check {
     uint16_t port;
     o11y_health_fn fn;
     void *ctx;
+    void (*free_ctx)(void *ctx); /* NULL: ctx is the caller's */
     pthread_t thread;
     o11y_series *up, *duration;
     /* Guarded by the health object's lock. */

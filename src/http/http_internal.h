@@ -158,7 +158,7 @@ struct o11y_response {
     char *body; /* owned */
     size_t body_len;
     char content_type[96];
-    const char *error_code; /* a catalog entry's code (static) */
+    const o11y_error_def *error; /* the catalog entry answered, or NULL */
     char *error_message;    /* owned */
     struct json_t *error_details;
     struct json_t *field_errors;
@@ -197,9 +197,9 @@ struct o11y_request {
     uint8_t peer[16]; /* the peer's address: 4 bytes (IPv4) or 16 (IPv6) */
     uint8_t peer_len; /* 0: unknown */
     /* Idempotency: the key's scope id (when a key came), the fingerprint, our lock. */
-    o11y__idem_key idem;
+    o11y_idem_key idem;
     size_t idem_key_len;
-    uint8_t idem_fp[O11Y__IDEM_FP];
+    uint8_t idem_fp[O11Y_IDEM_FP_BYTES];
     uint64_t idem_token;
     bool idem_held;
 };

@@ -110,7 +110,7 @@ static uint64_t client_identity(const o11y_request *req, o11y_str principal)
     static _Atomic uint64_t basis;
     uint64_t h = atomic_load_explicit(&basis, memory_order_relaxed);
     if (!h) {
-        uint64_t fresh = o11y__idem_token() | 1;
+        uint64_t fresh = o11y_idem_token() | 1;
         uint64_t expected = 0;
         h = atomic_compare_exchange_strong(&basis, &expected, fresh) ? fresh : expected;
     }
@@ -136,12 +136,12 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
     if (std->idempotency_keys == 0) {
         if (!required)
             return false;
-        o11y_res_error(&ex->res, "IDEMPOTENCY_KEY_MISSING", NULL, NULL);
+        o11y_res_fail(&ex->res, &o11y_err_IDEMPOTENCY_KEY_MISSING, NULL, NULL);
         outcome(ex, "missing");
         return true;
     }
     if (std->idempotency_keys > 1 || !o11y__idem_parse_key(std->idempotency_key, &key)) {
-        o11y_res_error(&ex->res, "IDEMPOTENCY_KEY_INVALID", NULL,
+        o11y_res_fail(&ex->res, &o11y_err_IDEMPOTENCY_KEY_INVALID, NULL,
                        std->idempotency_keys > 1
                            ? "Send one Idempotency-Key header"
                            : "The Idempotency-Key must be 1-255 printable ASCII characters");
@@ -160,7 +160,7 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
                               {"\n", 1},
                               key};
     if (!o11y__sha256(scope, O11Y_ARRAY_LEN(scope), digest)) {
-        o11y_res_error(&ex->res, "INTERNAL_ERROR", NULL, "SHA-256 unavailable");
+        o11y_res_fail(&ex->res, &o11y_err_INTERNAL_ERROR, NULL, "SHA-256 unavailable");
         return true;
     }
     for (unsigned i = 0; i < 32; i++) {
@@ -189,7 +189,7 @@ static const char *find_header(const o11y_response *res, const char *name)
 
 /*=== MARK: before and after the handler ===*/
 
-static bool fingerprint(o11y_request *req, uint8_t fp[O11Y__IDEM_FP])
+static bool fingerprint(o11y_request *req, uint8_t fp[O11Y_IDEM_FP_BYTES])
 {
     uint8_t digest[32];
     const char *method = o11y_method_name(req->method);
@@ -202,7 +202,7 @@ static bool fingerprint(o11y_request *req, uint8_t fp[O11Y__IDEM_FP])
                               {req->body.ptr, req->body.len}};
     if (!o11y__sha256(parts, O11Y_ARRAY_LEN(parts), digest))
         return false;
-    memcpy(fp, digest, O11Y__IDEM_FP);
+    memcpy(fp, digest, O11Y_IDEM_FP_BYTES);
     return true;
 }
 
@@ -228,7 +228,7 @@ static void replay(o11y__exchange *ex, const char *blob, size_t len)
     if (kind == O11Y__IDEM_RECORD_STATUS_ONLY) {
         /* Completed, but the store could not keep the response (idem_internal.h): the handler
          * must not run again, and the client learns how the first request ended. */
-        o11y_res_error(res, "IDEMPOTENCY_KEY_REUSED",
+        o11y_res_fail(res, &o11y_err_IDEMPOTENCY_KEY_REUSED,
                        json_pack("{s:i,s:b}", "originalStatus", status, "responseKept", 0),
                        "This Idempotency-Key already completed with status %d; its response "
                        "is no longer kept",
@@ -236,7 +236,7 @@ static void replay(o11y__exchange *ex, const char *blob, size_t len)
         return;
     }
     if (kind != O11Y__IDEM_RECORD_FULL) {
-        o11y_res_error(res, "INTERNAL_ERROR", NULL, "unreadable idempotency record");
+        o11y_res_fail(res, &o11y_err_INTERNAL_ERROR, NULL, "unreadable idempotency record");
         return;
     }
     o11y_str trace = rec.trace_id, type = rec.content_type, location = rec.location,
@@ -245,7 +245,7 @@ static void replay(o11y__exchange *ex, const char *blob, size_t len)
     snprintf(ct, sizeof ct, "%.*s", (int)type.len, type.ptr);
     if (o11y_res_body(res, status == 201 ? 200 : status, ct[0] ? ct : NULL, body.ptr,
                       body.len) != O11Y_OK) {
-        o11y_res_error(res, "INTERNAL_ERROR", NULL, "out of memory");
+        o11y_res_fail(res, &o11y_err_INTERNAL_ERROR, NULL, "out of memory");
         return;
     }
     if (!ct[0])
@@ -278,36 +278,36 @@ bool o11y__idem_before_handler(o11y__exchange *ex)
         return true;
     const o11y_idem_config *c = &svc->idem;
     if (!fingerprint(req, req->idem_fp)) {
-        o11y_res_error(res, "INTERNAL_ERROR", NULL, "SHA-256 unavailable");
+        o11y_res_fail(res, &o11y_err_INTERNAL_ERROR, NULL, "SHA-256 unavailable");
         return false;
     }
     char *blob = NULL;
     size_t len = 0;
     int64_t now = c->clock_ms(c->clock_ctx);
-    o11y__idem_result r = c->store->ops->begin(c->store, &req->idem, req->idem_fp, now,
+    o11y_idem_result r = c->store->ops->begin(c->store->impl, &req->idem, req->idem_fp, now,
                                                (int64_t)c->lease_s * 1000, &req->idem_token,
                                                &blob, &len);
     switch (r) {
-    case O11Y__IDEM_NEW:
+    case O11Y_IDEM_NEW:
         req->idem_held = true;
         outcome(ex, "new");
         return true;
-    case O11Y__IDEM_REPLAY:
+    case O11Y_IDEM_REPLAY:
         replay(ex, blob, len);
         o11y__free(blob);
         outcome(ex, "replayed");
         return false;
-    case O11Y__IDEM_IN_USE:
-        o11y_res_error(res, "IDEMPOTENCY_KEY_IN_USE", NULL, NULL);
+    case O11Y_IDEM_IN_USE:
+        o11y_res_fail(res, &o11y_err_IDEMPOTENCY_KEY_IN_USE, NULL, NULL);
         add_retry_after(res);
         outcome(ex, "in_use");
         return false;
-    case O11Y__IDEM_REUSED:
-        o11y_res_error(res, "IDEMPOTENCY_KEY_REUSED", NULL, NULL);
+    case O11Y_IDEM_REUSED:
+        o11y_res_fail(res, &o11y_err_IDEMPOTENCY_KEY_REUSED, NULL, NULL);
         outcome(ex, "reused");
         return false;
-    case O11Y__IDEM_FULL:
-    case O11Y__IDEM_STORE_ERROR:
+    case O11Y_IDEM_FULL:
+    case O11Y_IDEM_STORE_ERROR:
         break;
     }
     char why[160];
@@ -315,7 +315,7 @@ bool o11y__idem_before_handler(o11y__exchange *ex)
     outcome(ex, "store_error");
     if (c->fail_open)
         return true; /* explicitly chosen: run unprotected */
-    o11y_res_error(res, "SERVICE_UNAVAILABLE", NULL, "idempotency store: %s", why);
+    o11y_res_fail(res, &o11y_err_SERVICE_UNAVAILABLE, NULL, "idempotency store: %s", why);
     add_retry_after(res);
     return false;
 }
@@ -331,8 +331,8 @@ void o11y__idem_after_handler(o11y__exchange *ex)
     /* Nothing stored for a 5xx, nor for a body the client can fix (CONTRACT section 4): a
      * retry with the same key runs the handler again. */
     if (res->status >= 500 ||
-        (res->error_code && strcmp(res->error_code, "VALIDATION_FAILED") == 0)) {
-        c->store->ops->release(c->store, &req->idem, req->idem_token);
+        res->error == &o11y_err_VALIDATION_FAILED) {
+        c->store->ops->release(c->store->impl, &req->idem, req->idem_token);
         return;
     }
     o11y__buf b;
@@ -355,18 +355,18 @@ void o11y__idem_after_handler(o11y__exchange *ex)
         o11y__buf_init(&b, 16);
         o11y__idem_record_encode_status(&b, res->status);
     }
-    o11y__idem_stored stored =
-        b.ptr ? c->store->ops->complete(c->store, &req->idem, req->idem_token, req->idem_fp,
+    o11y_idem_stored stored =
+        b.ptr ? c->store->ops->complete(c->store->impl, &req->idem, req->idem_token, req->idem_fp,
                                         b.ptr, b.len, now, now + (int64_t)c->ttl_s * 1000)
-              : O11Y__IDEM_NOT_STORED;
+              : O11Y_IDEM_NOT_STORED;
     o11y__buf_release(&b);
-    if (stored != O11Y__IDEM_STORED) {
+    if (stored != O11Y_IDEM_STORED) {
         /* The answer goes out all the same. Not stored: a retry runs the handler again once
          * the lease ends; status only: a retry is told the key completed. Say so where an
          * operator looks. */
         char why[160];
         o11y__idem_store_last_error(c->store, why, sizeof why);
-        bool none = stored == O11Y__IDEM_NOT_STORED;
+        bool none = stored == O11Y_IDEM_NOT_STORED;
         count_outcome(req->svc, none ? "store_error" : "status_only");
         o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
         o11y_log_va(req->svc->logger, none ? O11Y_LOG_ERROR : O11Y_LOG_WARN, "idempotency",

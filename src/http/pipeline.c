@@ -56,7 +56,7 @@ static void set_context_from_params(o11y_request *req)
 static void field_failed(o11y_response *res, const char *field, const char *problem)
 {
     json_t *details = json_pack("{s:[{s:s,s:s}]}", "fields", "field", field, "problem", problem);
-    o11y_res_error(res, "VALIDATION_FAILED", details, "Request validation failed");
+    o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, details, "Request validation failed");
 }
 
 static bool decode_params(o11y__exchange *ex)
@@ -76,12 +76,12 @@ static bool decode_params(o11y__exchange *ex)
 
 /* RFC 9112 section 6.1: the only coding this server decodes is chunked, and it must come last.
  * Returns NULL when the codings are acceptable, else the error code to answer. */
-static const char *transfer_coding_error(const o11y__std_headers *std)
+static const o11y_error_def *transfer_coding_error(const o11y__std_headers *std)
 {
     if (!std->transfer_encoding)
         return NULL;
     if (std->transfer_encodings > 1)
-        return "NOT_IMPLEMENTED";
+        return &o11y_err_NOT_IMPLEMENTED;
     const char *p = std->transfer_coding.ptr;
     size_t len = std->transfer_coding.len;
     while (len && (*p == ' ' || *p == '\t'))
@@ -96,8 +96,8 @@ static const char *transfer_coding_error(const o11y__std_headers *std)
     bool chunked_last = len > 7 && strncasecmp(p + len - 7, "chunked", 7) == 0;
     for (size_t i = 0; !chunked_last && i + 7 <= len; i++)
         if (strncasecmp(p + i, "chunked", 7) == 0)
-            return "VALIDATION_FAILED";
-    return "NOT_IMPLEMENTED";
+            return &o11y_err_VALIDATION_FAILED;
+    return &o11y_err_NOT_IMPLEMENTED;
 }
 
 static bool name_is(const char *name, size_t len, const char *lit, size_t lit_len)
@@ -198,25 +198,26 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
         /* RFC 9112 sections 5.1 and 6.3: the body's length is ambiguous (the shape of request
          * smuggling). Refuse it before reading anything and close the connection. */
         req->answer_now = res->close = true;
-        o11y_res_error(res, "VALIDATION_FAILED", NULL,
+        o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, NULL,
                        std->space_before_colon
                            ? "Whitespace between a header name and its colon"
                            : "Conflicting Content-Length or Transfer-Encoding headers");
         return true;
     }
-    const char *coding_error = transfer_coding_error(std);
+    const o11y_error_def *coding_error = transfer_coding_error(std);
     if (coding_error) {
         req->answer_now = res->close = true;
-        o11y_res_error(res, coding_error, NULL,
-                       coding_error[0] == 'N' ? "Only the chunked transfer coding is supported"
-                                              : "chunked must be the final transfer coding");
+        o11y_res_fail(res, coding_error, NULL,
+                      coding_error == &o11y_err_NOT_IMPLEMENTED
+                          ? "Only the chunked transfer coding is supported"
+                          : "chunked must be the final transfer coding");
         return true;
     }
     /* The declared size first, whatever the route: a client that waits for 100 Continue is
      * told now, and nothing of an oversized body is read, even to discard it. */
     if (content_length > 0 && (uint64_t)content_length > svc->max_body) {
         req->body_too_large = req->answer_now = res->close = true;
-        o11y_res_error(res, "PAYLOAD_TOO_LARGE",
+        o11y_res_fail(res, &o11y_err_PAYLOAD_TOO_LARGE,
                        json_pack("{s:I}", "maxBytes", (json_int_t)svc->max_body),
                        "The request body is larger than %zu bytes", svc->max_body);
         return true;
@@ -224,7 +225,7 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     o11y_str raw[O11Y__MAX_PARAMS];
     req->route = o11y__route_match(svc, req->uri, req->path_len, raw);
     if (!req->route) {
-        o11y_res_error(res, "NOT_FOUND", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_NOT_FOUND, NULL, NULL);
         return true;
     }
     memcpy(req->params, raw, sizeof raw);
@@ -234,7 +235,7 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     req->method_index = o11y__method_index(effective);
     if (req->method_index < 0 || !(req->route->methods & effective)) {
         res->allow = req->route->allow;
-        o11y_res_error(res, "METHOD_NOT_ALLOWED", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_METHOD_NOT_ALLOWED, NULL, NULL);
         return true;
     }
     if (!decode_params(ex))
@@ -243,7 +244,7 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     bool has_body = effective & (O11Y_POST | O11Y_PUT | O11Y_PATCH);
     if (has_body && (req->route->flags[req->method_index] & O11Y_ROUTE_JSON) &&
         !is_json_type(std->content_type)) {
-        o11y_res_error(res, "UNSUPPORTED_MEDIA_TYPE", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_UNSUPPORTED_MEDIA_TYPE, NULL, NULL);
         return true;
     }
     return o11y__idem_check_key(ex, std);
@@ -263,7 +264,7 @@ bool o11y__pipeline_body(o11y__exchange *ex, const char *data, size_t len)
         o11y__buf_release(&req->body);
         o11y__buf_init(&req->body, 0);
         size_t max = req->svc->max_body;
-        o11y_res_error(&ex->res, "PAYLOAD_TOO_LARGE",
+        o11y_res_fail(&ex->res, &o11y_err_PAYLOAD_TOO_LARGE,
                        json_pack("{s:I}", "maxBytes", (json_int_t)max),
                        "The request body is larger than %zu bytes", max);
         return false;
@@ -284,12 +285,12 @@ static void run_handler(o11y__exchange *ex)
         if (details && res->field_errors_left_out)
             json_object_set_new(details, "moreFields",
                                 json_integer((json_int_t)res->field_errors_left_out));
-        o11y_res_error(res, "VALIDATION_FAILED", details, "Request validation failed");
+        o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, details, "Request validation failed");
     } else if (rc != 0 || !res->answered) {
         o11y_log_va(req->svc->logger, O11Y_LOG_ERROR, "handler_failed",
                     rc ? "handler reported failure" : "handler returned no response",
                     O11Y_STR("route", req->route->template), O11Y_INT("rc", rc), O11Y__END);
-        o11y_res_error(res, "INTERNAL_ERROR", NULL, NULL);
+        o11y_res_fail(res, &o11y_err_INTERNAL_ERROR, NULL, NULL);
     }
 }
 
@@ -297,7 +298,7 @@ static void render_error(o11y__exchange *ex)
 {
     o11y_request *req = &ex->req;
     o11y_response *res = &ex->res;
-    const o11y_error_def *def = o11y_error_lookup(res->error_code);
+    const o11y_error_def *def = res->error;
     if (def->status >= 500 && (res->error_message || res->error_details)) {
         /* Internal detail goes to the log only (CONTRACT section 1). */
         size_t ignored;
@@ -348,7 +349,7 @@ void o11y__pipeline_run(o11y__exchange *ex)
         run_handler(ex);
         handled = true;
     }
-    if (res->error_code)
+    if (res->error)
         render_error(ex);
     if (handled)
         o11y__idem_after_handler(ex); /* the body as sent: the envelope of an error included */

@@ -313,7 +313,7 @@ static bool overflow_field(o11y_request *req, const json_error_t *err, o11y_resp
                                 "is out of range");
     if (!details)
         return false;
-    o11y_res_error(res, "VALIDATION_FAILED", details, "Request validation failed");
+    o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, details, "Request validation failed");
     return true;
 }
 
@@ -340,7 +340,7 @@ struct json_t *o11y_req_json(o11y_request *req, o11y_response *res)
         json_t *details = json_pack("{s:I,s:I,s:I,s:s}", "position", (json_int_t)err.position,
                                     "line", (json_int_t)err.line, "column",
                                     (json_int_t)err.column, "reason", json_reason(code));
-        o11y_res_error(res, "VALIDATION_FAILED", details, "The request body is not a valid JSON "
+        o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, details, "The request body is not a valid JSON "
                                                           "object: %s",
                        json_reason(code));
         return NULL;
@@ -407,7 +407,7 @@ static void clear_body(o11y_response *res)
     o11y__free(res->body);
     res->body = NULL;
     res->body_len = 0;
-    res->error_code = NULL;
+    res->error = NULL;
     o11y__free(res->error_message);
     res->error_message = NULL;
     json_decref(res->error_details);
@@ -491,18 +491,16 @@ void o11y_res_empty(o11y_response *res, int status)
     res->content_type[0] = '\0';
 }
 
-void o11y_res_error(o11y_response *res, const char *code, struct json_t *details, const char *fmt,
-                    ...)
+static void res_fail_va(o11y_response *res, const o11y_error_def *def, struct json_t *details,
+                        const char *fmt, va_list ap) O11Y_PRINTF(4, 0);
+
+static void res_fail_va(o11y_response *res, const o11y_error_def *def, struct json_t *details,
+                        const char *fmt, va_list ap)
 {
-    if (!res) {
-        json_decref(details);
-        return;
-    }
-    const o11y_error_def *def = o11y_error_lookup(code);
     if (!def)
-        def = o11y_error_lookup("INTERNAL_ERROR");
+        def = &o11y_err_INTERNAL_ERROR;
     clear_body(res);
-    res->error_code = def->code;
+    res->error = def;
     res->status = def->status;
     res->answered = true;
     if (details && !json_is_object(details)) {
@@ -512,13 +510,40 @@ void o11y_res_error(o11y_response *res, const char *code, struct json_t *details
     res->error_details = details;
     if (fmt) {
         char msg[1024];
-        va_list ap;
-        va_start(ap, fmt);
         int n = vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
         if (n >= 0)
             res->error_message = o11y__strdup(msg);
     }
+}
+
+void o11y_res_fail(o11y_response *res, const o11y_error_def *def, struct json_t *details,
+                   const char *fmt, ...)
+{
+    if (!res) {
+        json_decref(details);
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    res_fail_va(res, def, details, fmt, ap);
+    va_end(ap);
+}
+
+void o11y_res_error(o11y_response *res, const char *code, struct json_t *details, const char *fmt,
+                    ...)
+{
+    if (!res) {
+        json_decref(details);
+        return;
+    }
+    const o11y_error_def *def = o11y_error_lookup(code);
+    if (!def) /* a typo or a code never registered: visible at once, never silent */
+        o11y_log_va(NULL, O11Y_LOG_ERROR, "unknown_error_code", "unknown error code answered as 500",
+                    O11Y_STRN("code", code ? code : "", code ? strnlen(code, 64) : 0), O11Y__END);
+    va_list ap;
+    va_start(ap, fmt);
+    res_fail_va(res, def, details, fmt, ap);
+    va_end(ap);
 }
 
 void o11y_res_field_error(o11y_response *res, const char *field, const char *problem)

@@ -22,7 +22,7 @@ o11y_stream *o11y_res_stream(o11y_response *res, int status, const char *content
     o11y_stream *s = o11y__calloc(1, sizeof *s);
     if (!s || o11y_res_body(res, status, content_type, NULL, 0) != O11Y_OK) {
         o11y__free(s);
-        o11y_res_error(res, "INTERNAL_ERROR", NULL, "out of memory");
+        o11y_res_fail(res, &o11y_err_INTERNAL_ERROR, NULL, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&s->lock, NULL);

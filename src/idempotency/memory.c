@@ -17,8 +17,8 @@ typedef struct mem_entry {
     struct mem_entry *next;          /* hash chain */
     struct mem_entry *older, *newer; /* the client's completed entries, oldest first */
     mem_client *client;
-    o11y__idem_key key;
-    uint8_t fp[O11Y__IDEM_FP];
+    o11y_idem_key key;
+    uint8_t fp[O11Y_IDEM_FP_BYTES];
     bool completed;
     uint64_t token;
     int64_t expires_ms; /* the lease while locked, the TTL once completed */
@@ -34,7 +34,7 @@ struct mem_client {
 };
 
 typedef struct mem_store {
-    o11y_idem_store base;
+    o11y_idem_store *store; /* for its error slot */
     pthread_mutex_t lock;
     mem_entry **buckets;
     size_t n_buckets; /* a power of two */
@@ -44,7 +44,7 @@ typedef struct mem_store {
     size_t client_entries, client_bytes; /* each client's share */
 } mem_store;
 
-static uint64_t key_hash(const o11y__idem_key *k)
+static uint64_t key_hash(const o11y_idem_key *k)
 {
     uint64_t h = 0xCBF29CE484222325ull; /* FNV-1a over the whole id */
     for (const char *p = k->id; *p; p++)
@@ -107,7 +107,7 @@ static void completed_append(mem_entry *e)
 
 /*=== MARK: entries ===*/
 
-static mem_entry **find(mem_store *m, const o11y__idem_key *k)
+static mem_entry **find(mem_store *m, const o11y_idem_key *k)
 {
     mem_entry **p = &m->buckets[key_hash(k) & (m->n_buckets - 1)];
     while (*p && strcmp((*p)->key.id, k->id) != 0)
@@ -134,13 +134,13 @@ static void entry_remove(mem_store *m, mem_entry **where, mem_entry *e)
 /* Keeps only the record's status (its first two bytes, see idem_internal.h). */
 static void entry_drop_response(mem_store *m, mem_entry *e)
 {
-    if (e->blob_len <= O11Y__IDEM_STATUS_BYTES)
+    if (e->blob_len <= O11Y_IDEM_STATUS_BYTES)
         return;
-    size_t freed = e->blob_len - O11Y__IDEM_STATUS_BYTES;
-    char *small = o11y__realloc(e->blob, O11Y__IDEM_STATUS_BYTES);
+    size_t freed = e->blob_len - O11Y_IDEM_STATUS_BYTES;
+    char *small = o11y__realloc(e->blob, O11Y_IDEM_STATUS_BYTES);
     if (small)
         e->blob = small;
-    e->blob_len = O11Y__IDEM_STATUS_BYTES;
+    e->blob_len = O11Y_IDEM_STATUS_BYTES;
     m->bytes -= freed;
     e->client->bytes -= freed;
 }
@@ -173,12 +173,12 @@ static bool client_make_room(mem_store *m, mem_client *c)
     return true;
 }
 
-static o11y__idem_result mem_begin(o11y_idem_store *s, const o11y__idem_key *k,
-                                   const uint8_t fp[O11Y__IDEM_FP], int64_t now, int64_t lease_ms,
+static o11y_idem_result mem_begin(void *impl, const o11y_idem_key *k,
+                                   const uint8_t fp[O11Y_IDEM_FP_BYTES], int64_t now, int64_t lease_ms,
                                    uint64_t *token, char **blob, size_t *blob_len)
 {
-    mem_store *m = (mem_store *)s;
-    o11y__idem_result r;
+    mem_store *m = impl;
+    o11y_idem_result r;
     pthread_mutex_lock(&m->lock);
     sweep(m, SWEEP_PER_CALL, now);
     mem_entry **p = find(m, k);
@@ -186,14 +186,14 @@ static o11y__idem_result mem_begin(o11y_idem_store *s, const o11y__idem_key *k,
         entry_remove(m, p, *p);
     mem_entry *e = *p;
     if (e) {
-        if (memcmp(e->fp, fp, O11Y__IDEM_FP) != 0) {
-            r = O11Y__IDEM_REUSED;
+        if (memcmp(e->fp, fp, O11Y_IDEM_FP_BYTES) != 0) {
+            r = O11Y_IDEM_REUSED;
         } else if (!e->completed) {
-            r = O11Y__IDEM_IN_USE;
+            r = O11Y_IDEM_IN_USE;
         } else {
             *blob = o11y__malloc(e->blob_len);
             *blob_len = e->blob_len;
-            r = *blob ? O11Y__IDEM_REPLAY : O11Y__IDEM_STORE_ERROR;
+            r = *blob ? O11Y_IDEM_REPLAY : O11Y_IDEM_STORE_ERROR;
             if (*blob)
                 memcpy(*blob, e->blob, e->blob_len);
         }
@@ -203,28 +203,28 @@ static o11y__idem_result mem_begin(o11y_idem_store *s, const o11y__idem_key *k,
     mem_client *c = client_get(m, k->client);
     if (!c) {
         pthread_mutex_unlock(&m->lock);
-        o11y__idem_store_error(s, "memory store: out of memory");
-        return O11Y__IDEM_STORE_ERROR;
+        o11y_idem_store_set_error(m->store, "memory store: out of memory");
+        return O11Y_IDEM_STORE_ERROR;
     }
     if (!client_make_room(m, c)) {
         client_put(m, c);
         pthread_mutex_unlock(&m->lock);
-        o11y__idem_store_error(s, "memory store: this client has %zu keys in flight",
+        o11y_idem_store_set_error(m->store, "memory store: this client has %zu keys in flight",
                                m->client_entries);
-        return O11Y__IDEM_FULL;
+        return O11Y_IDEM_FULL;
     }
     if (m->n_entries >= m->max_entries)
         sweep(m, SWEEP_WHEN_FULL, now);
     if (m->n_entries >= m->max_entries || !(e = o11y__calloc(1, sizeof *e))) {
         client_put(m, c);
         pthread_mutex_unlock(&m->lock);
-        o11y__idem_store_error(s, "memory store full: %zu live keys", m->max_entries);
-        return O11Y__IDEM_FULL;
+        o11y_idem_store_set_error(m->store, "memory store full: %zu live keys", m->max_entries);
+        return O11Y_IDEM_FULL;
     }
     e->key = *k;
     e->client = c;
-    memcpy(e->fp, fp, O11Y__IDEM_FP);
-    e->token = *token = o11y__idem_token();
+    memcpy(e->fp, fp, O11Y_IDEM_FP_BYTES);
+    e->token = *token = o11y_idem_token();
     e->expires_ms = now + lease_ms;
     p = find(m, k); /* room-making may have changed the chain */
     e->next = *p;
@@ -232,10 +232,10 @@ static o11y__idem_result mem_begin(o11y_idem_store *s, const o11y__idem_key *k,
     m->n_entries++;
     c->entries++;
     pthread_mutex_unlock(&m->lock);
-    return O11Y__IDEM_NEW;
+    return O11Y_IDEM_NEW;
 }
 
-static mem_entry *held(mem_store *m, const o11y__idem_key *k, uint64_t token, mem_entry ***where)
+static mem_entry *held(mem_store *m, const o11y_idem_key *k, uint64_t token, mem_entry ***where)
 {
     mem_entry **p = find(m, k);
     *where = p;
@@ -255,28 +255,28 @@ static bool bytes_room(mem_store *m, mem_client *c, size_t len)
     return c->bytes + len <= m->client_bytes && m->bytes + len <= m->max_bytes;
 }
 
-static o11y__idem_stored mem_complete(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token,
-                         const uint8_t fp[O11Y__IDEM_FP], const char *blob, size_t blob_len,
+static o11y_idem_stored mem_complete(void *impl, const o11y_idem_key *k, uint64_t token,
+                         const uint8_t fp[O11Y_IDEM_FP_BYTES], const char *blob, size_t blob_len,
                          int64_t now, int64_t expires_ms)
 {
     (void)fp, (void)now;
-    mem_store *m = (mem_store *)s;
+    mem_store *m = impl;
     pthread_mutex_lock(&m->lock);
     mem_entry **p, *e = held(m, k, token, &p);
-    if (!e || blob_len < O11Y__IDEM_STATUS_BYTES) {
+    if (!e || blob_len < O11Y_IDEM_STATUS_BYTES) {
         pthread_mutex_unlock(&m->lock);
-        o11y__idem_store_error(s, "memory store: the key's lease had ended");
-        return O11Y__IDEM_NOT_STORED;
+        o11y_idem_store_set_error(m->store, "memory store: the key's lease had ended");
+        return O11Y_IDEM_NOT_STORED;
     }
     mem_client *c = e->client;
     /* The whole record when there is room, else its status alone: never nothing. */
-    size_t keep = bytes_room(m, c, blob_len) ? blob_len : O11Y__IDEM_STATUS_BYTES;
+    size_t keep = bytes_room(m, c, blob_len) ? blob_len : O11Y_IDEM_STATUS_BYTES;
     char *copy = o11y__malloc(keep);
-    if (!copy && keep > O11Y__IDEM_STATUS_BYTES)
-        copy = o11y__malloc(keep = O11Y__IDEM_STATUS_BYTES);
-    o11y__idem_stored result = O11Y__IDEM_NOT_STORED;
+    if (!copy && keep > O11Y_IDEM_STATUS_BYTES)
+        copy = o11y__malloc(keep = O11Y_IDEM_STATUS_BYTES);
+    o11y_idem_stored result = O11Y_IDEM_NOT_STORED;
     if (copy) {
-        result = keep < blob_len ? O11Y__IDEM_STATUS_ONLY : O11Y__IDEM_STORED;
+        result = keep < blob_len ? O11Y_IDEM_STATUS_ONLY : O11Y_IDEM_STORED;
         memcpy(copy, blob, keep);
         e->blob = copy;
         e->blob_len = keep;
@@ -286,19 +286,19 @@ static o11y__idem_stored mem_complete(o11y_idem_store *s, const o11y__idem_key *
         c->bytes += keep;
         completed_append(e);
         if (keep < blob_len)
-            o11y__idem_store_error(s, "memory store: response of %zu bytes not kept (client"
+            o11y_idem_store_set_error(m->store, "memory store: response of %zu bytes not kept (client"
                                       " share %zu bytes); its status is",
                                    blob_len, m->client_bytes);
     } else {
-        o11y__idem_store_error(s, "memory store: out of memory");
+        o11y_idem_store_set_error(m->store, "memory store: out of memory");
     }
     pthread_mutex_unlock(&m->lock);
     return result;
 }
 
-static void mem_release(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token)
+static void mem_release(void *impl, const o11y_idem_key *k, uint64_t token)
 {
-    mem_store *m = (mem_store *)s;
+    mem_store *m = impl;
     pthread_mutex_lock(&m->lock);
     mem_entry **p, *e = held(m, k, token, &p);
     if (e)
@@ -306,9 +306,9 @@ static void mem_release(o11y_idem_store *s, const o11y__idem_key *k, uint64_t to
     pthread_mutex_unlock(&m->lock);
 }
 
-static void mem_destroy(o11y_idem_store *s)
+static void mem_destroy(void *impl)
 {
-    mem_store *m = (mem_store *)s;
+    mem_store *m = impl;
     for (size_t i = 0; i < m->n_buckets; i++)
         while (m->buckets[i])
             entry_remove(m, &m->buckets[i], m->buckets[i]);
@@ -318,7 +318,7 @@ static void mem_destroy(o11y_idem_store *s)
     o11y__free(m);
 }
 
-static const o11y__idem_store_ops mem_ops = {mem_begin, mem_complete, mem_release, mem_destroy};
+static const o11y_idem_store_ops mem_ops = {mem_begin, mem_complete, mem_release, mem_destroy};
 
 o11y_status o11y_idem_store_memory(const o11y_idem_memory_config *cfg, o11y_idem_store **out)
 {
@@ -352,9 +352,13 @@ o11y_status o11y_idem_store_memory(const o11y_idem_memory_config *cfg, o11y_idem
     m->max_entries = max_entries;
     m->max_bytes = max_bytes;
     m->client_entries = client_entries ? client_entries : 1;
-    m->client_bytes = client_bytes ? client_bytes : O11Y__IDEM_STATUS_BYTES;
+    m->client_bytes = client_bytes ? client_bytes : O11Y_IDEM_STATUS_BYTES;
     pthread_mutex_init(&m->lock, NULL);
-    o11y__idem_store_init(&m->base, &mem_ops);
-    *out = &m->base;
+    o11y_status st = o11y_idem_store_create(&mem_ops, m, out);
+    if (st != O11Y_OK) {
+        mem_destroy(m);
+        return st;
+    }
+    m->store = *out;
     return O11Y_OK;
 }

@@ -18,7 +18,7 @@ static void put_field(o11y__buf *b, o11y_str s, int len_bytes)
 
 void o11y__idem_record_encode(o11y__buf *b, const o11y__idem_record *r)
 {
-    put_u(b, (uint64_t)r->status, O11Y__IDEM_STATUS_BYTES);
+    put_u(b, (uint64_t)r->status, O11Y_IDEM_STATUS_BYTES);
     put_field(b, r->trace_id, 1);
     put_field(b, r->content_type, 1);
     put_field(b, r->location, 2);
@@ -29,7 +29,7 @@ void o11y__idem_record_encode(o11y__buf *b, const o11y__idem_record *r)
 
 void o11y__idem_record_encode_status(o11y__buf *b, int status)
 {
-    put_u(b, (uint64_t)status, O11Y__IDEM_STATUS_BYTES);
+    put_u(b, (uint64_t)status, O11Y_IDEM_STATUS_BYTES);
 }
 
 typedef struct reader {
@@ -67,10 +67,10 @@ o11y__idem_record_kind o11y__idem_record_decode(const char *blob, size_t len,
 {
     memset(out, 0, sizeof *out);
     reader r = {(const unsigned char *)blob, (const unsigned char *)blob + len, blob != NULL};
-    out->status = (int)get_u(&r, O11Y__IDEM_STATUS_BYTES);
+    out->status = (int)get_u(&r, O11Y_IDEM_STATUS_BYTES);
     if (!r.ok || out->status < 100 || out->status > 599)
         return O11Y__IDEM_RECORD_BAD;
-    if (len == O11Y__IDEM_STATUS_BYTES)
+    if (len == O11Y_IDEM_STATUS_BYTES)
         return O11Y__IDEM_RECORD_STATUS_ONLY;
     out->trace_id = get_field(&r, 1);
     out->content_type = get_field(&r, 1);

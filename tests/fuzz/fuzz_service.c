@@ -5,6 +5,7 @@
  * rest is the body. */
 #include "http/http_internal.h"
 
+#include "../../services/generation-service/errors.h"
 #include "../../services/generation-service/generations.h"
 #include "../../services/generation-service/jobs.h"
 #include "../../services/generation-service/routes.h"
@@ -94,7 +95,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     o11y_service_config_init(&cfg);
     cfg.service_name = "fuzz";
     cfg.log.file_path = "/dev/null";
-    if (o11y_service_create(&cfg, &svc) != O11Y_OK || !(store = gs_store_open(db, 0, err, 256)))
+    if (gs_errors_register() != O11Y_OK || o11y_service_create(&cfg, &svc) != O11Y_OK ||
+        !(store = gs_store_open(db, 0, err, 256)))
         abort();
     gs_jobs_config jc = {.workers = 1, .queue_cap = 8, .step_ms = 1, .jobs_kept = 16};
     app = (gs_app){.store = store, .jobs = gs_jobs_start(store, &jc), .max_prompt_chars = 4000,

@@ -1,7 +1,10 @@
 /* Integration tests of health checks with real parts: a service built in-process with checks
  * against a server that accepts and never answers, a socket that never accepts, a real HTTP
  * dependency answering 500 then 200, and custom checks that hang or return garbage. */
+#include <o11y/curl.h>
 #include <o11y/o11y.h>
+#include <o11y/redis.h>
+#include <o11y/sqlite.h>
 
 #include "harness.h"
 

@@ -1,5 +1,4 @@
 /* Tests for log/log.c and log/operation.c: CONTRACT section 3, masking, the queue, the sinks. */
-#include "o11y/events.h"
 #include "o11y/log.h"
 #include "o11y/operation.h"
 #include "o11y/trace.h"
@@ -463,10 +462,14 @@ static void operations_and_events(void **state)
     o11y_operation_fail(&op, "SERVICE_UNAVAILABLE");
     assert_true(o11y_operation_end(&op) >= 0);
     assert_true(o11y_operation_end(&op) == 0); /* a second end is a no-op */
-    o11y_event_episode_created("proj_1", "ep_1", 3, "Pilot");
-    o11y_field changes[] = {O11Y_STR("title", "New")};
-    o11y_event_episode_updated("proj_1", "ep_1", changes, 1);
-    o11y_event_episode_deleted("proj_1", "ep_1", 3);
+    /* A service's own catalog of events, on the generic call. */
+    o11y_log_event("episode_created", O11Y_STR("project_id", "proj_1"),
+                   O11Y_STR("episode_id", "ep_1"), O11Y_INT("episode_number", 3),
+                   O11Y_STR("title", "Pilot"));
+    o11y_log_event("episode_updated", O11Y_STR("project_id", "proj_1"), O11Y_OBJ("changes"),
+                   O11Y_STR("title", "New"), O11Y_OBJ_END);
+    o11y_log_event("episode_deleted", O11Y_STR("project_id", "proj_1"),
+                   O11Y_INT("episode_number", 3));
     o11y_logger_destroy(lg);
     assert_null(o11y_logger_default());
     json_t *lines = read_lines(path);

@@ -1,11 +1,15 @@
-/* idempotency/sqlite.c — the SQLite store: one row per key, durable across restarts (WAL).
- * One connection under a mutex: each operation is one short transaction. */
-#include "idempotency/idem_internal.h"
+/* backends/sqlite/idem_store.c — the SQLite idempotency store (libo11y-sqlite): one row per
+ * key, durable across restarts (WAL). One connection under a mutex: each operation is one short
+ * transaction. Built on the public store interface only (o11y/idempotency.h). */
+#include "o11y/sqlite.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
-#include <unistd.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 enum { PURGE_EVERY = 64, PURGE_BATCH = 100, BUSY_MS = 1000 };
 
@@ -36,7 +40,7 @@ static const char *const sql[N_STMT] = {
 };
 
 typedef struct sql_store {
-    o11y_idem_store base;
+    o11y_idem_store *store; /* for its error slot */
     pthread_mutex_t lock;
     char shm_path[4200]; /* the WAL index: checked before each transaction */
     sqlite3 *db;
@@ -60,7 +64,7 @@ static int step_done(sql_store *q, enum stmt i)
 
 static void fail(sql_store *q, int rc)
 {
-    o11y__idem_store_error(&q->base, "sqlite: %s (%d)", sqlite3_errmsg(q->db), rc);
+    o11y_idem_store_set_error(q->store, "sqlite: %s (%d)", sqlite3_errmsg(q->db), rc);
 }
 
 /* Drops up to a hundred expired rows now and then, never the whole table at once. */
@@ -80,16 +84,16 @@ static bool wal_index_writable(sql_store *q)
 {
     if (access(q->shm_path, W_OK) == 0 || errno == ENOENT)
         return true;
-    o11y__idem_store_error(&q->base, "sqlite: the WAL index is not writable");
+    o11y_idem_store_set_error(q->store, "sqlite: the WAL index is not writable");
     return false;
 }
 
-static o11y__idem_result sql_begin(o11y_idem_store *s, const o11y__idem_key *k,
-                                   const uint8_t fp[O11Y__IDEM_FP], int64_t now, int64_t lease_ms,
+static o11y_idem_result sql_begin(void *impl, const o11y_idem_key *k,
+                                   const uint8_t fp[O11Y_IDEM_FP_BYTES], int64_t now, int64_t lease_ms,
                                    uint64_t *token, char **blob, size_t *blob_len)
 {
-    sql_store *q = (sql_store *)s;
-    o11y__idem_result r = O11Y__IDEM_STORE_ERROR;
+    sql_store *q = impl;
+    o11y_idem_result r = O11Y_IDEM_STORE_ERROR;
     if (!wal_index_writable(q))
         return r;
     pthread_mutex_lock(&q->lock);
@@ -105,56 +109,56 @@ static o11y__idem_result sql_begin(o11y_idem_store *s, const o11y__idem_key *k,
     bool live = rc == SQLITE_ROW && sqlite3_column_int64(g, 2) > now;
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         fail(q, rc);
-    } else if (live && (sqlite3_column_bytes(g, 0) != O11Y__IDEM_FP ||
-                        memcmp(sqlite3_column_blob(g, 0), fp, O11Y__IDEM_FP) != 0)) {
-        r = O11Y__IDEM_REUSED;
+    } else if (live && (sqlite3_column_bytes(g, 0) != O11Y_IDEM_FP_BYTES ||
+                        memcmp(sqlite3_column_blob(g, 0), fp, O11Y_IDEM_FP_BYTES) != 0)) {
+        r = O11Y_IDEM_REUSED;
     } else if (live && !sqlite3_column_int(g, 1)) {
-        r = O11Y__IDEM_IN_USE;
+        r = O11Y_IDEM_IN_USE;
     } else if (live) {
         size_t n = (size_t)sqlite3_column_bytes(g, 3);
-        *blob = o11y__malloc(n ? n : 1);
+        *blob = malloc(n ? n : 1);
         if (*blob) {
             memcpy(*blob, sqlite3_column_blob(g, 3), n);
             *blob_len = n;
-            r = O11Y__IDEM_REPLAY;
+            r = O11Y_IDEM_REPLAY;
         }
     } else { /* absent, or its TTL or lease has passed: ours now */
         sqlite3_reset(g);
         sqlite3_stmt *l = prep(q, S_LOCK);
-        *token = o11y__idem_token();
+        *token = o11y_idem_token();
         sqlite3_bind_text(l, 1, k->id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(l, 2, fp, O11Y__IDEM_FP, SQLITE_STATIC);
+        sqlite3_bind_blob(l, 2, fp, O11Y_IDEM_FP_BYTES, SQLITE_STATIC);
         sqlite3_bind_int64(l, 3, (sqlite3_int64)*token);
         sqlite3_bind_int64(l, 4, now + lease_ms);
         rc = step_done(q, S_LOCK);
         if (rc == SQLITE_OK)
-            r = O11Y__IDEM_NEW;
+            r = O11Y_IDEM_NEW;
         else
             fail(q, rc);
     }
     sqlite3_reset(g);
-    if (r == O11Y__IDEM_NEW)
+    if (r == O11Y_IDEM_NEW)
         purge(q, now);
-    rc = step_done(q, r == O11Y__IDEM_STORE_ERROR ? S_ROLLBACK : S_COMMIT);
-    if (rc != SQLITE_OK && r != O11Y__IDEM_STORE_ERROR) {
+    rc = step_done(q, r == O11Y_IDEM_STORE_ERROR ? S_ROLLBACK : S_COMMIT);
+    if (rc != SQLITE_OK && r != O11Y_IDEM_STORE_ERROR) {
         fail(q, rc);
         step_done(q, S_ROLLBACK);
-        if (r == O11Y__IDEM_REPLAY)
-            o11y__free(*blob);
-        r = O11Y__IDEM_STORE_ERROR;
+        if (r == O11Y_IDEM_REPLAY)
+            free(*blob);
+        r = O11Y_IDEM_STORE_ERROR;
     }
     pthread_mutex_unlock(&q->lock);
     return r;
 }
 
-static o11y__idem_stored sql_complete(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token,
-                         const uint8_t fp[O11Y__IDEM_FP], const char *blob, size_t blob_len,
+static o11y_idem_stored sql_complete(void *impl, const o11y_idem_key *k, uint64_t token,
+                         const uint8_t fp[O11Y_IDEM_FP_BYTES], const char *blob, size_t blob_len,
                          int64_t now, int64_t expires_ms)
 {
     (void)fp, (void)now;
-    sql_store *q = (sql_store *)s;
+    sql_store *q = impl;
     if (!wal_index_writable(q))
-        return O11Y__IDEM_NOT_STORED;
+        return O11Y_IDEM_NOT_STORED;
     pthread_mutex_lock(&q->lock);
     sqlite3_stmt *c = prep(q, S_COMPLETE);
     sqlite3_bind_text(c, 1, k->id, -1, SQLITE_STATIC);
@@ -162,26 +166,26 @@ static o11y__idem_stored sql_complete(o11y_idem_store *s, const o11y__idem_key *
     sqlite3_bind_blob(c, 3, blob, (int)blob_len, SQLITE_STATIC);
     sqlite3_bind_int64(c, 4, expires_ms);
     int rc = step_done(q, S_COMPLETE);
-    o11y__idem_stored result = O11Y__IDEM_STORED;
-    if ((rc & 0xff) == SQLITE_FULL && blob_len > O11Y__IDEM_STATUS_BYTES) {
+    o11y_idem_stored result = O11Y_IDEM_STORED;
+    if ((rc & 0xff) == SQLITE_FULL && blob_len > O11Y_IDEM_STATUS_BYTES) {
         /* The database is at its cap: keep the status alone (idem_internal.h), which the
          * key's row already has room for, so the key stays completed. */
         fail(q, rc);
-        sqlite3_bind_blob(c, 3, blob, O11Y__IDEM_STATUS_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(c, 3, blob, O11Y_IDEM_STATUS_BYTES, SQLITE_STATIC);
         rc = step_done(q, S_COMPLETE);
-        result = O11Y__IDEM_STATUS_ONLY;
+        result = O11Y_IDEM_STATUS_ONLY;
     }
     if (rc != SQLITE_OK || sqlite3_changes(q->db) != 1)
-        result = O11Y__IDEM_NOT_STORED;
+        result = O11Y_IDEM_NOT_STORED;
     if (rc != SQLITE_OK)
         fail(q, rc);
     pthread_mutex_unlock(&q->lock);
     return result;
 }
 
-static void sql_release(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token)
+static void sql_release(void *impl, const o11y_idem_key *k, uint64_t token)
 {
-    sql_store *q = (sql_store *)s;
+    sql_store *q = impl;
     if (!wal_index_writable(q))
         return; /* the lease frees the key */
     pthread_mutex_lock(&q->lock);
@@ -194,19 +198,19 @@ static void sql_release(o11y_idem_store *s, const o11y__idem_key *k, uint64_t to
     pthread_mutex_unlock(&q->lock);
 }
 
-static void sql_destroy(o11y_idem_store *s)
+static void sql_destroy(void *impl)
 {
-    sql_store *q = (sql_store *)s;
+    sql_store *q = impl;
     for (int i = 0; i < N_STMT; i++)
         sqlite3_finalize(q->st[i]);
     if (q->db && q->shm_path[0] && access(q->shm_path, W_OK) != 0 && errno != ENOENT)
         sqlite3_db_config(q->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL); /* see above */
     sqlite3_close(q->db);
     pthread_mutex_destroy(&q->lock);
-    o11y__free(q);
+    free(q);
 }
 
-static const o11y__idem_store_ops sql_ops = {sql_begin, sql_complete, sql_release, sql_destroy};
+static const o11y_idem_store_ops sql_ops = {sql_begin, sql_complete, sql_release, sql_destroy};
 
 o11y_status o11y_idem_store_sqlite(const char *path, o11y_idem_store **out)
 {
@@ -219,10 +223,9 @@ o11y_status o11y_idem_store_sqlite_capped(const char *path, int64_t max_bytes,
     if (!path || !out || max_bytes < 0)
         return O11Y_EINVAL;
     *out = NULL;
-    sql_store *q = o11y__calloc(1, sizeof *q);
+    sql_store *q = calloc(1, sizeof *q);
     if (!q)
         return O11Y_ENOMEM;
-    o11y__idem_store_init(&q->base, &sql_ops);
     pthread_mutex_init(&q->lock, NULL);
     snprintf(q->shm_path, sizeof q->shm_path, "%s-shm", path);
     int rc = sqlite3_open_v2(path, &q->db,
@@ -248,9 +251,14 @@ o11y_status o11y_idem_store_sqlite_capped(const char *path, int64_t max_bytes,
     for (int i = 0; rc == SQLITE_OK && i < N_STMT; i++)
         rc = sqlite3_prepare_v3(q->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL);
     if (rc != SQLITE_OK) {
-        sql_destroy(&q->base);
+        sql_destroy(q);
         return O11Y_EBACKEND;
     }
-    *out = &q->base;
+    o11y_status st = o11y_idem_store_create(&sql_ops, q, out);
+    if (st != O11Y_OK) {
+        sql_destroy(q);
+        return st;
+    }
+    q->store = *out;
     return O11Y_OK;
 }

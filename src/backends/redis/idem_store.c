@@ -1,13 +1,17 @@
-/* idempotency/redis.c — the Redis store (hiredis 0.14): shared by every instance of a service.
+/* backends/redis/idem_store.c — the Redis idempotency store (libo11y-redis, hiredis 0.14):
+ * shared by every instance of a service.
  * A key's value is 'L' + fingerprint + token while locked (expiring with the lease), and 'C' +
  * fingerprint + the stored response once completed (expiring with the TTL). Each operation is
  * one Lua script, so it is atomic and one round trip: a new key costs two (begin, complete), a
  * replay one. One connection under a mutex; after an error it reconnects on the next call. */
-#include "idempotency/idem_internal.h"
+#include "o11y/redis.h"
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 enum { TIMEOUT_MS = 500 };
 
@@ -32,7 +36,7 @@ static const char release_lua[] =
     "  redis.call('DEL', KEYS[1]) return 1 end return 0";
 
 typedef struct redis_store {
-    o11y_idem_store base;
+    o11y_idem_store *store; /* for its error slot */
     pthread_mutex_t lock;
     redisContext *c;
     char *host;
@@ -50,7 +54,7 @@ static bool connected(redis_store *r)
     struct timeval tv = {0, TIMEOUT_MS * 1000};
     r->c = redisConnectWithTimeout(r->host, r->port, tv);
     if (!r->c || r->c->err) {
-        o11y__idem_store_error(&r->base, "redis %s:%u: %s", r->host, (unsigned)r->port,
+        o11y_idem_store_set_error(r->store, "redis %s:%u: %s", r->host, (unsigned)r->port,
                                r->c ? r->c->errstr : "out of memory");
         return false;
     }
@@ -58,26 +62,35 @@ static bool connected(redis_store *r)
     return true;
 }
 
-static void key_name(const o11y__idem_key *k, char out[80])
+static void key_name(const o11y_idem_key *k, char out[80])
 {
     snprintf(out, 80, "o11y:idem:%s", k->id);
 }
 
+static const char hex_digits[] = "0123456789abcdef";
+
 static void hex(const uint8_t *p, size_t n, char *out)
 {
     for (size_t i = 0; i < n; i++) {
-        out[2 * i] = o11y__hex_digits[p[i] >> 4];
-        out[2 * i + 1] = o11y__hex_digits[p[i] & 15];
+        out[2 * i] = hex_digits[p[i] >> 4];
+        out[2 * i + 1] = hex_digits[p[i] & 15];
     }
     out[2 * n] = '\0';
 }
 
+/* 16 lowercase hex digits of v, without a NUL. */
+static void hex_u64(uint64_t v, char out[16])
+{
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        out[i] = hex_digits[v & 15];
+}
+
 /* The value of a held lock: 'L', the fingerprint in hex, the token in hex. */
-static void lock_value(const uint8_t fp[O11Y__IDEM_FP], uint64_t token, char out[50])
+static void lock_value(const uint8_t fp[O11Y_IDEM_FP_BYTES], uint64_t token, char out[50])
 {
     out[0] = 'L';
-    hex(fp, O11Y__IDEM_FP, out + 1);
-    o11y__hex_u64(token, out + 33);
+    hex(fp, O11Y_IDEM_FP_BYTES, out + 1);
+    hex_u64(token, out + 33);
     out[49] = '\0';
 }
 
@@ -94,47 +107,47 @@ static redisReply *call(redis_store *r, const char *fmt, ...)
         reply = redisvCommand(r->c, fmt, ap);
         va_end(ap);
         if (!reply)
-            o11y__idem_store_error(&r->base, "redis: %s", r->c->errstr);
+            o11y_idem_store_set_error(r->store, "redis: %s", r->c->errstr);
         if (!reply && r->c->err != REDIS_ERR_IO && r->c->err != REDIS_ERR_EOF)
             return NULL;
     }
     if (reply && reply->type == REDIS_REPLY_ERROR) {
-        o11y__idem_store_error(&r->base, "redis: %.100s", reply->str);
+        o11y_idem_store_set_error(r->store, "redis: %.100s", reply->str);
         freeReplyObject(reply);
         return NULL;
     }
     return reply;
 }
 
-static o11y__idem_result redis_begin(o11y_idem_store *s, const o11y__idem_key *k,
-                                     const uint8_t fp[O11Y__IDEM_FP], int64_t now,
+static o11y_idem_result redis_begin(void *impl, const o11y_idem_key *k,
+                                     const uint8_t fp[O11Y_IDEM_FP_BYTES], int64_t now,
                                      int64_t lease_ms, uint64_t *token, char **blob,
                                      size_t *blob_len)
 {
     (void)now;
-    redis_store *r = (redis_store *)s;
+    redis_store *r = impl;
     char key[80], fph[33], tok[17], lease[24];
     key_name(k, key);
-    hex(fp, O11Y__IDEM_FP, fph);
-    *token = o11y__idem_token();
-    o11y__hex_u64(*token, tok);
+    hex(fp, O11Y_IDEM_FP_BYTES, fph);
+    *token = o11y_idem_token();
+    hex_u64(*token, tok);
     tok[16] = '\0';
     snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
     pthread_mutex_lock(&r->lock);
     redisReply *reply = call(r, "EVAL %s 1 %s %s %s %s", begin_lua, key, fph, tok, lease);
-    o11y__idem_result res = O11Y__IDEM_STORE_ERROR;
+    o11y_idem_result res = O11Y_IDEM_STORE_ERROR;
     if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
         reply->element[0]->type == REDIS_REPLY_INTEGER) {
         switch (reply->element[0]->integer) {
-        case 0: res = O11Y__IDEM_NEW; break;
-        case 2: res = O11Y__IDEM_IN_USE; break;
-        case 3: res = O11Y__IDEM_REUSED; break;
+        case 0: res = O11Y_IDEM_NEW; break;
+        case 2: res = O11Y_IDEM_IN_USE; break;
+        case 3: res = O11Y_IDEM_REUSED; break;
         case 1:
             if (reply->elements == 2 && reply->element[1]->type == REDIS_REPLY_STRING &&
-                (*blob = o11y__malloc(reply->element[1]->len + 1)) != NULL) {
+                (*blob = malloc(reply->element[1]->len + 1)) != NULL) {
                 memcpy(*blob, reply->element[1]->str, reply->element[1]->len);
                 *blob_len = reply->element[1]->len;
-                res = O11Y__IDEM_REPLAY;
+                res = O11Y_IDEM_REPLAY;
             }
             break;
         default: break;
@@ -146,11 +159,11 @@ static o11y__idem_result redis_begin(o11y_idem_store *s, const o11y__idem_key *k
     return res;
 }
 
-static o11y__idem_stored redis_complete(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token,
-                           const uint8_t fp[O11Y__IDEM_FP], const char *blob, size_t blob_len,
+static o11y_idem_stored redis_complete(void *impl, const o11y_idem_key *k, uint64_t token,
+                           const uint8_t fp[O11Y_IDEM_FP_BYTES], const char *blob, size_t blob_len,
                            int64_t now, int64_t expires_ms)
 {
-    redis_store *r = (redis_store *)s;
+    redis_store *r = impl;
     char key[80], lockv[50], ttl[24];
     key_name(k, key);
     lock_value(fp, token, lockv);
@@ -158,39 +171,39 @@ static o11y__idem_stored redis_complete(o11y_idem_store *s, const o11y__idem_key
     snprintf(ttl, sizeof ttl, "%lld", ms > 0 ? ms : 1);
     /* The completed value: 'C', the fingerprint in hex, the record. */
     size_t len = 33 + blob_len;
-    char *value = o11y__malloc(len);
+    char *value = malloc(len);
     if (!value)
-        return O11Y__IDEM_NOT_STORED;
+        return O11Y_IDEM_NOT_STORED;
     value[0] = 'C';
     memcpy(value + 1, lockv + 1, 32);
     memcpy(value + 33, blob, blob_len);
     pthread_mutex_lock(&r->lock);
     redisReply *reply = call(r, "EVAL %s 1 %s %s %b %s", complete_lua, key, lockv, value, len, ttl);
-    o11y__idem_stored result = O11Y__IDEM_STORED;
+    o11y_idem_stored result = O11Y_IDEM_STORED;
     if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "OOM", 3) == 0 &&
-        blob_len > O11Y__IDEM_STATUS_BYTES) {
+        blob_len > O11Y_IDEM_STATUS_BYTES) {
         /* Over the server's maxmemory: keep the status alone (idem_internal.h). */
-        o11y__idem_store_error(s, "redis: out of memory for a %zu-byte response", blob_len);
+        o11y_idem_store_set_error(r->store, "redis: out of memory for a %zu-byte response", blob_len);
         freeReplyObject(reply);
         reply = call(r, "EVAL %s 1 %s %s %b %s", complete_lua, key, lockv, value,
-                     (size_t)33 + O11Y__IDEM_STATUS_BYTES, ttl);
-        result = O11Y__IDEM_STATUS_ONLY;
+                     (size_t)33 + O11Y_IDEM_STATUS_BYTES, ttl);
+        result = O11Y_IDEM_STATUS_ONLY;
     }
     if (!reply || reply->type != REDIS_REPLY_INTEGER || reply->integer != 1)
-        result = O11Y__IDEM_NOT_STORED;
+        result = O11Y_IDEM_NOT_STORED;
     if (reply)
         freeReplyObject(reply);
     pthread_mutex_unlock(&r->lock);
-    o11y__free(value);
+    free(value);
     return result;
 }
 
-static void redis_release(o11y_idem_store *s, const o11y__idem_key *k, uint64_t token)
+static void redis_release(void *impl, const o11y_idem_key *k, uint64_t token)
 {
-    redis_store *r = (redis_store *)s;
+    redis_store *r = impl;
     char key[80], tok[17];
     key_name(k, key);
-    o11y__hex_u64(token, tok);
+    hex_u64(token, tok);
     tok[16] = '\0';
     pthread_mutex_lock(&r->lock);
     redisReply *reply = call(r, "EVAL %s 1 %s %s", release_lua, key, tok);
@@ -199,17 +212,17 @@ static void redis_release(o11y_idem_store *s, const o11y__idem_key *k, uint64_t 
     pthread_mutex_unlock(&r->lock);
 }
 
-static void redis_destroy(o11y_idem_store *s)
+static void redis_destroy(void *impl)
 {
-    redis_store *r = (redis_store *)s;
+    redis_store *r = impl;
     if (r->c)
         redisFree(r->c);
     pthread_mutex_destroy(&r->lock);
-    o11y__free(r->host);
-    o11y__free(r);
+    free(r->host);
+    free(r);
 }
 
-static const o11y__idem_store_ops redis_ops = {redis_begin, redis_complete, redis_release,
+static const o11y_idem_store_ops redis_ops = {redis_begin, redis_complete, redis_release,
                                                redis_destroy};
 
 o11y_status o11y_idem_store_redis(const char *host, uint16_t port, o11y_idem_store **out)
@@ -217,14 +230,18 @@ o11y_status o11y_idem_store_redis(const char *host, uint16_t port, o11y_idem_sto
     if (!host || !port || !out)
         return O11Y_EINVAL;
     *out = NULL;
-    redis_store *r = o11y__calloc(1, sizeof *r);
-    if (!r || !(r->host = o11y__strdup(host))) {
-        o11y__free(r);
+    redis_store *r = calloc(1, sizeof *r);
+    if (!r || !(r->host = strdup(host))) {
+        free(r);
         return O11Y_ENOMEM;
     }
     r->port = port;
     pthread_mutex_init(&r->lock, NULL);
-    o11y__idem_store_init(&r->base, &redis_ops);
-    *out = &r->base;
+    o11y_status st = o11y_idem_store_create(&redis_ops, r, out);
+    if (st != O11Y_OK) {
+        redis_destroy(r);
+        return st;
+    }
+    r->store = *out;
     return O11Y_OK;
 }
