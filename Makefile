@@ -11,14 +11,18 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PORT       ?= 8001
 CMAKE_DEV   = -DO11Y_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all deps build run test test-normal test-asan test-tsan test-fuzz fuzz bench install clean
+.PHONY: all deps build-deps build run test test-normal test-asan test-tsan test-fuzz fuzz bench install clean
 
 all: build
 
 deps:
 	@scripts/deps.sh test
 
-build: deps
+build-deps:
+	@scripts/deps.sh build
+
+# make run builds the library and the service only: the test tools are not installed for it.
+build: build-deps
 	@cmake -S . -B $(BUILD) $(CMAKE_DEV) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
@@ -30,7 +34,7 @@ run: build
 # then each fuzz target over its seed corpus for a few seconds.
 test: test-normal test-asan test-tsan test-fuzz
 
-test-normal: build
+test-normal: deps build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 test-asan: deps

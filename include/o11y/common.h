@@ -31,6 +31,17 @@ extern "C" {
 #define O11Y_VERSION_STRING                                                                        \
     O11Y__XSTR(O11Y_VERSION_MAJOR) "." O11Y__XSTR(O11Y_VERSION_MINOR) "." O11Y__XSTR(O11Y_VERSION_PATCH)
 
+/* ABI: how the public structs grow. A configuration struct (o11y_*_config, o11y_*_opts) ends
+ * with O11Y_RESERVED, eight pointer-sized slots that must be zero (its init function, or a
+ * designated initializer, zeroes them). A later release adds members only by taking reserved
+ * slots, each member pointer-sized (a pointer, size_t, int64_t, or two 32-bit values), so the
+ * struct's size and every offset stay as they were: a binary built against an older header
+ * still passes a valid struct, whose new members read as zero, which means "the default". Value
+ * types (o11y_str, o11y_field, o11y_error_def, o11y_trace_ctx) never change; a new shape is a
+ * new type. Removing or reordering a member is a new soname. make test compares the built
+ * libraries with the committed baseline (abi/, abidiff), so an accidental break fails CI. */
+#define O11Y_RESERVED void *o11y_reserved[8]
+
 /* Status codes of the library's functions. The numbers never change once released. */
 #define O11Y_STATUS_MAP(X)                                                                         \
     X(OK, 0, "success")                                                                            \

@@ -33,6 +33,7 @@ typedef struct o11y_health_check_opts {
     unsigned timeout_ms;  /* 0: O11Y_HEALTH_DEFAULT_TIMEOUT_MS, 800 (under the kubelet's 1 s
                              probe timeout) */
     unsigned interval_ms; /* 0: 5000 */
+    O11Y_RESERVED; /* zero: room to grow (common.h) */
 } o11y_health_check_opts;
 
 /* A custom check (the original's custom_checker). Writes at most message_len bytes of a

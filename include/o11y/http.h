@@ -74,6 +74,7 @@ typedef struct o11y_service_config {
     o11y_metrics *metrics;         /* NULL: the service creates a registry and owns it */
     bool no_metrics_routes;        /* true: no GET /metrics and /metrics/summary */
     bool no_health_routes;         /* true: no GET /health, /health/live, /health/ready */
+    O11Y_RESERVED; /* zero: room to grow (common.h) */
 } o11y_service_config;
 
 O11Y_API void o11y_service_config_init(o11y_service_config *cfg);

@@ -32,6 +32,7 @@ typedef struct o11y_idem_memory_config {
     size_t max_client_entries; /* one client's share; 0: max_entries / 16 */
     size_t max_client_bytes;   /* one client's share, and the largest response kept;
                                   0: max_bytes / 16 */
+    O11Y_RESERVED; /* zero: room to grow (common.h) */
 } o11y_idem_memory_config;
 
 O11Y_API O11Y_WARN_UNUSED o11y_status
@@ -115,6 +116,7 @@ typedef struct o11y_idem_config {
                                   scope, so two clients never share a key; NULL: none */
     int64_t (*clock_ms)(void *ctx); /* Unix time in ms; NULL: the real clock (tests inject) */
     void *clock_ctx;
+    O11Y_RESERVED; /* zero: room to grow (common.h) */
 } o11y_idem_config;
 
 /* Turns idempotency on for the service's POST, PUT and PATCH routes. Copies cfg (not the store).

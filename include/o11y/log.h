@@ -33,6 +33,18 @@ O11Y_API const char *o11y_log_level_name(o11y_log_level level);
  * Returns O11Y_OK or O11Y_EINVAL. */
 O11Y_API O11Y_WARN_UNUSED o11y_status o11y_log_level_parse(const char *s, o11y_log_level *out);
 
+/* How lines are written. Either way the line carries the same fields. */
+typedef enum o11y_log_format {
+    O11Y_LOG_FORMAT_AUTO = 0, /* PRETTY when the output is a terminal, else JSON */
+    O11Y_LOG_FORMAT_JSON = 1, /* one JSON object per line (CONTRACT section 3) */
+    O11Y_LOG_FORMAT_PRETTY = 2, /* for people at a terminal: time, level, message, then the
+                                   context and metadata as key=value; coloured on a terminal
+                                   unless NO_COLOR is set */
+} o11y_log_format;
+
+/* Parses "auto", "json", "pretty". Returns O11Y_OK or O11Y_EINVAL. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_log_format_parse(const char *s, o11y_log_format *out);
+
 /* All-zero is a valid config: zero means default. */
 typedef struct o11y_log_config {
     const char *service_name;   /* NULL: "unknown"; copied */
@@ -44,6 +56,8 @@ typedef struct o11y_log_config {
                                    replaced by "metadata_truncated":true, never split */
     size_t max_value_bytes;     /* 0: 4 KiB; longer strings are cut, ending in U+2026 */
     const char *const *mask_keys; /* NULL-terminated extra sensitive keys; copied */
+    o11y_log_format format;     /* 0: AUTO */
+    O11Y_RESERVED; /* zero: room to grow (common.h) */
 } o11y_log_config;
 
 O11Y_API void o11y_log_config_init(o11y_log_config *cfg);

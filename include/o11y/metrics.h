@@ -54,6 +54,7 @@ typedef struct o11y_metric_opts {
                                        beyond 2^40 units are kept in the top bucket */
     size_t max_series;              /* 0: 1000; further label combinations are refused */
     unsigned flags;                 /* o11y_metric_flags */
+    O11Y_RESERVED; /* zero: room to grow (common.h) */
 } o11y_metric_opts;
 
 /* Creates a registry; it starts one thread that snapshots windowed series every 10 s.

@@ -35,6 +35,7 @@ typedef struct o11y_mhd_config {
     unsigned shutdown_delay_ms;    /* o11y_mhd_run: after SIGTERM, keep serving this long with
                                       /health/ready at 503, so load balancers stop sending
                                       traffic before the listener closes; 0: none */
+    O11Y_RESERVED; /* zero: room to grow (common.h) */
 } o11y_mhd_config;
 
 O11Y_API void o11y_mhd_config_init(o11y_mhd_config *cfg);

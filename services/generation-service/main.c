@@ -30,8 +30,11 @@ typedef struct options {
     const char *db;
     const char *log_file;
     const char *log_level;
+    const char *log_format;
     const char *service_name;
     const char *redis;   /* host:port, or NULL */
+    o11y_redis_target redis_target; /* from --redis or --redis-url; host NULL: none */
+    char redis_buf[1100];           /* the target's strings */
     const char *idempotency; /* memory, sqlite or redis */
     const char *llm_url; /* an OpenAI-compatible base URL (…/v1), or NULL: built-in generator */
     const char *llm_model;
@@ -52,6 +55,8 @@ static void usage(FILE *out)
           "  --log-file PATH    append log lines to PATH, reopened on SIGHUP (LOG_FILE;"
           " default stdout)\n"
           "  --log-level LEVEL  debug, info, warn, error (LOG_LEVEL; default info)\n"
+          "  --log-format F     json, pretty or auto: pretty on a terminal, else json\n"
+          "                     (LOG_FORMAT; default auto)\n"
           "  --service-name S   name in X-Service and log lines (SERVICE_NAME;"
           " default generation-service)\n"
           "  --max-body BYTES   request body limit (MAX_BODY_BYTES; default 1048576)\n"
@@ -59,7 +64,8 @@ static void usage(FILE *out)
           "  --threads N        server threads, 0 for one per CPU (THREADS)\n"
           "  --redis HOST:PORT  the Redis server: its health is checked; it holds the\n"
           "                     idempotency keys with --idempotency redis (REDIS_ADDR)\n"
-          "  --redis-url redis://HOST:PORT  the same, as a URL (REDIS_URL)\n"
+          "  --redis-url redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]  the same, as a URL, with\n"
+          "                     credentials (AUTH) and a database (SELECT) (REDIS_URL)\n"
           "  --idempotency S    memory, sqlite (the --db file) or redis (IDEMPOTENCY; memory)\n"
           "  --idempotency-ttl-s N    how long responses are kept (IDEMPOTENCY_TTL_S; 3600)\n"
           "  --idempotency-lease-s N  how long a key stays locked (IDEMPOTENCY_LEASE_S; 60)\n"
@@ -147,6 +153,7 @@ static int parse_options(int argc, char **argv, options *o)
     o->db = env_or("DB_PATH", "var/generation.db");
     o->log_file = env_or("LOG_FILE", NULL);
     o->log_level = env_or("LOG_LEVEL", "info");
+    o->log_format = env_or("LOG_FORMAT", "auto");
     o->service_name = env_or("SERVICE_NAME", "generation-service");
     static const struct option longopts[] = {
         {"port", required_argument, NULL, 'p'},       {"bind", required_argument, NULL, 'b'},
@@ -162,6 +169,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"step-ms", required_argument, NULL, 'e'},   {"heartbeat-ms", required_argument, NULL, 'H'},
         {"max-prompt", required_argument, NULL, 'P'},
         {"jobs-kept", required_argument, NULL, 'J'},
+        {"log-format", required_argument, NULL, 'F'},
         {"max-connections", required_argument, NULL, 'C'},
         {"max-connections-per-client", required_argument, NULL, 'c'},
         {"request-head-timeout-s", required_argument, NULL, 'E'},
@@ -194,6 +202,7 @@ static int parse_options(int argc, char **argv, options *o)
         case 'H': heartbeat = optarg; break;
         case 'P': max_prompt = optarg; break;
         case 'J': jobs_kept = optarg; break;
+        case 'F': o->log_format = optarg; break;
         case 'C': max_conns = optarg; break;
         case 'c': max_per_client = optarg; break;
         case 'E': head_timeout = optarg; break;
@@ -210,25 +219,25 @@ static int parse_options(int argc, char **argv, options *o)
     }
     if (redis_url) {
         /* Never echo the URL: it may carry a password. */
-        if (strncmp(redis_url, "redis://", 8) != 0) {
-            fprintf(stderr, "generation-service: --redis-url takes redis://HOST:PORT%s\n",
+        if (strlen(redis_url) + 4 > sizeof o->redis_buf ||
+            o11y_redis_parse_url(redis_url, o->redis_buf, sizeof o->redis_buf, &o->redis_target) !=
+                O11Y_OK) {
+            fprintf(stderr, "generation-service: --redis-url takes "
+                            "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]%s\n",
                     strncmp(redis_url, "rediss://", 9) == 0
                         ? " (rediss:// needs a hiredis built with TLS, which this one is not)"
                         : "");
             return 2;
         }
-        o->redis = redis_url + 8;
-        if (strchr(o->redis, '@') || strchr(o->redis, '/')) {
-            fprintf(stderr, "generation-service: --redis-url: credentials (user:password@) and a"
-                            " database number are not supported yet; give redis://HOST:PORT\n");
+        o->redis = "url";
+    } else if (o->redis) {
+        char *host = o->redis_buf;
+        uint16_t redis_port;
+        if (!split_host_port(o->redis, host, sizeof o->redis_buf, &redis_port)) {
+            fprintf(stderr, "generation-service: --redis takes HOST:PORT\n");
             return 2;
         }
-        char host[256];
-        uint16_t p;
-        if (!split_host_port(o->redis, host, sizeof host, &p)) {
-            fprintf(stderr, "generation-service: --redis-url takes redis://HOST:PORT\n");
-            return 2;
-        }
+        o->redis_target = (o11y_redis_target){.host = host, .port = redis_port};
     }
     if (strcmp(o->idempotency, "memory") && strcmp(o->idempotency, "sqlite") &&
         strcmp(o->idempotency, "redis")) {
@@ -287,16 +296,10 @@ static o11y_status register_checks(o11y_service *svc, const options *o, gs_store
                                 .interval_ms = (unsigned)o->health_interval_ms};
     /* The store's own check: it also knows when the file it opened was removed or replaced. */
     o11y_status st = o11y_health_add_custom(h, &c, gs_store_health, store);
-    if (st == O11Y_OK && o->redis) {
-        char host[256];
-        uint16_t port;
-        if (!split_host_port(o->redis, host, sizeof host, &port)) {
-            fprintf(stderr, "generation-service: --redis takes HOST:PORT\n");
-            return O11Y_EINVAL;
-        }
+    if (st == O11Y_OK && o->redis_target.host) {
         c.name = "redis";
         c.critical = strcmp(o->idempotency, "redis") == 0; /* critical when it holds the keys */
-        st = o11y_health_add_redis(h, &c, host, port);
+        st = o11y_health_add_redis_target(h, &c, &o->redis_target);
     }
     if (st == O11Y_OK && o->llm_url) {
         char models[1100];
@@ -317,11 +320,7 @@ static o11y_status open_idempotency(o11y_service *svc, const options *o, o11y_id
     if (strcmp(o->idempotency, "sqlite") == 0) {
         st = o11y_idem_store_sqlite_capped(o->db, (int64_t)o->db_max_bytes, out);
     } else if (strcmp(o->idempotency, "redis") == 0) {
-        char host[256];
-        uint16_t port;
-        st = split_host_port(o->redis, host, sizeof host, &port)
-                 ? o11y_idem_store_redis(host, port, out)
-                 : O11Y_EINVAL;
+        st = o11y_idem_store_redis_target(&o->redis_target, out);
     } else {
         st = o11y_idem_store_memory(NULL, out);
     }
@@ -406,7 +405,11 @@ int main(int argc, char **argv)
     cfg.max_body_bytes = o.max_body;
     cfg.log.file_path = o.log_file;
     if (o11y_log_level_parse(o.log_level, &cfg.log.min_level) != O11Y_OK) {
-        fprintf(stderr, "generation-service: unknown log level '%s'\n", o.log_level);
+        fprintf(stderr, "generation-service: --log-level takes debug, info, warn or error\n");
+        return 2;
+    }
+    if (o11y_log_format_parse(o.log_format, &cfg.log.format) != O11Y_OK) {
+        fprintf(stderr, "generation-service: --log-format takes json, pretty or auto\n");
         return 2;
     }
     o11y_service *svc;

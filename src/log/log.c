@@ -10,6 +10,7 @@
 #include "o11y/trace.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <strings.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -29,6 +31,7 @@ enum {
     LINE_TAIL_RESERVE = 96,     /* room kept for ,"metadata_truncated":true,"duration_ms":..} */
     QUEUE_MIN = 256 * 1024,
     BATCH_BYTES = 1024 * 1024,  /* what the writer hands to one write() */
+    PRETTY_BYTES = 2 * BATCH_BYTES, /* a batch for people: colours and spacing add bytes */
     WRITER_IDLE_MS = 20,        /* the longest a line waits in an idle queue */
     MAX_MASK_KEYS = 64,
     MAX_DEPTH = 16,
@@ -69,6 +72,8 @@ struct o11y_logger {
     int fd;
     bool owns_fd;
     bool torn; /* writer only: the output ends in a fragment that a newline must end */
+    bool pretty, colour; /* PRETTY format (decided at creation), with ANSI colours */
+    char *pretty_buf;    /* writer only: the batch rendered for people */
     char *file_path;
     char *service_json; /* ,"service":"name" pre-rendered */
     size_t service_json_len;
@@ -94,6 +99,21 @@ static const char *const level_names[] = {"INFO", "DEBUG", "INFO", "WARN", "ERRO
 const char *o11y_log_level_name(o11y_log_level level)
 {
     return (unsigned)level < O11Y_ARRAY_LEN(level_names) ? level_names[level] : "INFO";
+}
+
+o11y_status o11y_log_format_parse(const char *s, o11y_log_format *out)
+{
+    if (!s || !out)
+        return O11Y_EINVAL;
+    if (strcasecmp(s, "auto") == 0)
+        *out = O11Y_LOG_FORMAT_AUTO;
+    else if (strcasecmp(s, "json") == 0)
+        *out = O11Y_LOG_FORMAT_JSON;
+    else if (strcasecmp(s, "pretty") == 0)
+        *out = O11Y_LOG_FORMAT_PRETTY;
+    else
+        return O11Y_EINVAL;
+    return O11Y_OK;
 }
 
 o11y_status o11y_log_level_parse(const char *s, o11y_log_level *out)
@@ -168,6 +188,7 @@ static void logger_free(o11y_logger *lg)
     o11y__free(lg->ring);
     o11y__free((void *)lg->ring_state);
     o11y__free(lg->batch);
+    o11y__free(lg->pretty_buf);
     o11y__free(lg);
 }
 
@@ -221,8 +242,9 @@ o11y_status o11y_logger_create(const o11y_log_config *cfg_in, o11y_logger **out)
             cfg.max_value_bytes = cfg_in->max_value_bytes;
         cfg.file_path = cfg_in->file_path;
         cfg.mask_keys = cfg_in->mask_keys;
+        cfg.format = cfg_in->format;
     }
-    if (cfg.min_level > O11Y_LOG_OFF || cfg.max_line_bytes < LINE_MIN_CAP ||
+    if (cfg.min_level > O11Y_LOG_OFF || (unsigned)cfg.format > O11Y_LOG_FORMAT_PRETTY || cfg.max_line_bytes < LINE_MIN_CAP ||
         cfg.max_line_bytes > LINE_MAX_CAP || cfg.max_value_bytes > cfg.max_line_bytes / 2 ||
         cfg.queue_bytes > ((size_t)1 << 40))
         return O11Y_EINVAL;
@@ -258,6 +280,13 @@ o11y_status o11y_logger_create(const o11y_log_config *cfg_in, o11y_logger **out)
         }
         lg->owns_fd = true;
     }
+    bool terminal = isatty(lg->fd) == 1;
+    lg->pretty = cfg.format == O11Y_LOG_FORMAT_PRETTY ||
+                 (cfg.format == O11Y_LOG_FORMAT_AUTO && terminal);
+    const char *no_colour = getenv("NO_COLOR"); /* https://no-color.org */
+    lg->colour = lg->pretty && terminal && !(no_colour && *no_colour);
+    if (lg->pretty && !(lg->pretty_buf = o11y__malloc(PRETTY_BYTES)))
+        goto fail;
     if (pthread_create(&lg->writer, NULL, writer_main, lg) != 0) {
         st = O11Y_ENOMEM;
         goto fail;
@@ -778,6 +807,96 @@ static void reopen_file(o11y_logger *lg)
     lg->fd = fd;
 }
 
+/*=== MARK: the pretty format ===*/
+
+/* The pretty format is made from the JSON line, on the writer thread: one formatting path on the
+ * hot path, and the cost of parsing only where a person reads the output. */
+static void pretty_value(o11y__buf *b, const json_t *v)
+{
+    if (json_is_string(v)) {
+        o11y__buf_append(b, json_string_value(v), json_string_length(v));
+        return;
+    }
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (text) {
+        o11y__buf_cstr(b, text);
+        o11y__free(text); /* jansson allocates with the C allocator, as o11y__ does */
+    }
+}
+
+static void pretty_line(const o11y_logger *lg, o11y__buf *b, const char *line, size_t len)
+{
+    json_error_t err;
+    json_t *j = json_loadb(line, len, 0, &err);
+    if (!json_is_object(j)) { /* cannot happen for our lines; keep it rather than lose it */
+        json_decref(j);
+        o11y__buf_append(b, line, len);
+        o11y__buf_putc(b, '\n');
+        return;
+    }
+    const char *level = json_string_value(json_object_get(j, "level"));
+    const char *ts = json_string_value(json_object_get(j, "timestamp"));
+    const char *colour = !lg->colour || !level ? ""
+                         : strcmp(level, "ERROR") == 0 || strcmp(level, "FATAL") == 0 ? "\033[31m"
+                         : strcmp(level, "WARN") == 0                                  ? "\033[33m"
+                         : strcmp(level, "DEBUG") == 0                                 ? "\033[2m"
+                                                                                       : "\033[32m";
+    /* 12:30:00.123 INFO  message  key=value ... */
+    if (ts && strlen(ts) >= 23)
+        o11y__buf_append(b, ts + 11, 12);
+    o11y__buf_putc(b, ' ');
+    o11y__buf_cstr(b, colour);
+    char lv[8];
+    snprintf(lv, sizeof lv, "%-5s", level ? level : "?");
+    o11y__buf_cstr(b, lv);
+    if (*colour)
+        o11y__buf_lit(b, "\033[0m");
+    o11y__buf_putc(b, ' ');
+    json_t *message = json_object_get(j, "message");
+    if (message)
+        pretty_value(b, message);
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v) {
+        if (!strcmp(key, "timestamp") || !strcmp(key, "level") || !strcmp(key, "message") ||
+            !strcmp(key, "metadata"))
+            continue;
+        o11y__buf_lit(b, "  ");
+        o11y__buf_cstr(b, key);
+        o11y__buf_putc(b, '=');
+        pretty_value(b, v);
+    }
+    json_t *meta = json_object_get(j, "metadata");
+    json_object_foreach(meta, key, v) {
+        o11y__buf_lit(b, "  ");
+        o11y__buf_cstr(b, key);
+        o11y__buf_putc(b, '=');
+        pretty_value(b, v);
+    }
+    o11y__buf_putc(b, '\n');
+    json_decref(j);
+}
+
+/* Renders a batch of JSON lines into lg->pretty_buf; returns its length. */
+static size_t prettify(o11y_logger *lg, const char *batch, size_t len)
+{
+    o11y__buf b;
+    o11y__buf_init_fixed(&b, lg->pretty_buf, PRETTY_BYTES);
+    for (const char *p = batch, *end = batch + len; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t line = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        size_t before = b.len;
+        pretty_line(lg, &b, p, line);
+        if (b.overflow) { /* a line that does not fit is written as it came */
+            b.overflow = false;
+            b.len = before;
+            break;
+        }
+        p += line + 1;
+    }
+    return b.len;
+}
+
 static void *writer_main(void *arg)
 {
     o11y_logger *lg = arg;
@@ -794,7 +913,9 @@ static void *writer_main(void *arg)
         bool stop = atomic_load(&lg->stopping);
         uint_fast64_t before = atomic_load_explicit(&lg->tail, memory_order_relaxed);
         size_t n = drain(lg, &lines, &pending);
-        if (n)
+        if (n && lg->pretty)
+            write_batch(lg, lg->pretty_buf, prettify(lg, lg->batch, n), lines);
+        else if (n)
             write_batch(lg, lg->batch, n, lines);
         uint_fast64_t now = atomic_load_explicit(&lg->tail, memory_order_relaxed);
         atomic_store_explicit(&lg->written_pos, now, memory_order_release);

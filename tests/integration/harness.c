@@ -415,15 +415,25 @@ json_t *log_wait(const gs_proc *p, const char *event, const char *trace_id, size
 
 pid_t redis_start(int port)
 {
+    return redis_start_with(port, NULL);
+}
+
+pid_t redis_start_with(int port, const char *const *extra)
+{
     char p[16];
     snprintf(p, sizeof p, "%d", port);
+    const char *argv[40] = {"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+                            "--appendonly", "no"};
+    int n = 9;
+    for (int i = 0; extra && extra[i] && n < 39; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
             _exit(126);
-        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", (char *)NULL);
+        execvp("redis-server", (char *const *)argv);
         _exit(127);
     }
     for (int i = 0; i < 300; i++) {

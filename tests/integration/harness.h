@@ -56,6 +56,8 @@ char *raw_read(int fd, int timeout_ms, size_t *out_len);
 int harness_free_port(void);
 /* Starts redis-server on port (no persistence) and waits until it accepts; its pid, or -1. */
 pid_t redis_start(int port);
+/* The same, with more redis-server arguments (NULL-terminated), e.g. --requirepass. */
+pid_t redis_start_with(int port, const char *const *extra);
 /* Kills it (SIGKILL) and reaps it. */
 void redis_stop(pid_t pid);
 

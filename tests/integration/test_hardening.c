@@ -893,9 +893,13 @@ static void startup_errors_name_what_is_wrong(void **state)
     const char *const port[] = {"--db", db, "--port", "abc", NULL};
     assert_int_not_equal(run_for_error(port, err, sizeof err), 0);
     assert_non_null(strstr(err, "--port"));
-    const char *const url[] = {"--db", db, "--redis-url", "redis://:secret@h:6379/0", NULL};
+    const char *const url[] = {"--db", db, "--redis-url", "redis://:secret@h:6379/x", NULL};
     assert_int_not_equal(run_for_error(url, err, sizeof err), 0);
     assert_non_null(strstr(err, "--redis-url"));
+    assert_null(strstr(err, "secret"));
+    const char *const tls[] = {"--db", db, "--redis-url", "rediss://:secret@h:6379/0", NULL};
+    assert_int_not_equal(run_for_error(tls, err, sizeof err), 0);
+    assert_non_null(strstr(err, "TLS"));
     assert_null(strstr(err, "secret"));
     char taken[16];
     snprintf(taken, sizeof taken, "%d", svc.port);

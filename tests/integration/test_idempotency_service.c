@@ -44,7 +44,7 @@ static size_t episode_count(const gs_proc *p, const char *project)
     http_resp r;
     assert_int_equal(http(p, "GET", path, NULL, NULL, 0, &r), 0);
     assert_int_equal(r.status, 200);
-    size_t n = (size_t)json_integer_value(json_object_get(r.json, "count"));
+    size_t n = (size_t)json_integer_value(json_object_get(r.json, "total"));
     http_resp_free(&r);
     return n;
 }
@@ -224,11 +224,96 @@ static void sqlite_store_survives_sigkill(void **state)
     gs_cleanup(&svc);
 }
 
+/* Keys in a Redis database, counted with redis-cli. */
+static int redis_keys(int port, const char *password, int db)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "redis-cli -p %d -a '%s' --no-auth-warning -n %d KEYS 'o11y:idem:*' | grep -c .",
+             port, password, db);
+    FILE *f = popen(cmd, "r");
+    int n = -1;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1)
+            n = -1;
+        pclose(f);
+    }
+    return n;
+}
+
+static void redis_with_credentials_and_a_database(void **state)
+{
+    (void)state;
+    int port = harness_free_port();
+    const char *const auth[] = {"--requirepass", "s3cret-pw", "--user", "alice", "on",
+                                ">alice-pw", "~*", "&*", "+@all", NULL};
+    pid_t redis = redis_start_with(port, auth);
+    assert_true(redis > 0);
+    struct {
+        const char *login, *db_path;
+        int db;
+    } ok[] = {{":s3cret-pw", "/3", 3}, {"alice:alice-pw", "", 0}};
+    for (size_t i = 0; i < 2; i++) {
+        char url[128];
+        snprintf(url, sizeof url, "redis://%s@127.0.0.1:%d%s", ok[i].login, port, ok[i].db_path);
+        const char *const args[] = {"--redis-url", url, "--idempotency", "redis",
+                                    "--health-interval-ms", "100", NULL};
+        gs_proc g;
+        assert_int_equal(gs_start(&g, args), 0);
+        char project[64];
+        create_project(&g, project);
+        char key[32];
+        snprintf(key, sizeof key, "cred-%zu", i);
+        http_resp r = post_episode(&g, project, key, 1);
+        assert_int_equal(r.status, 201);
+        http_resp_free(&r);
+        r = post_episode(&g, project, key, 1);
+        assert_int_equal(r.status, 200); /* replayed from Redis, in the URL's database */
+        http_resp_free(&r);
+        assert_true(redis_keys(port, "s3cret-pw", ok[i].db) >= 1);
+        usleep(300000);
+        http_resp h;
+        assert_int_equal(http(&g, "GET", "/health/ready", NULL, NULL, 0, &h), 0);
+        assert_int_equal(h.status, 200);
+        http_resp_free(&h);
+        assert_int_equal(gs_stop(&g), 0);
+        gs_cleanup(&g);
+    }
+    /* A wrong password: the keys are refused (503, fail closed), Redis is unhealthy, and no
+     * password reaches the log. */
+    char url[128];
+    snprintf(url, sizeof url, "redis://:wrong-pw@127.0.0.1:%d/1", port);
+    const char *const args[] = {"--redis-url", url, "--idempotency", "redis",
+                                "--health-interval-ms", "100", NULL};
+    gs_proc g;
+    assert_int_equal(gs_start(&g, args), 0);
+    char project[64];
+    create_project(&g, project);
+    http_resp r = post_episode(&g, project, "cred-bad", 1);
+    assert_int_equal(r.status, 503);
+    http_resp_free(&r);
+    usleep(300000);
+    http_resp h;
+    assert_int_equal(http(&g, "GET", "/health", NULL, NULL, 0, &h), 0);
+    assert_int_equal(h.status, 503);
+    assert_non_null(strstr(h.body, "AUTH refused"));
+    http_resp_free(&h);
+    assert_int_equal(gs_stop(&g), 0);
+    size_t len;
+    char *log = read_log_raw(&g, &len);
+    assert_null(strstr(log, "wrong-pw"));
+    assert_null(strstr(log, "s3cret"));
+    free(log);
+    gs_cleanup(&g);
+    redis_stop(redis);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(two_instances_one_redis_create_once),
         cmocka_unit_test(sqlite_store_survives_sigkill),
+        cmocka_unit_test(redis_with_credentials_and_a_database),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

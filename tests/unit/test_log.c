@@ -236,6 +236,45 @@ static void a_full_disk_never_tears_a_line(void **state)
     json_decref(lines);
 }
 
+static void the_pretty_format_shows_the_same_fields(void **state)
+{
+    (void)state;
+    o11y_log_config cfg;
+    o11y_log_config_init(&cfg);
+    cfg.service_name = "pretty-service";
+    cfg.file_path = path;
+    cfg.format = O11Y_LOG_FORMAT_PRETTY;
+    o11y_logger *lg;
+    assert_int_equal(o11y_logger_create(&cfg, &lg), O11Y_OK);
+    o11y_trace_ctx ctx;
+    o11y_trace_ctx_from_headers(&ctx, (o11y_str){"trace-pretty", 12}, (o11y_str){0},
+                                (o11y_str){"job_7", 5}, (o11y_str){0});
+    o11y_trace_ctx *prev = o11y_trace_set_current(&ctx);
+    o11y_log_va(lg, O11Y_LOG_WARN, "episode_created", "Episode created", O11Y_INT("number", 3),
+                O11Y_STR("password", "hunter2"), O11Y__END);
+    o11y_trace_set_current(prev);
+    o11y_logger_destroy(lg);
+    FILE *f = fopen(path, "r");
+    char line[1024] = "";
+    assert_non_null(fgets(line, sizeof line, f));
+    fclose(f);
+    /* hh:mm:ss.mmm LEVEL message  key=value ...: the same fields as the JSON line. */
+    assert_int_equal(line[2], ':');
+    assert_non_null(strstr(line, " WARN  Episode created"));
+    assert_non_null(strstr(line, "service=pretty-service"));
+    assert_non_null(strstr(line, "trace_id=trace-pretty"));
+    assert_non_null(strstr(line, "job_id=job_7"));
+    assert_non_null(strstr(line, "event=episode_created"));
+    assert_non_null(strstr(line, "number=3"));
+    assert_non_null(strstr(line, "password=***"));
+    assert_null(strstr(line, "hunter2"));
+    assert_null(strchr(line, '\033')); /* a file is not a terminal: no colours */
+    o11y_log_format fmt;
+    assert_int_equal(o11y_log_format_parse("PRETTY", &fmt), O11Y_OK);
+    assert_int_equal(fmt, O11Y_LOG_FORMAT_PRETTY);
+    assert_int_equal(o11y_log_format_parse("xml", &fmt), O11Y_EINVAL);
+}
+
 static void request_bytes_cannot_forge_fields_or_lines(void **state)
 {
     (void)state;
@@ -515,6 +554,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(sensitive_values_are_masked, setup, teardown),
         cmocka_unit_test_setup_teardown(masking_rule_table, setup, teardown),
         cmocka_unit_test_setup_teardown(a_full_disk_never_tears_a_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_pretty_format_shows_the_same_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(request_bytes_cannot_forge_fields_or_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(levels_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_lines_stay_valid, setup, teardown),

@@ -4,7 +4,7 @@
  * fingerprint + the stored response once completed (expiring with the TTL). Each operation is
  * one Lua script, so it is atomic and one round trip: a new key costs two (begin, complete), a
  * replay one. One connection under a mutex; after an error it reconnects on the next call. */
-#include "o11y/redis.h"
+#include "backends/redis/connect.h"
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
@@ -39,8 +39,7 @@ typedef struct redis_store {
     o11y_idem_store *store; /* for its error slot */
     pthread_mutex_t lock;
     redisContext *c;
-    char *host;
-    uint16_t port;
+    redis_target target;
 } redis_store;
 
 static bool connected(redis_store *r)
@@ -51,14 +50,13 @@ static bool connected(redis_store *r)
         redisFree(r->c);
         r->c = NULL;
     }
-    struct timeval tv = {0, TIMEOUT_MS * 1000};
-    r->c = redisConnectWithTimeout(r->host, r->port, tv);
-    if (!r->c || r->c->err) {
-        o11y_idem_store_set_error(r->store, "redis %s:%u: %s", r->host, (unsigned)r->port,
-                               r->c ? r->c->errstr : "out of memory");
+    char why[128];
+    r->c = redis_target_connect(&r->target, TIMEOUT_MS, why, sizeof why);
+    if (!r->c) {
+        o11y_idem_store_set_error(r->store, "redis %s:%u: %s", r->target.host,
+                                  (unsigned)r->target.port, why);
         return false;
     }
-    redisSetTimeout(r->c, tv);
     return true;
 }
 
@@ -218,24 +216,25 @@ static void redis_destroy(void *impl)
     if (r->c)
         redisFree(r->c);
     pthread_mutex_destroy(&r->lock);
-    free(r->host);
+    redis_target_free(&r->target);
     free(r);
 }
 
 static const o11y_idem_store_ops redis_ops = {redis_begin, redis_complete, redis_release,
                                                redis_destroy};
 
-o11y_status o11y_idem_store_redis(const char *host, uint16_t port, o11y_idem_store **out)
+o11y_status o11y_idem_store_redis_target(const o11y_redis_target *t, o11y_idem_store **out)
 {
-    if (!host || !port || !out)
+    if (!t || !t->host || !out)
         return O11Y_EINVAL;
     *out = NULL;
     redis_store *r = calloc(1, sizeof *r);
-    if (!r || !(r->host = strdup(host))) {
+    if (!r || !redis_target_copy(t, &r->target)) {
         free(r);
         return O11Y_ENOMEM;
     }
-    r->port = port;
+    if (!r->target.port)
+        r->target.port = 6379;
     pthread_mutex_init(&r->lock, NULL);
     o11y_status st = o11y_idem_store_create(&redis_ops, r, out);
     if (st != O11Y_OK) {
@@ -244,4 +243,12 @@ o11y_status o11y_idem_store_redis(const char *host, uint16_t port, o11y_idem_sto
     }
     r->store = *out;
     return O11Y_OK;
+}
+
+o11y_status o11y_idem_store_redis(const char *host, uint16_t port, o11y_idem_store **out)
+{
+    if (!port)
+        return O11Y_EINVAL;
+    o11y_redis_target t = {.host = host, .port = port};
+    return o11y_idem_store_redis_target(&t, out);
 }
