@@ -5,6 +5,8 @@
 #include "o11y/common.h"
 #include "o11y/http.h"
 
+#include <microhttpd.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -56,6 +58,54 @@ O11Y_API void o11y_mhd_stop(o11y_mhd_server *srv);
  * does, and the call returns O11Y_OK (or the start error). Blocks those three signals in
  * the calling thread (and so in every thread it starts) and handles them with sigwait. */
 O11Y_API O11Y_WARN_UNUSED o11y_status o11y_mhd_run(o11y_service *svc, const o11y_mhd_config *cfg);
+
+/*=== adopting the library in an existing libmicrohttpd application ===*/
+
+/* The application keeps its own MHD_start_daemon and hands it the library's callbacks; routes
+ * registered on the service go through the pipeline, every other request reaches the
+ * application's own handler, as before:
+ *
+ *     o11y_mhd_embed_config ec = {.fallback = old_handler, .fallback_cls = old_cls,
+ *                                 .fallback_completed = old_done, .fallback_completed_cls = ...};
+ *     o11y_mhd_embed *e;
+ *     o11y_mhd_embed_create(svc, &ec, &e);
+ *     MHD_start_daemon(flags | MHD_ALLOW_SUSPEND_RESUME, port, NULL, NULL,
+ *                      o11y_mhd_embed_access, e,
+ *                      MHD_OPTION_NOTIFY_COMPLETED, o11y_mhd_embed_completed, e,
+ *                      MHD_OPTION_URI_LOG_CALLBACK, o11y_mhd_embed_uri_log, e, ...);
+ *
+ * Requests to the application's routes get the trace context (its o11y log calls carry the
+ * trace id), an access line and the metrics (route "unmatched", the status it answered), but
+ * their responses are the application's: no trace headers or envelope are added to them. The
+ * URI log callback gives routing the raw target (%2F stays a byte of a segment); without it the
+ * target libmicrohttpd has already unescaped is used. Streams need MHD_ALLOW_SUSPEND_RESUME. The
+ * connection guard of o11y_mhd_start is not there: the daemon's limits are the application's. */
+typedef struct o11y_mhd_embed o11y_mhd_embed;
+
+typedef struct o11y_mhd_embed_config {
+    MHD_AccessHandlerCallback fallback; /* the application's handler; NULL: 404 from the pipeline */
+    void *fallback_cls;
+    MHD_RequestCompletedCallback fallback_completed; /* NULL: none */
+    void *fallback_completed_cls;
+    size_t stream_max_unsent_bytes; /* 0: 256 KiB */
+    O11Y_RESERVED; /* zero: room to grow (common.h) */
+} o11y_mhd_embed_config;
+
+/* cfg may be NULL (no fallback). Keeps svc (it must outlive e). Returns O11Y_OK, O11Y_EINVAL or
+ * O11Y_ENOMEM. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_mhd_embed_create(o11y_service *svc,
+                                                            const o11y_mhd_embed_config *cfg,
+                                                            o11y_mhd_embed **out /* OUT */);
+/* After MHD_stop_daemon. NULL is a no-op. */
+O11Y_API void o11y_mhd_embed_destroy(o11y_mhd_embed *e);
+/* The three callbacks, with e as their cls. */
+O11Y_API enum MHD_Result o11y_mhd_embed_access(void *e, struct MHD_Connection *conn,
+                                               const char *url, const char *method,
+                                               const char *version, const char *upload_data,
+                                               size_t *upload_data_size, void **req_cls);
+O11Y_API void o11y_mhd_embed_completed(void *e, struct MHD_Connection *conn, void **req_cls,
+                                       enum MHD_RequestTerminationCode toe);
+O11Y_API void *o11y_mhd_embed_uri_log(void *e, const char *uri, struct MHD_Connection *conn);
 
 #ifdef __cplusplus
 }

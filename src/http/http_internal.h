@@ -213,6 +213,8 @@ typedef struct o11y__exchange {
     o11y_response res;
     /* The adapter's own per-request state. */
     bool started, responded;
+    bool fallback;      /* answered by an application's own handler (o11y_mhd_embed) */
+    void *fallback_cls; /* that handler's req_cls */
     uint64_t bytes_sent;
     struct o11y__exchange *next_free;
     /* Not cleared between uses: written before read. */

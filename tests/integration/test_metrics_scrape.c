@@ -142,6 +142,12 @@ static void scrape_is_valid_prometheus_text(void **state)
                                 "route=\"/projects/{projectId}\""),
                      PROJECT_GETS);
     assert_non_null(strstr(r.body, "o11y_build_info{version=\"0.1.0\",service=\"generation-service\"} 1"));
+    /* The duration buckets resolve a fast route: they start at 100 µs, and a GET answered from
+     * SQLite does not land in the first 5 ms bucket with everything else. */
+    assert_non_null(strstr(r.body, "http_server_request_duration_seconds_bucket{method=\"GET\","
+                                   "route=\"/projects/{projectId}\",le=\"0.0001\"}"));
+    assert_true(sample_sum(r.body, "http_server_request_duration_seconds_bucket",
+                           "route=\"/projects/{projectId}\",le=\"0.001\"") > 0);
     static const char *const process[] = {
         "process_cpu_seconds_total ", "process_resident_memory_bytes ",
         "process_virtual_memory_bytes ", "process_open_fds ", "process_max_fds ",

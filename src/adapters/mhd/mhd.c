@@ -20,13 +20,24 @@
 #include <linux/sockios.h>
 #include <unistd.h>
 
+/* What the callbacks need: the service, and for an application's own daemon (o11y_mhd_embed)
+ * its handlers for the routes it has not moved yet. */
+struct o11y_mhd_embed {
+    o11y_service *svc;
+    size_t stream_max_unsent_bytes;
+    o11y__guard *guard; /* NULL on an application's daemon: its sockets are its own */
+    MHD_AccessHandlerCallback fallback;
+    void *fallback_cls;
+    MHD_RequestCompletedCallback fallback_completed;
+    void *fallback_completed_cls;
+};
+
 struct o11y_mhd_server {
+    struct o11y_mhd_embed binding; /* first: the callbacks' cls */
     struct MHD_Daemon *daemon;
-    o11y__guard *guard;
     o11y_service *svc;
     uint16_t port;
     unsigned drain_timeout_ms;
-    size_t stream_max_unsent_bytes;
 };
 
 void o11y_mhd_config_init(o11y_mhd_config *cfg)
@@ -46,8 +57,10 @@ void o11y_mhd_config_init(o11y_mhd_config *cfg)
 
 /*=== MARK: callbacks ===*/
 
-static o11y__guarded_conn *guarded(struct MHD_Connection *conn)
+static o11y__guarded_conn *guarded(const o11y_mhd_embed *b, struct MHD_Connection *conn)
 {
+    if (!b->guard)
+        return NULL;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
@@ -57,7 +70,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 {
     (void)addrlen;
     o11y_mhd_server *srv = cls;
-    return o11y__guard_admit(srv->guard, addr) ? MHD_YES : MHD_NO;
+    return o11y__guard_admit(srv->binding.guard, addr) ? MHD_YES : MHD_NO;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -69,11 +82,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         const union MHD_ConnectionInfo *peer =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        *socket_context = fd ? o11y__guard_begin(srv->guard, fd->connect_fd,
+        *socket_context = fd ? o11y__guard_begin(srv->binding.guard, fd->connect_fd,
                                                  peer ? peer->client_addr : NULL)
                              : NULL;
     } else {
-        o11y__guard_end(srv->guard, *socket_context);
+        o11y__guard_end(srv->binding.guard, *socket_context);
         *socket_context = NULL;
     }
 }
@@ -81,9 +94,9 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 static void *on_request_start(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)conn;
-    o11y_mhd_server *srv = cls;
+    o11y_mhd_embed *b = cls;
     /* The raw target, before MHD unescapes it in place: %00 and %2F stay visible to routing. */
-    return o11y__exchange_new(srv->svc, uri, strlen(uri));
+    return o11y__exchange_new(b->svc, uri, strlen(uri));
 }
 
 static o11y_str get_header(void *ctx, const char *name)
@@ -144,10 +157,10 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
     return n < 0 ? (ssize_t)MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
 }
 
-static enum MHD_Result respond(const o11y_mhd_server *srv, o11y__exchange *ex,
+static enum MHD_Result respond(const o11y_mhd_embed *b, o11y__exchange *ex,
                                 struct MHD_Connection *conn)
 {
-    o11y__guard_answering(guarded(conn)); /* the handler's time is not the client's */
+    o11y__guard_answering(guarded(b, conn)); /* the handler's time is not the client's */
     o11y__pipeline_run(ex);
     o11y_response *res = &ex->res;
     struct MHD_Response *r;
@@ -160,7 +173,7 @@ static enum MHD_Result respond(const o11y_mhd_server *srv, o11y__exchange *ex,
             const union MHD_ConnectionInfo *ci =
                 MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
             res->stream->fd = ci ? ci->connect_fd : -1;
-            res->stream->max_unsent_bytes = srv->stream_max_unsent_bytes;
+            res->stream->max_unsent_bytes = b->stream_max_unsent_bytes;
             o11y__stream_attach(res->stream, ex->req.svc, conn, suspend_conn, resume_conn);
         }
     } else if (res->body_len) {
@@ -189,16 +202,34 @@ static enum MHD_Result respond(const o11y_mhd_server *srv, o11y__exchange *ex,
     return ret;
 }
 
+/* A route the application has not moved yet: its own handler answers, with the request's
+ * trace context current (its log lines carry the trace id) and the access line and metrics
+ * written by the pipeline when the request completes. */
+static enum MHD_Result to_fallback(const o11y_mhd_embed *b, o11y__exchange *ex,
+                                   struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *version,
+                                   const char *upload_data, size_t *upload_data_size)
+{
+    o11y_trace_ctx *prev = o11y_trace_set_current(&ex->req.trace);
+    enum MHD_Result r = b->fallback(b->fallback_cls, conn, url, method, version, upload_data,
+                                    upload_data_size, &ex->fallback_cls);
+    o11y_trace_set_current(prev);
+    return r;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
 {
-    (void)url, (void)version;
-    const o11y_mhd_server *srv = cls;
+    const o11y_mhd_embed *b = cls;
     o11y__exchange *ex = *req_cls;
+    if (!ex && !b->guard) /* an application's daemon without the URI log callback */
+        ex = *req_cls = o11y__exchange_new(b->svc, url, strlen(url));
     if (!ex)
         return MHD_NO; /* out of memory at the start: close the connection */
+    if (ex->fallback)
+        return to_fallback(b, ex, conn, url, method, version, upload_data, upload_data_size);
     if (!ex->started) {
         ex->started = true;
         o11y__std_headers std = {.content_length = -1};
@@ -207,39 +238,53 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (peer && peer->client_addr)
             o11y__req_set_peer(&ex->req, peer->client_addr);
-        o11y__guard_body(guarded(conn));
+        o11y__guard_body(guarded(b, conn));
         /* A body over the limit or of ambiguous length is refused before it is read (no 100
          * Continue is sent; MHD then closes the connection). Other early answers wait for the
          * end of the request, so the connection stays usable; their bodies are discarded. */
-        if (o11y__pipeline_begin(ex, method, &std, get_header, conn) && ex->req.answer_now)
-            return respond(srv, ex, conn);
+        bool final = o11y__pipeline_begin(ex, method, &std, get_header, conn);
+        if (final && !ex->req.route && b->fallback && !ex->req.answer_now) {
+            ex->fallback = true;
+            ex->res.answered = false;
+            return to_fallback(b, ex, conn, url, method, version, upload_data, upload_data_size);
+        }
+        if (final && ex->req.answer_now)
+            return respond(b, ex, conn);
         return MHD_YES;
     }
     if (*upload_data_size) {
-        o11y__guard_received(guarded(conn), *upload_data_size);
+        o11y__guard_received(guarded(b, conn), *upload_data_size);
         o11y__pipeline_body(ex, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
     if (ex->responded)
         return MHD_YES;
-    return respond(srv, ex, conn);
+    return respond(b, ex, conn);
 }
 
 static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_cls,
                             enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    const o11y_mhd_embed *b = cls;
     o11y__exchange *ex = *req_cls;
-    o11y__guarded_conn *gc = guarded(conn);
+    o11y__guarded_conn *gc = guarded(b, conn);
     o11y__guard_idle(gc);
     if (!ex)
         return;
     bool completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
-    if (!ex->responded && !ex->res.stream)
+    if (ex->fallback) {
+        /* The application's response: its status from the server library. */
+        const union MHD_ConnectionInfo *st =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        ex->res.status = st && st->http_status ? (int)st->http_status : 499;
+        if (b->fallback_completed)
+            b->fallback_completed(b->fallback_completed_cls, conn, &ex->fallback_cls, toe);
+    } else if (!ex->responded && !ex->res.stream) {
         /* Never answered: 408 when the guard cut a request that missed its deadline, else 499
          * (the client went away), so no series or access line says status 0. */
         ex->res.status = o11y__guard_timed_out(gc) ? 408 : 499;
+    }
     if (ex->res.stream && ex->res.stream->conn) {
         ex->bytes_sent = ex->res.stream->bytes;
         o11y__stream_finish(ex->res.stream,
@@ -256,6 +301,55 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
     *req_cls = NULL;
 }
 
+/*=== MARK: an application's own daemon ===*/
+
+o11y_status o11y_mhd_embed_create(o11y_service *svc, const o11y_mhd_embed_config *cfg,
+                                  o11y_mhd_embed **out)
+{
+    if (!svc || !out)
+        return O11Y_EINVAL;
+    *out = NULL;
+    o11y_mhd_embed *b = o11y__calloc(1, sizeof *b);
+    if (!b)
+        return O11Y_ENOMEM;
+    b->svc = svc;
+    b->stream_max_unsent_bytes = 256 * 1024;
+    if (cfg) {
+        b->fallback = cfg->fallback;
+        b->fallback_cls = cfg->fallback_cls;
+        b->fallback_completed = cfg->fallback_completed;
+        b->fallback_completed_cls = cfg->fallback_completed_cls;
+        if (cfg->stream_max_unsent_bytes)
+            b->stream_max_unsent_bytes = cfg->stream_max_unsent_bytes;
+    }
+    *out = b;
+    return O11Y_OK;
+}
+
+void o11y_mhd_embed_destroy(o11y_mhd_embed *e)
+{
+    o11y__free(e);
+}
+
+enum MHD_Result o11y_mhd_embed_access(void *embed, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls)
+{
+    return on_request(embed, conn, url, method, version, upload_data, upload_data_size, req_cls);
+}
+
+void o11y_mhd_embed_completed(void *embed, struct MHD_Connection *conn, void **req_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    on_request_done(embed, conn, req_cls, toe);
+}
+
+void *o11y_mhd_embed_uri_log(void *embed, const char *uri, struct MHD_Connection *conn)
+{
+    return on_request_start(embed, uri, conn);
+}
+
 O11Y_PRINTF(2, 0) static void on_mhd_message(void *cls, const char *fmt, va_list ap)
 {
     o11y_mhd_server *srv = cls;
@@ -264,8 +358,8 @@ O11Y_PRINTF(2, 0) static void on_mhd_message(void *cls, const char *fmt, va_list
     size_t len = strlen(msg);
     while (len && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
         msg[--len] = '\0';
-    if (srv->guard)
-        o11y__guard_server_message(srv->guard, msg, len);
+    if (srv->binding.guard)
+        o11y__guard_server_message(srv->binding.guard, msg, len);
 }
 
 /*=== MARK: lifecycle ===*/
@@ -342,13 +436,14 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
         .body_timeout_s = cfg.body_timeout_s,
         .body_min_bytes_per_s = cfg.body_min_bytes_per_s,
     };
-    srv->guard = o11y__guard_start(&gcfg, svc->metrics, svc->logger);
-    if (!srv->guard) {
+    srv->binding.svc = svc;
+    srv->binding.stream_max_unsent_bytes = cfg.stream_max_unsent_bytes;
+    srv->binding.guard = o11y__guard_start(&gcfg, svc->metrics, svc->logger);
+    if (!srv->binding.guard) {
         o11y__free(srv);
         return O11Y_ENOMEM;
     }
     srv->drain_timeout_ms = cfg.drain_timeout_ms;
-    srv->stream_max_unsent_bytes = cfg.stream_max_unsent_bytes;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO | (ipv6 ? MHD_USE_IPv6 : 0);
     /* The guard refuses past max_connections; the server library's own limit sits well above
@@ -361,7 +456,7 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
         cfg.connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 2 * cfg.max_connections + 64,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_END);
     if (!srv->daemon) {
-        o11y__guard_stop(srv->guard);
+        o11y__guard_stop(srv->binding.guard);
         o11y__free(srv);
         return O11Y_EIO;
     }
@@ -394,7 +489,7 @@ void o11y_mhd_stop(o11y_mhd_server *srv)
     MHD_stop_daemon(srv->daemon);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
-    o11y__guard_stop(srv->guard); /* every connection has been closed */
+    o11y__guard_stop(srv->binding.guard); /* every connection has been closed */
     o11y__free(srv);
 }
 
