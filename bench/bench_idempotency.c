@@ -87,10 +87,10 @@ static double fingerprint_ns(long n)
 {
     static const char body[] = "{\"number\":12,\"title\":\"The twelfth episode\",\"content\":null}";
     static const char path[] = "/projects/proj_0193f0a27c1e7d3a9b1c2f4e5d6a7b8c/episodes";
-    const o11y_str parts[] = {{"POST", 5}, {path, sizeof path - 1}, {"?", 1}, {"", 0}, {"\n", 1},
-                              {body, sizeof body - 1}};
-    const o11y_str scope[] = {{"POST", 5}, {"/projects/{projectId}/episodes", 31}, {"", 0},
-                              {"\n", 1}, {"key-123", 7}};
+    const o11y_str parts[] = {{"POST", 5}, {path, sizeof path - 1}, {"?", 1}, {"", 0},
+                              {"\n", 1},   {body, sizeof body - 1}};
+    const o11y_str scope[] = {
+        {"POST", 5}, {"/projects/{projectId}/episodes", 31}, {"", 0}, {"\n", 1}, {"key-123", 7}};
     uint8_t out[32];
     int64_t t0 = now_ns();
     for (long i = 0; i < n; i++) {
@@ -99,7 +99,6 @@ static double fingerprint_ns(long n)
     }
     return (double)(now_ns() - t0) / (double)n;
 }
-
 
 int main(int argc, char **argv)
 {

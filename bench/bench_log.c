@@ -30,8 +30,9 @@ static int cmp_double(const void *a, const void *b)
 static const char path[] = "/projects/proj_0193f0a27c1e7d3a9b1c2f4e5d6a7b8c/episodes";
 static const char route[] = "/projects/{projectId}/episodes";
 
-/* What the pipeline writes per request (http/pipeline.c, o11y__pipeline_done): 12 fields in all (timestamp, level, service,
- * trace_id, project_id, message, event, method, route, path, status, bytes, duration_ms). */
+/* What the pipeline writes per request (http/pipeline.c, o11y__pipeline_done): 12 fields in all
+ * (timestamp, level, service, trace_id, project_id, message, event, method, route, path, status,
+ * bytes, duration_ms). */
 __attribute__((noinline)) void bench_access_line(o11y_logger *lg, int i)
 {
     o11y__line l;

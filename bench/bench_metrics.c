@@ -135,8 +135,11 @@ static void render_bench(int series)
     if (o11y_metrics_create(&m) != O11Y_OK)
         return;
     static const char *const labels[] = {"method", "route"};
-    o11y_metric_opts o = {.name = "http_server_request_duration_seconds", .help = "Latency",
-                          .type = O11Y_HISTOGRAM, .label_names = labels, .n_labels = 2,
+    o11y_metric_opts o = {.name = "http_server_request_duration_seconds",
+                          .help = "Latency",
+                          .type = O11Y_HISTOGRAM,
+                          .label_names = labels,
+                          .n_labels = 2,
                           .max_series = (size_t)series};
     o11y_metric *h;
     if (o11y_metric_register(m, &o, &h) != O11Y_OK)
@@ -188,8 +191,11 @@ int main(int argc, char **argv)
     if (o11y_metrics_create(&m) != O11Y_OK)
         return 1;
     static const char *const labels[] = {"method", "route"};
-    o11y_metric_opts ho = {.name = "http_server_request_duration_seconds", .help = "Latency",
-                           .type = O11Y_HISTOGRAM, .label_names = labels, .n_labels = 2};
+    o11y_metric_opts ho = {.name = "http_server_request_duration_seconds",
+                           .help = "Latency",
+                           .type = O11Y_HISTOGRAM,
+                           .label_names = labels,
+                           .n_labels = 2};
     o11y_metric_opts co = {.name = "requests_total", .help = "Requests", .type = O11Y_COUNTER};
     o11y_metric *h, *c;
     o11y_series *hs, *cs;
@@ -206,8 +212,7 @@ int main(int argc, char **argv)
     };
     printf("%-40s %12s %14s\n", "ns per operation", "1 thread", "2 threads, each");
     for (size_t i = 0; i < sizeof jobs / sizeof jobs[0]; i++)
-        printf("%-40s %12.1f %14.1f\n", jobs[i].name, measure(&jobs[i], 1),
-               measure(&jobs[i], 2));
+        printf("%-40s %12.1f %14.1f\n", jobs[i].name, measure(&jobs[i], 1), measure(&jobs[i], 2));
     o11y_series_stats st;
     (void)o11y_series_read(hs, O11Y_WINDOW_LIFETIME, &st);
     printf("(observations recorded: %llu, none lost)\n", (unsigned long long)st.count);

@@ -25,8 +25,9 @@ static double now_s(void)
 static char *generation(const gs_proc *p, const char *project, const char *episode)
 {
     char body[256];
-    int n = snprintf(body, sizeof body, "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"x\"}",
-                     project, episode);
+    int n =
+        snprintf(body, sizeof body, "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"x\"}",
+                 project, episode);
     const char *const ct[] = {"Content-Type: application/json", NULL};
     http_resp r;
     if (http(p, "POST", "/generations", ct, body, (size_t)n, &r) != 0 || r.status != 202)
@@ -41,9 +42,9 @@ static char *generation(const gs_proc *p, const char *project, const char *episo
 static double fan_out(const gs_proc *p, const char *id, int n, int *fds, bool drain)
 {
     char req[256];
-    int len = snprintf(req, sizeof req,
-                       "GET /generations/%s/events HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n",
-                       id);
+    int len =
+        snprintf(req, sizeof req,
+                 "GET /generations/%s/events HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n", id);
     double t0 = now_s();
     for (int i = 0; i < n; i++) {
         fds[i] = raw_connect(p->port);

@@ -7,9 +7,9 @@
  * opens N streams from this process, reads their headers, publishes events and times until
  * every stream has all of them; then reports resident memory and threads per stream.
  * Usage: bench_stream_modes [N] (default 1000). */
-#include <microhttpd.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -177,17 +177,17 @@ static int run(bool blocking, int n)
     blocking_mode = blocking;
     n_events = 0;
     long rss0 = status_kb("VmRSS:"), vm0 = status_kb("VmSize:"), threads0 = status_kb("Threads:");
-    unsigned flags = blocking ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                                    MHD_USE_POLL /* select would stop at fd 1024 */
-                              : MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                                    MHD_ALLOW_SUSPEND_RESUME;
+    unsigned flags =
+        blocking ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                       MHD_USE_POLL /* select would stop at fd 1024 */
+                 : MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     struct MHD_Daemon *d =
-        blocking ? MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
-                                    MHD_OPTION_CONNECTION_LIMIT, (unsigned)n + 16,
-                                    MHD_OPTION_THREAD_STACK_SIZE, (size_t)0, MHD_OPTION_END)
-                 : MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
-                                    MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_CONNECTION_LIMIT,
-                                    (unsigned)n + 16, MHD_OPTION_END);
+        blocking
+            ? MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_CONNECTION_LIMIT,
+                               (unsigned)n + 16, MHD_OPTION_THREAD_STACK_SIZE, (size_t)0,
+                               MHD_OPTION_END)
+            : MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_THREAD_POOL_SIZE,
+                               2u, MHD_OPTION_CONNECTION_LIMIT, (unsigned)n + 16, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "cannot start the server\n");
         return 1;
@@ -199,7 +199,8 @@ static int run(bool blocking, int n)
     int opened = 0;
     for (; opened < n; opened++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
             if (fd >= 0)
@@ -227,8 +228,8 @@ static int run(bool blocking, int n)
            "(%ld threads in all); %s%.0f events/s delivered\n",
            blocking ? "blocking" : "suspend", opened, up ? "" : " (not all answered)",
            (double)(rss1 - rss0) / opened, (double)(vm1 - vm0) / opened,
-           (double)(threads1 - threads0) / opened, threads1,
-           all ? "" : "NOT ALL DELIVERED, ", (double)opened * EVENTS / secs);
+           (double)(threads1 - threads0) / opened, threads1, all ? "" : "NOT ALL DELIVERED, ",
+           (double)opened * EVENTS / secs);
     publish(EVENTS + 1); /* ends every stream */
     for (int i = 0; i < opened; i++)
         close(p[i].fd);

@@ -8,10 +8,11 @@ static int hello(o11y_request *req, o11y_response *res, void *user)
     o11y_str name = o11y_req_param(req, "name");
     o11y_log_info("greeting", O11Y_STRN("name", name.ptr, name.len)); /* carries the trace ids */
     if (name.len > 64) {
-        o11y_res_error(res, "VALIDATION_FAILED", NULL, "name is too long");
+        o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, NULL, "name is too long");
         return 0;
     }
-    return o11y_res_json(res, 200, json_pack("{s:s%}", "hello", name.ptr, name.len)) == O11Y_OK ? 0 : 1;
+    json_t *body = json_pack("{s:s%}", "hello", name.ptr, name.len);
+    return o11y_res_json(res, 200, body) == O11Y_OK ? 0 : 1;
 }
 
 int main(void)

@@ -19,9 +19,8 @@ typedef struct old_app {
 } old_app;
 
 static enum MHD_Result old_handler(void *cls, struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size,
-                                   void **req_cls)
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **req_cls)
 {
     (void)method, (void)version, (void)upload_data, (void)upload_data_size;
     old_app *app = cls;
@@ -55,9 +54,8 @@ static int hello(o11y_request *req, o11y_response *res, void *user)
 {
     (void)user;
     o11y_str name = o11y_req_param(req, "name");
-    return o11y_res_json(res, 200, json_pack("{s:s%}", "hello", name.ptr, name.len)) == O11Y_OK
-               ? 0
-               : 1;
+    return o11y_res_json(res, 200, json_pack("{s:s%}", "hello", name.ptr, name.len)) == O11Y_OK ? 0
+                                                                                                : 1;
 }
 
 int main(int argc, char **argv)
@@ -72,8 +70,8 @@ int main(int argc, char **argv)
         o11y_service_route(svc, O11Y_GET, "/hello/{name}", hello, NULL, 0) != O11Y_OK)
         return 1;
     old_app app = {0};
-    o11y_mhd_embed_config ec = {.fallback = old_handler, .fallback_cls = &app,
-                                .fallback_completed = old_completed};
+    o11y_mhd_embed_config ec = {
+        .fallback = old_handler, .fallback_cls = &app, .fallback_completed = old_completed};
     o11y_mhd_embed *e;
     if (o11y_mhd_embed_create(svc, &ec, &e) != O11Y_OK)
         return 1;
@@ -84,10 +82,9 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     /* The application's own daemon, as it was, with the library's three callbacks. */
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME,
-        (uint16_t)port, NULL, NULL, o11y_mhd_embed_access, e, MHD_OPTION_NOTIFY_COMPLETED,
-        o11y_mhd_embed_completed, e, MHD_OPTION_URI_LOG_CALLBACK, o11y_mhd_embed_uri_log, e,
-        MHD_OPTION_END);
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, (uint16_t)port,
+        NULL, NULL, o11y_mhd_embed_access, e, MHD_OPTION_NOTIFY_COMPLETED, o11y_mhd_embed_completed,
+        e, MHD_OPTION_URI_LOG_CALLBACK, o11y_mhd_embed_uri_log, e, MHD_OPTION_END);
     if (!d)
         return 1;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);

@@ -15,7 +15,7 @@ extern "C" {
 #define O11Y_API __attribute__((visibility("default")))
 #endif
 
-#define O11Y_WARN_UNUSED __attribute__((warn_unused_result))
+#define O11Y_WARN_UNUSED              __attribute__((warn_unused_result))
 #define O11Y_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
 
 /* The version of these headers (CMakeLists.txt reads it from here). A release changes MINOR
@@ -26,10 +26,11 @@ extern "C" {
 #define O11Y_VERSION_PATCH 0
 #define O11Y_VERSION_HEX                                                                           \
     ((O11Y_VERSION_MAJOR << 16) | (O11Y_VERSION_MINOR << 8) | O11Y_VERSION_PATCH)
-#define O11Y__STR(x) #x
+#define O11Y__STR(x)  #x
 #define O11Y__XSTR(x) O11Y__STR(x)
 #define O11Y_VERSION_STRING                                                                        \
-    O11Y__XSTR(O11Y_VERSION_MAJOR) "." O11Y__XSTR(O11Y_VERSION_MINOR) "." O11Y__XSTR(O11Y_VERSION_PATCH)
+    O11Y__XSTR(O11Y_VERSION_MAJOR)                                                                 \
+    "." O11Y__XSTR(O11Y_VERSION_MINOR) "." O11Y__XSTR(O11Y_VERSION_PATCH)
 
 /* ABI: how the public structs grow. A configuration struct (o11y_*_config, o11y_*_opts) ends
  * with O11Y_RESERVED, eight pointer-sized slots that must be zero (its init function, or a

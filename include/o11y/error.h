@@ -14,20 +14,20 @@ extern "C" {
  * X(CODE, status, retryable, default message). A service's own codes (PROJECT_NOT_FOUND, ...)
  * are its own table, registered at start-up (see generation-service's errors.h). */
 #define O11Y_ERROR_CATALOG(X)                                                                      \
-    X(VALIDATION_FAILED, 400, false, "The request is not valid")                                  \
-    X(IDEMPOTENCY_KEY_INVALID, 400, false, "The Idempotency-Key header is not valid")             \
-    X(IDEMPOTENCY_KEY_MISSING, 400, false, "This route requires an Idempotency-Key header")       \
-    X(ORIGIN_NOT_ALLOWED, 403, false, "The request's origin is not allowed")                      \
-    X(NOT_FOUND, 404, false, "No route matches the request")                                      \
-    X(METHOD_NOT_ALLOWED, 405, false, "The route does not allow this method")                     \
-    X(IDEMPOTENCY_KEY_IN_USE, 409, true, "A request with this Idempotency-Key is in progress")    \
-    X(PAYLOAD_TOO_LARGE, 413, false, "The request body is larger than the limit")                 \
-    X(UNSUPPORTED_MEDIA_TYPE, 415, false, "The request body must be application/json")            \
-    X(IDEMPOTENCY_KEY_REUSED, 422, false, "The Idempotency-Key was used with another request")    \
-    X(BUSINESS_RULE_VIOLATION, 422, false, "The request breaks a business rule")                  \
-    X(RATE_LIMITED, 429, true, "Too many requests")                                               \
-    X(INTERNAL_ERROR, 500, true, "An unexpected error occurred")                                  \
-    X(NOT_IMPLEMENTED, 501, false, "The server does not support a feature the request uses")     \
+    X(VALIDATION_FAILED, 400, false, "The request is not valid")                                   \
+    X(IDEMPOTENCY_KEY_INVALID, 400, false, "The Idempotency-Key header is not valid")              \
+    X(IDEMPOTENCY_KEY_MISSING, 400, false, "This route requires an Idempotency-Key header")        \
+    X(ORIGIN_NOT_ALLOWED, 403, false, "The request's origin is not allowed")                       \
+    X(NOT_FOUND, 404, false, "No route matches the request")                                       \
+    X(METHOD_NOT_ALLOWED, 405, false, "The route does not allow this method")                      \
+    X(IDEMPOTENCY_KEY_IN_USE, 409, true, "A request with this Idempotency-Key is in progress")     \
+    X(PAYLOAD_TOO_LARGE, 413, false, "The request body is larger than the limit")                  \
+    X(UNSUPPORTED_MEDIA_TYPE, 415, false, "The request body must be application/json")             \
+    X(IDEMPOTENCY_KEY_REUSED, 422, false, "The Idempotency-Key was used with another request")     \
+    X(BUSINESS_RULE_VIOLATION, 422, false, "The request breaks a business rule")                   \
+    X(RATE_LIMITED, 429, true, "Too many requests")                                                \
+    X(INTERNAL_ERROR, 500, true, "An unexpected error occurred")                                   \
+    X(NOT_IMPLEMENTED, 501, false, "The server does not support a feature the request uses")       \
     X(SERVICE_UNAVAILABLE, 503, true, "A dependency is unavailable")
 
 /* One catalog entry. Codes are UPPER_SNAKE_CASE; status is 400-599. */
@@ -45,7 +45,8 @@ typedef struct o11y_error_def {
  *     MY_ERRORS(O11Y_ERROR_DECLARE)            (in a header: extern const o11y_error_def ...)
  *     MY_ERRORS(O11Y_ERROR_DEFINE)             (in one .c file)
  * and registers each with o11y_error_register at start-up. */
-#define O11Y_ERROR_DECLARE(code, status, retryable, message) extern const o11y_error_def o11y_err_##code;
+#define O11Y_ERROR_DECLARE(code, status, retryable, message)                                       \
+    extern const o11y_error_def o11y_err_##code;
 #define O11Y_ERROR_DEFINE(code, status, retryable, message)                                        \
     const o11y_error_def o11y_err_##code = {#code, status, retryable, message};
 #define O11Y__ERROR_EXPORT(code, status, retryable, message)                                       \
@@ -81,8 +82,8 @@ typedef struct o11y_error_info {
     const char *details_json; /* a JSON object's text, or NULL; dropped for a 5xx */
     size_t details_len;
     o11y_str trace_id;
-    int64_t timestamp_ns;      /* Unix time; 0: now */
-    const char *problem_base;  /* RFC 9457 "type" prefix; NULL: "about:blank" */
+    int64_t timestamp_ns;     /* Unix time; 0: now */
+    const char *problem_base; /* RFC 9457 "type" prefix; NULL: "about:blank" */
 } o11y_error_info;
 
 /* Renders the error body. Returns owned, NUL-terminated (free with o11y_free), and its length

@@ -33,7 +33,7 @@ typedef struct o11y_health_check_opts {
     unsigned timeout_ms;  /* 0: O11Y_HEALTH_DEFAULT_TIMEOUT_MS, 800 (under the kubelet's 1 s
                              probe timeout) */
     unsigned interval_ms; /* 0: 5000 */
-    O11Y_RESERVED; /* zero: room to grow (common.h) */
+    O11Y_RESERVED;        /* zero: room to grow (common.h) */
 } o11y_health_check_opts;
 
 /* A custom check (the original's custom_checker). Writes at most message_len bytes of a
@@ -57,9 +57,9 @@ O11Y_API O11Y_WARN_UNUSED o11y_status o11y_health_add_custom(o11y_health *h,
  * service), never while fn may run. On an error return ctx is still the caller's. The optional
  * libraries' checks (HTTP in o11y-curl, SQLite in o11y-sqlite, Redis in o11y-redis) are built
  * on it. */
-O11Y_API O11Y_WARN_UNUSED o11y_status o11y_health_add_custom_owned(
-    o11y_health *h, const o11y_health_check_opts *opts, o11y_health_fn fn, void *ctx,
-    void (*free_ctx)(void *ctx));
+O11Y_API O11Y_WARN_UNUSED o11y_status
+o11y_health_add_custom_owned(o11y_health *h, const o11y_health_check_opts *opts, o11y_health_fn fn,
+                             void *ctx, void (*free_ctx)(void *ctx));
 
 /* The default per-check timeout, for checks that keep to it themselves. */
 enum { O11Y_HEALTH_DEFAULT_TIMEOUT_MS = 800 };

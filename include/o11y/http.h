@@ -74,9 +74,10 @@ typedef struct o11y_service_config {
     o11y_metrics *metrics;         /* NULL: the service creates a registry and owns it */
     bool no_metrics_routes;        /* true: no GET /metrics and /metrics/summary */
     bool no_health_routes;         /* true: no GET /health, /health/live, /health/ready */
-    O11Y_RESERVED; /* zero: room to grow (common.h) */
+    O11Y_RESERVED;                 /* zero: room to grow (common.h) */
 } o11y_service_config;
 
+/* Fills cfg with the defaults (its log member too). Must not be NULL. Thread-safe: yes. */
 O11Y_API void o11y_service_config_init(o11y_service_config *cfg);
 
 /* The C counterpart of the original setup_observability(app, service_name, version): creates

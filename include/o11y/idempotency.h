@@ -32,13 +32,17 @@ typedef struct o11y_idem_memory_config {
     size_t max_client_entries; /* one client's share; 0: max_entries / 16 */
     size_t max_client_bytes;   /* one client's share, and the largest response kept;
                                   0: max_bytes / 16 */
-    O11Y_RESERVED; /* zero: room to grow (common.h) */
+    O11Y_RESERVED;             /* zero: room to grow (common.h) */
 } o11y_idem_memory_config;
 
-O11Y_API O11Y_WARN_UNUSED o11y_status
-o11y_idem_store_memory(const o11y_idem_memory_config *cfg, o11y_idem_store **out /* OUT */);
+/* Creates the memory store (cfg NULL: the defaults). Returns O11Y_OK, O11Y_EINVAL (a share
+ * larger than the whole, over 2^28 entries) or O11Y_ENOMEM; *out is the caller's, freed with
+ * o11y_idem_store_destroy. Thread-safe store. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_idem_store_memory(const o11y_idem_memory_config *cfg,
+                                                             o11y_idem_store **out /* OUT */);
 /* The SQLite store (o11y/sqlite.h) and the Redis store (o11y/redis.h) are optional parts. */
-/* NULL is a no-op. No request may be using the store. */
+
+/* Frees a store of any kind. NULL is a no-op. No request may be using the store. */
 O11Y_API void o11y_idem_store_destroy(o11y_idem_store *s);
 
 /*=== Writing a store (the SQLite and Redis backends use only this) ===*/
@@ -69,7 +73,7 @@ typedef enum o11y_idem_result {
 } o11y_idem_result;
 
 typedef enum o11y_idem_stored {
-    O11Y_IDEM_NOT_STORED,  /* failed: the key stays locked until its lease ends */
+    O11Y_IDEM_NOT_STORED, /* failed: the key stays locked until its lease ends */
     O11Y_IDEM_STORED,
     O11Y_IDEM_STATUS_ONLY, /* only the record's first O11Y_IDEM_STATUS_BYTES were kept */
 } o11y_idem_stored;
@@ -101,19 +105,18 @@ O11Y_API O11Y_WARN_UNUSED o11y_status o11y_idem_store_create(const o11y_idem_sto
                                                              o11y_idem_store **out /* OUT */);
 /* Records the backend's last error (for the library's log line; never sent to a client).
  * Thread-safe. */
-O11Y_API void o11y_idem_store_set_error(o11y_idem_store *s, const char *fmt, ...)
-    O11Y_PRINTF(2, 3);
+O11Y_API void o11y_idem_store_set_error(o11y_idem_store *s, const char *fmt, ...) O11Y_PRINTF(2, 3);
 /* A fresh random lock token, never 0. Thread-safe. */
 O11Y_API uint64_t o11y_idem_token(void);
 
 /* All-zero except store is a valid config. */
 typedef struct o11y_idem_config {
-    o11y_idem_store *store;    /* kept; must outlive the service */
-    unsigned ttl_s;            /* how long a response is kept; 0: 3600 */
-    unsigned lease_s;          /* how long a key stays locked without completing; 0: 60 */
-    bool fail_open;            /* store down: run the handler unprotected instead of 503 */
-    const char *client_header; /* e.g. "Authorization": a hash of its value joins the key's
-                                  scope, so two clients never share a key; NULL: none */
+    o11y_idem_store *store;         /* kept; must outlive the service */
+    unsigned ttl_s;                 /* how long a response is kept; 0: 3600 */
+    unsigned lease_s;               /* how long a key stays locked without completing; 0: 60 */
+    bool fail_open;                 /* store down: run the handler unprotected instead of 503 */
+    const char *client_header;      /* e.g. "Authorization": a hash of its value joins the key's
+                                       scope, so two clients never share a key; NULL: none */
     int64_t (*clock_ms)(void *ctx); /* Unix time in ms; NULL: the real clock (tests inject) */
     void *clock_ctx;
     O11Y_RESERVED; /* zero: room to grow (common.h) */

@@ -35,8 +35,8 @@ O11Y_API O11Y_WARN_UNUSED o11y_status o11y_log_level_parse(const char *s, o11y_l
 
 /* How lines are written. Either way the line carries the same fields. */
 typedef enum o11y_log_format {
-    O11Y_LOG_FORMAT_AUTO = 0, /* PRETTY when the output is a terminal, else JSON */
-    O11Y_LOG_FORMAT_JSON = 1, /* one JSON object per line (CONTRACT section 3) */
+    O11Y_LOG_FORMAT_AUTO = 0,   /* PRETTY when the output is a terminal, else JSON */
+    O11Y_LOG_FORMAT_JSON = 1,   /* one JSON object per line (CONTRACT section 3) */
     O11Y_LOG_FORMAT_PRETTY = 2, /* for people at a terminal: time, level, message, then the
                                    context and metadata as key=value; coloured on a terminal
                                    unless NO_COLOR is set */
@@ -47,19 +47,20 @@ O11Y_API O11Y_WARN_UNUSED o11y_status o11y_log_format_parse(const char *s, o11y_
 
 /* All-zero is a valid config: zero means default. */
 typedef struct o11y_log_config {
-    const char *service_name;   /* NULL: "unknown"; copied */
-    o11y_log_level min_level;   /* DEFAULT: INFO */
-    const char *file_path;      /* NULL: standard output; else appended to, reopened on
-                                   o11y_logger_reopen (logrotate); copied */
-    size_t queue_bytes;         /* 0: 4 MiB; rounded up to a power of two, at least 64 KiB */
-    size_t max_line_bytes;      /* 0: 16 KiB, at most 60 KiB; metadata that does not fit is
-                                   replaced by "metadata_truncated":true, never split */
-    size_t max_value_bytes;     /* 0: 4 KiB; longer strings are cut, ending in U+2026 */
+    const char *service_name;     /* NULL: "unknown"; copied */
+    o11y_log_level min_level;     /* DEFAULT: INFO */
+    const char *file_path;        /* NULL: standard output; else appended to, reopened on
+                                     o11y_logger_reopen (logrotate); copied */
+    size_t queue_bytes;           /* 0: 4 MiB; rounded up to a power of two, at least 256 KiB */
+    size_t max_line_bytes;        /* 0: 16 KiB, at most 60 KiB; metadata that does not fit is
+                                     replaced by "metadata_truncated":true, never split */
+    size_t max_value_bytes;       /* 0: 4 KiB; longer strings are cut, ending in U+2026 */
     const char *const *mask_keys; /* NULL-terminated extra sensitive keys; copied */
-    o11y_log_format format;     /* 0: AUTO */
-    O11Y_RESERVED; /* zero: room to grow (common.h) */
+    o11y_log_format format;       /* 0: AUTO */
+    O11Y_RESERVED;                /* zero: room to grow (common.h) */
 } o11y_log_config;
 
+/* Fills cfg with the defaults. Must not be NULL. Thread-safe: yes. */
 O11Y_API void o11y_log_config_init(o11y_log_config *cfg);
 
 /* Creates a logger and starts its writer thread. Strings in cfg are copied.
@@ -81,12 +82,14 @@ O11Y_API void o11y_logger_reopen(o11y_logger *lg);
 O11Y_API o11y_status o11y_logger_flush(o11y_logger *lg, int timeout_ms);
 
 typedef struct o11y_log_stats {
-    uint64_t lines_written;  /* handed to the sink successfully */
-    uint64_t lines_dropped;  /* the queue was full */
-    uint64_t lines_failed;   /* the sink's write failed (EIO, ENOSPC, EPIPE, ...) */
-    uint64_t write_errors;   /* failed write calls */
+    uint64_t lines_written; /* handed to the sink successfully */
+    uint64_t lines_dropped; /* the queue was full */
+    uint64_t lines_failed;  /* the sink's write failed (EIO, ENOSPC, EPIPE, ...) */
+    uint64_t write_errors;  /* failed write calls */
     uint64_t bytes_written;
 } o11y_log_stats;
+/* Counters since the logger was created, read without a lock (each one consistent, not all
+ * together). lg NULL: all zero. Thread-safe: yes. */
 O11Y_API void o11y_logger_stats(const o11y_logger *lg, o11y_log_stats *out /* OUT */);
 
 O11Y_API void o11y_logger_set_min_level(o11y_logger *lg, o11y_log_level level);
@@ -126,14 +129,17 @@ typedef struct o11y_field {
     } v;
 } o11y_field;
 
-#define O11Y_STR(k, val) ((o11y_field){.key = (k), .type = O11Y_FIELD_STR, .v.s = {(val), SIZE_MAX}})
+#define O11Y_STR(k, val)                                                                           \
+    ((o11y_field){.key = (k), .type = O11Y_FIELD_STR, .v.s = {(val), SIZE_MAX}})
 #define O11Y_STRN(k, p, n) ((o11y_field){.key = (k), .type = O11Y_FIELD_STR, .v.s = {(p), (n)}})
-#define O11Y_INT(k, val) ((o11y_field){.key = (k), .type = O11Y_FIELD_INT, .v.i = (int64_t)(val)})
-#define O11Y_DOUBLE(k, val) ((o11y_field){.key = (k), .type = O11Y_FIELD_DOUBLE, .v.d = (double)(val)})
+#define O11Y_INT(k, val)   ((o11y_field){.key = (k), .type = O11Y_FIELD_INT, .v.i = (int64_t)(val)})
+#define O11Y_DOUBLE(k, val)                                                                        \
+    ((o11y_field){.key = (k), .type = O11Y_FIELD_DOUBLE, .v.d = (double)(val)})
 #define O11Y_BOOL(k, val) ((o11y_field){.key = (k), .type = O11Y_FIELD_BOOL, .v.b = (val)})
-#define O11Y_OBJ(k) ((o11y_field){.key = (k), .type = O11Y_FIELD_OBJ_BEGIN})
-#define O11Y_OBJ_END ((o11y_field){.key = NULL, .type = O11Y_FIELD_OBJ_END})
-#define O11Y_DURATION_MS(val) ((o11y_field){.key = "duration_ms", .type = O11Y_FIELD_DURATION_MS, .v.d = (double)(val)})
+#define O11Y_OBJ(k)       ((o11y_field){.key = (k), .type = O11Y_FIELD_OBJ_BEGIN})
+#define O11Y_OBJ_END      ((o11y_field){.key = NULL, .type = O11Y_FIELD_OBJ_END})
+#define O11Y_DURATION_MS(val)                                                                      \
+    ((o11y_field){.key = "duration_ms", .type = O11Y_FIELD_DURATION_MS, .v.d = (double)(val)})
 #define O11Y__END ((o11y_field){.key = NULL, .type = O11Y_FIELD_END})
 
 /* Writes one line: timestamp, level, service, the thread's current trace context (trace_id,
@@ -150,15 +156,19 @@ O11Y_API void o11y_log_va(o11y_logger *lg, o11y_log_level level, const char *eve
 /* The checked forms: a message, then up to 24 fields made with the macros above. Each argument
  * is checked at compile time (_Generic), so o11y_log_info("x", "count", 3) does not compile:
  * write o11y_log_info("x", O11Y_INT("count", 3)). */
-#define o11y_log_debug(...) o11y_log_va(NULL, O11Y_LOG_DEBUG, NULL, O11Y__CHECKED(__VA_ARGS__), O11Y__END)
-#define o11y_log_info(...) o11y_log_va(NULL, O11Y_LOG_INFO, NULL, O11Y__CHECKED(__VA_ARGS__), O11Y__END)
-#define o11y_log_warn(...) o11y_log_va(NULL, O11Y_LOG_WARN, NULL, O11Y__CHECKED(__VA_ARGS__), O11Y__END)
-#define o11y_log_error(...) o11y_log_va(NULL, O11Y_LOG_ERROR, NULL, O11Y__CHECKED(__VA_ARGS__), O11Y__END)
+#define o11y_log_debug(...)                                                                        \
+    o11y_log_va(NULL, O11Y_LOG_DEBUG, NULL, O11Y__CHECKED(__VA_ARGS__), O11Y__END)
+#define o11y_log_info(...)                                                                         \
+    o11y_log_va(NULL, O11Y_LOG_INFO, NULL, O11Y__CHECKED(__VA_ARGS__), O11Y__END)
+#define o11y_log_warn(...)                                                                         \
+    o11y_log_va(NULL, O11Y_LOG_WARN, NULL, O11Y__CHECKED(__VA_ARGS__), O11Y__END)
+#define o11y_log_error(...)                                                                        \
+    o11y_log_va(NULL, O11Y_LOG_ERROR, NULL, O11Y__CHECKED(__VA_ARGS__), O11Y__END)
 /* A domain event: level INFO, "event":name, message name, then its fields (checked the same
  * way). A service defines its catalog of events as functions on this (see generation-service's
  * events.c). */
 #define o11y_log_event(...)                                                                        \
-    o11y_log_va(NULL, O11Y_LOG_INFO, O11Y__FIRST(__VA_ARGS__, 0), O11Y__CHECKED(__VA_ARGS__),       \
+    o11y_log_va(NULL, O11Y_LOG_INFO, O11Y__FIRST(__VA_ARGS__, 0), O11Y__CHECKED(__VA_ARGS__),      \
                 O11Y__END)
 
 /* The argument checks behind the macros above. C++ has no _Generic: there they pass unchecked. */
@@ -166,68 +176,68 @@ O11Y_API void o11y_log_va(o11y_logger *lg, o11y_log_level level, const char *eve
 #define O11Y__F(x) (x)
 #define O11Y__M(m) (m)
 #else
-#define O11Y__F(x) _Generic((x), o11y_field: (x))
-#define O11Y__M(m) _Generic((m), char *: (m), const char *: (m))
+#define O11Y__F(x) _Generic((x), o11y_field : (x))
+#define O11Y__M(m) _Generic((m), char * : (m), const char * : (m))
 #endif
 #define O11Y__FIRST(a, ...) (a)
-#define O11Y__CAT(a, b) O11Y__CAT_(a, b)
-#define O11Y__CAT_(a, b) a##b
+#define O11Y__CAT(a, b)     O11Y__CAT_(a, b)
+#define O11Y__CAT_(a, b)    a##b
 #define O11Y__NARG(...)                                                                            \
     O11Y__NARG_(__VA_ARGS__, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, \
                 7, 6, 5, 4, 3, 2, 1, 0)
-#define O11Y__NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17,  \
+#define O11Y__NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17,    \
                     _18, _19, _20, _21, _22, _23, _24, _25, n, ...)                                \
     n
 #define O11Y__CHECKED(...) O11Y__CAT(O11Y__C, O11Y__NARG(__VA_ARGS__))(__VA_ARGS__)
-#define O11Y__C1(m) O11Y__M(m)
-#define O11Y__C2(m, ...) O11Y__M(m), O11Y__F1(__VA_ARGS__)
-#define O11Y__C3(m, ...) O11Y__M(m), O11Y__F2(__VA_ARGS__)
-#define O11Y__C4(m, ...) O11Y__M(m), O11Y__F3(__VA_ARGS__)
-#define O11Y__C5(m, ...) O11Y__M(m), O11Y__F4(__VA_ARGS__)
-#define O11Y__C6(m, ...) O11Y__M(m), O11Y__F5(__VA_ARGS__)
-#define O11Y__C7(m, ...) O11Y__M(m), O11Y__F6(__VA_ARGS__)
-#define O11Y__C8(m, ...) O11Y__M(m), O11Y__F7(__VA_ARGS__)
-#define O11Y__C9(m, ...) O11Y__M(m), O11Y__F8(__VA_ARGS__)
-#define O11Y__C10(m, ...) O11Y__M(m), O11Y__F9(__VA_ARGS__)
-#define O11Y__C11(m, ...) O11Y__M(m), O11Y__F10(__VA_ARGS__)
-#define O11Y__C12(m, ...) O11Y__M(m), O11Y__F11(__VA_ARGS__)
-#define O11Y__C13(m, ...) O11Y__M(m), O11Y__F12(__VA_ARGS__)
-#define O11Y__C14(m, ...) O11Y__M(m), O11Y__F13(__VA_ARGS__)
-#define O11Y__C15(m, ...) O11Y__M(m), O11Y__F14(__VA_ARGS__)
-#define O11Y__C16(m, ...) O11Y__M(m), O11Y__F15(__VA_ARGS__)
-#define O11Y__C17(m, ...) O11Y__M(m), O11Y__F16(__VA_ARGS__)
-#define O11Y__C18(m, ...) O11Y__M(m), O11Y__F17(__VA_ARGS__)
-#define O11Y__C19(m, ...) O11Y__M(m), O11Y__F18(__VA_ARGS__)
-#define O11Y__C20(m, ...) O11Y__M(m), O11Y__F19(__VA_ARGS__)
-#define O11Y__C21(m, ...) O11Y__M(m), O11Y__F20(__VA_ARGS__)
-#define O11Y__C22(m, ...) O11Y__M(m), O11Y__F21(__VA_ARGS__)
-#define O11Y__C23(m, ...) O11Y__M(m), O11Y__F22(__VA_ARGS__)
-#define O11Y__C24(m, ...) O11Y__M(m), O11Y__F23(__VA_ARGS__)
-#define O11Y__C25(m, ...) O11Y__M(m), O11Y__F24(__VA_ARGS__)
-#define O11Y__F1(a) O11Y__F(a)
-#define O11Y__F2(a, ...) O11Y__F(a), O11Y__F1(__VA_ARGS__)
-#define O11Y__F3(a, ...) O11Y__F(a), O11Y__F2(__VA_ARGS__)
-#define O11Y__F4(a, ...) O11Y__F(a), O11Y__F3(__VA_ARGS__)
-#define O11Y__F5(a, ...) O11Y__F(a), O11Y__F4(__VA_ARGS__)
-#define O11Y__F6(a, ...) O11Y__F(a), O11Y__F5(__VA_ARGS__)
-#define O11Y__F7(a, ...) O11Y__F(a), O11Y__F6(__VA_ARGS__)
-#define O11Y__F8(a, ...) O11Y__F(a), O11Y__F7(__VA_ARGS__)
-#define O11Y__F9(a, ...) O11Y__F(a), O11Y__F8(__VA_ARGS__)
-#define O11Y__F10(a, ...) O11Y__F(a), O11Y__F9(__VA_ARGS__)
-#define O11Y__F11(a, ...) O11Y__F(a), O11Y__F10(__VA_ARGS__)
-#define O11Y__F12(a, ...) O11Y__F(a), O11Y__F11(__VA_ARGS__)
-#define O11Y__F13(a, ...) O11Y__F(a), O11Y__F12(__VA_ARGS__)
-#define O11Y__F14(a, ...) O11Y__F(a), O11Y__F13(__VA_ARGS__)
-#define O11Y__F15(a, ...) O11Y__F(a), O11Y__F14(__VA_ARGS__)
-#define O11Y__F16(a, ...) O11Y__F(a), O11Y__F15(__VA_ARGS__)
-#define O11Y__F17(a, ...) O11Y__F(a), O11Y__F16(__VA_ARGS__)
-#define O11Y__F18(a, ...) O11Y__F(a), O11Y__F17(__VA_ARGS__)
-#define O11Y__F19(a, ...) O11Y__F(a), O11Y__F18(__VA_ARGS__)
-#define O11Y__F20(a, ...) O11Y__F(a), O11Y__F19(__VA_ARGS__)
-#define O11Y__F21(a, ...) O11Y__F(a), O11Y__F20(__VA_ARGS__)
-#define O11Y__F22(a, ...) O11Y__F(a), O11Y__F21(__VA_ARGS__)
-#define O11Y__F23(a, ...) O11Y__F(a), O11Y__F22(__VA_ARGS__)
-#define O11Y__F24(a, ...) O11Y__F(a), O11Y__F23(__VA_ARGS__)
+#define O11Y__C1(m)        O11Y__M(m)
+#define O11Y__C2(m, ...)   O11Y__M(m), O11Y__F1(__VA_ARGS__)
+#define O11Y__C3(m, ...)   O11Y__M(m), O11Y__F2(__VA_ARGS__)
+#define O11Y__C4(m, ...)   O11Y__M(m), O11Y__F3(__VA_ARGS__)
+#define O11Y__C5(m, ...)   O11Y__M(m), O11Y__F4(__VA_ARGS__)
+#define O11Y__C6(m, ...)   O11Y__M(m), O11Y__F5(__VA_ARGS__)
+#define O11Y__C7(m, ...)   O11Y__M(m), O11Y__F6(__VA_ARGS__)
+#define O11Y__C8(m, ...)   O11Y__M(m), O11Y__F7(__VA_ARGS__)
+#define O11Y__C9(m, ...)   O11Y__M(m), O11Y__F8(__VA_ARGS__)
+#define O11Y__C10(m, ...)  O11Y__M(m), O11Y__F9(__VA_ARGS__)
+#define O11Y__C11(m, ...)  O11Y__M(m), O11Y__F10(__VA_ARGS__)
+#define O11Y__C12(m, ...)  O11Y__M(m), O11Y__F11(__VA_ARGS__)
+#define O11Y__C13(m, ...)  O11Y__M(m), O11Y__F12(__VA_ARGS__)
+#define O11Y__C14(m, ...)  O11Y__M(m), O11Y__F13(__VA_ARGS__)
+#define O11Y__C15(m, ...)  O11Y__M(m), O11Y__F14(__VA_ARGS__)
+#define O11Y__C16(m, ...)  O11Y__M(m), O11Y__F15(__VA_ARGS__)
+#define O11Y__C17(m, ...)  O11Y__M(m), O11Y__F16(__VA_ARGS__)
+#define O11Y__C18(m, ...)  O11Y__M(m), O11Y__F17(__VA_ARGS__)
+#define O11Y__C19(m, ...)  O11Y__M(m), O11Y__F18(__VA_ARGS__)
+#define O11Y__C20(m, ...)  O11Y__M(m), O11Y__F19(__VA_ARGS__)
+#define O11Y__C21(m, ...)  O11Y__M(m), O11Y__F20(__VA_ARGS__)
+#define O11Y__C22(m, ...)  O11Y__M(m), O11Y__F21(__VA_ARGS__)
+#define O11Y__C23(m, ...)  O11Y__M(m), O11Y__F22(__VA_ARGS__)
+#define O11Y__C24(m, ...)  O11Y__M(m), O11Y__F23(__VA_ARGS__)
+#define O11Y__C25(m, ...)  O11Y__M(m), O11Y__F24(__VA_ARGS__)
+#define O11Y__F1(a)        O11Y__F(a)
+#define O11Y__F2(a, ...)   O11Y__F(a), O11Y__F1(__VA_ARGS__)
+#define O11Y__F3(a, ...)   O11Y__F(a), O11Y__F2(__VA_ARGS__)
+#define O11Y__F4(a, ...)   O11Y__F(a), O11Y__F3(__VA_ARGS__)
+#define O11Y__F5(a, ...)   O11Y__F(a), O11Y__F4(__VA_ARGS__)
+#define O11Y__F6(a, ...)   O11Y__F(a), O11Y__F5(__VA_ARGS__)
+#define O11Y__F7(a, ...)   O11Y__F(a), O11Y__F6(__VA_ARGS__)
+#define O11Y__F8(a, ...)   O11Y__F(a), O11Y__F7(__VA_ARGS__)
+#define O11Y__F9(a, ...)   O11Y__F(a), O11Y__F8(__VA_ARGS__)
+#define O11Y__F10(a, ...)  O11Y__F(a), O11Y__F9(__VA_ARGS__)
+#define O11Y__F11(a, ...)  O11Y__F(a), O11Y__F10(__VA_ARGS__)
+#define O11Y__F12(a, ...)  O11Y__F(a), O11Y__F11(__VA_ARGS__)
+#define O11Y__F13(a, ...)  O11Y__F(a), O11Y__F12(__VA_ARGS__)
+#define O11Y__F14(a, ...)  O11Y__F(a), O11Y__F13(__VA_ARGS__)
+#define O11Y__F15(a, ...)  O11Y__F(a), O11Y__F14(__VA_ARGS__)
+#define O11Y__F16(a, ...)  O11Y__F(a), O11Y__F15(__VA_ARGS__)
+#define O11Y__F17(a, ...)  O11Y__F(a), O11Y__F16(__VA_ARGS__)
+#define O11Y__F18(a, ...)  O11Y__F(a), O11Y__F17(__VA_ARGS__)
+#define O11Y__F19(a, ...)  O11Y__F(a), O11Y__F18(__VA_ARGS__)
+#define O11Y__F20(a, ...)  O11Y__F(a), O11Y__F19(__VA_ARGS__)
+#define O11Y__F21(a, ...)  O11Y__F(a), O11Y__F20(__VA_ARGS__)
+#define O11Y__F22(a, ...)  O11Y__F(a), O11Y__F21(__VA_ARGS__)
+#define O11Y__F23(a, ...)  O11Y__F(a), O11Y__F22(__VA_ARGS__)
+#define O11Y__F24(a, ...)  O11Y__F(a), O11Y__F23(__VA_ARGS__)
 
 #ifdef __cplusplus
 }

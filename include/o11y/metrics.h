@@ -38,23 +38,23 @@ enum o11y_metric_flags {
 
 /* All-zero except name, help and type is a valid set of options. */
 typedef struct o11y_metric_opts {
-    const char *name;               /* [a-zA-Z_:][a-zA-Z0-9_:]*, no "__" prefix; counters end in
-                                       _total; copied */
-    const char *help;               /* required; copied */
+    const char *name; /* [a-zA-Z_:][a-zA-Z0-9_:]*, no "__" prefix; counters end in
+                         _total; copied */
+    const char *help; /* required; copied */
     o11y_metric_type type;
     const char *const *label_names; /* n_labels names, [a-zA-Z_][a-zA-Z0-9_]*, not "le" or
                                        "quantile", no "__" prefix; copied */
     size_t n_labels;
-    const double *buckets;          /* histogram `le` boundaries, increasing and finite; NULL:
-                                       the 14 OpenTelemetry boundaries of
-                                       http.server.request.duration, in seconds */
+    const double *buckets; /* histogram `le` boundaries, increasing and finite; NULL:
+                              the 14 OpenTelemetry boundaries of
+                              http.server.request.duration, in seconds */
     size_t n_buckets;
-    double unit_scale;              /* histogram: recorded values are kept as integers of
-                                       value * unit_scale (0: 1e9, nanoseconds of seconds); values
-                                       beyond 2^40 units are kept in the top bucket */
-    size_t max_series;              /* 0: 1000; further label combinations are refused */
-    unsigned flags;                 /* o11y_metric_flags */
-    O11Y_RESERVED; /* zero: room to grow (common.h) */
+    double unit_scale; /* histogram: recorded values are kept as integers of
+                          value * unit_scale (0: 1e9, nanoseconds of seconds); values
+                          beyond 2^41 - 1 units are kept in the top bucket */
+    size_t max_series; /* 0: 1000; further label combinations are refused */
+    unsigned flags;    /* o11y_metric_flags */
+    O11Y_RESERVED;     /* zero: room to grow (common.h) */
 } o11y_metric_opts;
 
 /* Creates a registry; it starts one thread that snapshots windowed series every 10 s.
@@ -114,8 +114,8 @@ typedef enum o11y_window {
 } o11y_window;
 
 typedef struct o11y_series_stats {
-    uint64_t count; /* counter: its value; histogram: observations */
-    double sum;     /* histogram: sum of observations; gauge: its value */
+    uint64_t count;            /* counter: its value; histogram: observations */
+    double sum;                /* histogram: sum of observations; gauge: its value */
     double avg, p50, p95, p99; /* histogram; 0 when empty */
 } o11y_series_stats;
 
@@ -134,7 +134,7 @@ O11Y_API void o11y_metric_foreach(o11y_metric *metric, void (*fn)(o11y_series *s
 O11Y_API o11y_metric *o11y_metrics_find(o11y_metrics *m, const char *name);
 
 typedef enum o11y_exposition {
-    O11Y_EXPO_PROMETHEUS = 0, /* text/plain; version=0.0.4 */
+    O11Y_EXPO_PROMETHEUS = 0,  /* text/plain; version=0.0.4 */
     O11Y_EXPO_OPENMETRICS = 1, /* application/openmetrics-text; version=1.0.0 */
 } o11y_exposition;
 

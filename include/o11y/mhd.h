@@ -15,31 +15,32 @@ typedef struct o11y_mhd_server o11y_mhd_server;
 
 /* All-zero is a valid config: zero means default. */
 typedef struct o11y_mhd_config {
-    const char *bind_address;      /* NULL: "127.0.0.1"; IPv4 or IPv6 literal */
-    uint16_t port;                 /* 0: any free port (see o11y_mhd_port) */
-    unsigned threads;              /* 0: one per CPU */
-    unsigned connection_timeout_s; /* idle or trickling connections are closed; 0: 30. A
-                                      stream whose client takes nothing this long ends as
-                                      O11Y_STREAM_CLIENT_STALLED */
-    size_t stream_max_unsent_bytes; /* a stream whose socket holds more than this that the
-                                       client's receive window has not let through is closed
-                                       as O11Y_STREAM_CLIENT_TOO_SLOW; 0: 256 KiB */
-    unsigned max_connections;      /* 0: 4096; past it a new connection is refused (closed at
-                                      once), never left waiting in the listen backlog */
+    const char *bind_address;            /* NULL: "127.0.0.1"; IPv4 or IPv6 literal */
+    uint16_t port;                       /* 0: any free port (see o11y_mhd_port) */
+    unsigned threads;                    /* 0: one per CPU */
+    unsigned connection_timeout_s;       /* idle or trickling connections are closed; 0: 30. A
+                                            stream whose client takes nothing this long ends as
+                                            O11Y_STREAM_CLIENT_STALLED */
+    size_t stream_max_unsent_bytes;      /* a stream whose socket holds more than this that the
+                                            client's receive window has not let through is closed
+                                            as O11Y_STREAM_CLIENT_TOO_SLOW; 0: 256 KiB */
+    unsigned max_connections;            /* 0: 4096; past it a new connection is refused (closed at
+                                            once), never left waiting in the listen backlog */
     unsigned max_connections_per_client; /* from one address; 0: max_connections / 4 */
-    unsigned request_head_timeout_s; /* a new connection's request line and headers must all
-                                        arrive within this, however they trickle; 0: 10 */
-    unsigned body_timeout_s;       /* a body must arrive within this plus one second per
-                                      body_min_bytes_per_s received; 0: 10 */
-    unsigned body_min_bytes_per_s; /* 0: 1024 */
-    unsigned drain_timeout_ms;     /* how long o11y_mhd_stop waits for in-flight requests;
-                                      0: 10000 */
-    unsigned shutdown_delay_ms;    /* o11y_mhd_run: after SIGTERM, keep serving this long with
-                                      /health/ready at 503, so load balancers stop sending
-                                      traffic before the listener closes; 0: none */
-    O11Y_RESERVED; /* zero: room to grow (common.h) */
+    unsigned request_head_timeout_s;     /* a new connection's request line and headers must all
+                                            arrive within this, however they trickle; 0: 10 */
+    unsigned body_timeout_s;             /* a body must arrive within this plus one second per
+                                            body_min_bytes_per_s received; 0: 10 */
+    unsigned body_min_bytes_per_s;       /* 0: 1024 */
+    unsigned drain_timeout_ms;           /* how long o11y_mhd_stop waits for in-flight requests;
+                                            0: 10000 */
+    unsigned shutdown_delay_ms;          /* o11y_mhd_run: after SIGTERM, keep serving this long with
+                                            /health/ready at 503, so load balancers stop sending
+                                            traffic before the listener closes; 0: none */
+    O11Y_RESERVED;                       /* zero: room to grow (common.h) */
 } o11y_mhd_config;
 
+/* Fills cfg with the defaults. Must not be NULL. Thread-safe: yes. */
 O11Y_API void o11y_mhd_config_init(o11y_mhd_config *cfg);
 
 /* Starts serving svc (keeps a pointer: svc must outlive the server). Returns O11Y_OK,
@@ -88,7 +89,7 @@ typedef struct o11y_mhd_embed_config {
     MHD_RequestCompletedCallback fallback_completed; /* NULL: none */
     void *fallback_completed_cls;
     size_t stream_max_unsent_bytes; /* 0: 256 KiB */
-    O11Y_RESERVED; /* zero: room to grow (common.h) */
+    O11Y_RESERVED;                  /* zero: room to grow (common.h) */
 } o11y_mhd_embed_config;
 
 /* cfg may be NULL (no fallback). Keeps svc (it must outlive e). Returns O11Y_OK, O11Y_EINVAL or

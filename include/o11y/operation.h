@@ -33,6 +33,7 @@ O11Y_API double o11y_operation_end(o11y_operation *op);
 #define O11Y_OPERATION_SCOPE(var, name)                                                            \
     __attribute__((cleanup(o11y__operation_cleanup))) o11y_operation var =                         \
         o11y_operation_start(name)
+/* The cleanup function of O11Y_OPERATION_SCOPE (not for direct use): o11y_operation_end. */
 O11Y_API void o11y__operation_cleanup(o11y_operation *op);
 
 #ifdef __cplusplus

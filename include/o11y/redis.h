@@ -17,7 +17,7 @@ typedef struct o11y_redis_target {
     const char *user;     /* NULL: the default user (AUTH password) */
     const char *password; /* NULL: no AUTH. Never logged, never in an error text */
     unsigned db;          /* SELECT db when not 0 */
-    O11Y_RESERVED; /* zero: room to grow (common.h) */
+    O11Y_RESERVED;        /* zero: room to grow (common.h) */
 } o11y_redis_target;
 
 /* Parses redis://[[user]:password@]host[:port][/db] (user, password percent-decoded; an IPv6

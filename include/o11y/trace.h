@@ -57,8 +57,8 @@ O11Y_API void o11y_trace_ctx_from_headers(o11y_trace_ctx *ctx /* OUT */, o11y_st
 O11Y_API void o11y_trace_ctx_new(o11y_trace_ctx *ctx /* OUT */);
 
 /* Set the job or project id; O11Y_EINVAL (ctx unchanged) when the value is not valid. */
-O11Y_API O11Y_WARN_UNUSED o11y_status o11y_trace_ctx_set_job_id(o11y_trace_ctx *ctx,
-                                                                const char *s, size_t len);
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_trace_ctx_set_job_id(o11y_trace_ctx *ctx, const char *s,
+                                                                size_t len);
 O11Y_API O11Y_WARN_UNUSED o11y_status o11y_trace_ctx_set_project_id(o11y_trace_ctx *ctx,
                                                                     const char *s, size_t len);
 

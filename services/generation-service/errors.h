@@ -6,11 +6,11 @@
 #include <o11y/error.h>
 
 #define GS_ERRORS(X)                                                                               \
-    X(PROJECT_NOT_FOUND, 404, false, "The project does not exist")                                \
-    X(EPISODE_NOT_FOUND, 404, false, "The episode does not exist")                                \
-    X(GENERATION_NOT_FOUND, 404, false, "The generation does not exist")                          \
-    X(EPISODE_NUMBER_CONFLICT, 409, false, "The episode number is already used in the project")   \
-    X(EPISODE_SAVE_FAILED, 503, true, "The episode could not be saved")                           \
+    X(PROJECT_NOT_FOUND, 404, false, "The project does not exist")                                 \
+    X(EPISODE_NOT_FOUND, 404, false, "The episode does not exist")                                 \
+    X(GENERATION_NOT_FOUND, 404, false, "The generation does not exist")                           \
+    X(EPISODE_NUMBER_CONFLICT, 409, false, "The episode number is already used in the project")    \
+    X(EPISODE_SAVE_FAILED, 503, true, "The episode could not be saved")                            \
     X(GENERATION_QUEUE_FULL, 503, true, "Too many generations are waiting; retry later")
 
 GS_ERRORS(O11Y_ERROR_DECLARE)

@@ -8,7 +8,7 @@
 enum { MAX_CHANGES = 16 };
 
 void gs_event_episode_created(const char *project_id, const char *episode_id,
-                                int64_t episode_number, const char *title)
+                              int64_t episode_number, const char *title)
 {
     o11y_log_event("episode_created", O11Y_STR("project_id", project_id),
                    O11Y_STR("episode_id", episode_id), O11Y_INT("episode_number", episode_number),
@@ -16,7 +16,7 @@ void gs_event_episode_created(const char *project_id, const char *episode_id,
 }
 
 void gs_event_episode_updated(const char *project_id, const char *episode_id,
-                                const o11y_field *changes, size_t n_changes)
+                              const o11y_field *changes, size_t n_changes)
 {
     o11y_field f[3 + MAX_CHANGES + 1];
     size_t n = 0;
@@ -30,15 +30,14 @@ void gs_event_episode_updated(const char *project_id, const char *episode_id,
 }
 
 void gs_event_episode_deleted(const char *project_id, const char *episode_id,
-                                int64_t episode_number)
+                              int64_t episode_number)
 {
     o11y_log_event("episode_deleted", O11Y_STR("project_id", project_id),
                    O11Y_STR("episode_id", episode_id), O11Y_INT("episode_number", episode_number));
 }
 
 void gs_event_generation_started(const char *generation_id, const char *project_id,
-                                   const char *episode_id, const char *model,
-                                   int64_t prompt_length)
+                                 const char *episode_id, const char *model, int64_t prompt_length)
 {
     o11y_log_event("generation_started", O11Y_STR("generation_id", generation_id),
                    O11Y_STR("project_id", project_id), O11Y_STR("episode_id", episode_id),
@@ -46,7 +45,7 @@ void gs_event_generation_started(const char *generation_id, const char *project_
 }
 
 void gs_event_generation_progress(const char *generation_id, int progress_percentage,
-                                    const char *current_step)
+                                  const char *current_step)
 {
     o11y_log_event("generation_progress", O11Y_STR("generation_id", generation_id),
                    O11Y_INT("progress_percentage", progress_percentage),
@@ -54,7 +53,7 @@ void gs_event_generation_progress(const char *generation_id, int progress_percen
 }
 
 void gs_event_generation_completed(const char *generation_id, int64_t output_length,
-                                     int64_t total_tokens, double duration_ms)
+                                   int64_t total_tokens, double duration_ms)
 {
     o11y_log_event("generation_completed", O11Y_STR("generation_id", generation_id),
                    O11Y_INT("output_length", output_length), O11Y_INT("total_tokens", total_tokens),
@@ -62,7 +61,7 @@ void gs_event_generation_completed(const char *generation_id, int64_t output_len
 }
 
 void gs_event_generation_failed(const char *generation_id, const char *error_code,
-                                  const char *error_message, double duration_ms)
+                                const char *error_message, double duration_ms)
 {
     o11y_log_va(NULL, O11Y_LOG_ERROR, "generation_failed", "generation_failed",
                 O11Y_STR("generation_id", generation_id), O11Y_STR("error_code", error_code),
@@ -70,14 +69,14 @@ void gs_event_generation_failed(const char *generation_id, const char *error_cod
 }
 
 void gs_event_generation_cancelled(const char *generation_id, const char *reason,
-                                     double duration_ms)
+                                   double duration_ms)
 {
     o11y_log_event("generation_cancelled", O11Y_STR("generation_id", generation_id),
                    O11Y_STR("reason", reason), O11Y_DURATION_MS(duration_ms));
 }
 
 void gs_event_sse_connection_opened(const char *client_id, const char *endpoint,
-                                      const char *user_agent)
+                                    const char *user_agent)
 {
     o11y_log_event("sse_connection_opened", O11Y_STR("client_id", client_id),
                    O11Y_STR("endpoint", endpoint), O11Y_STR("user_agent", user_agent));
@@ -90,7 +89,7 @@ void gs_event_sse_connection_closed(const char *client_id, double duration_ms, c
 }
 
 void gs_event_sse_connection_error(const char *client_id, const char *error_code,
-                                     const char *error_message)
+                                   const char *error_message)
 {
     o11y_log_va(NULL, O11Y_LOG_WARN, "sse_connection_error", "sse_connection_error",
                 O11Y_STR("client_id", client_id), O11Y_STR("error_code", error_code),
@@ -98,7 +97,7 @@ void gs_event_sse_connection_error(const char *client_id, const char *error_code
 }
 
 void gs_event_sse_message_sent(const char *client_id, const char *message_type,
-                                 int64_t message_size)
+                               int64_t message_size)
 {
     o11y_log_va(NULL, O11Y_LOG_DEBUG, "sse_message_sent", "sse_message_sent",
                 O11Y_STR("client_id", client_id), O11Y_STR("message_type", message_type),

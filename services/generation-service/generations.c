@@ -44,13 +44,13 @@ static int create(o11y_request *req, o11y_response *res, void *user)
     }
     if (r != GS_OK) {
         o11y_res_fail(res, &o11y_err_SERVICE_UNAVAILABLE, NULL, "database: %s",
-                       gs_store_last_error(app->store));
+                      gs_store_last_error(app->store));
         return 0;
     }
     if (strcmp(owner, project) != 0) {
         o11y_res_fail(res, &o11y_err_BUSINESS_RULE_VIOLATION,
-                       json_pack("{s:s,s:s}", "projectId", project, "episodeId", episode),
-                       "Episode %s is not in project %s", episode, project);
+                      json_pack("{s:s,s:s}", "projectId", project, "episodeId", episode),
+                      "Episode %s is not in project %s", episode, project);
         return 0;
     }
     gs_generation g = {.progress = 0};
@@ -74,7 +74,7 @@ static int create(o11y_request *req, o11y_response *res, void *user)
     if (gs_generation_insert(app->store, &g) != GS_OK) {
         gs_jobs_unreserve(app->jobs);
         o11y_res_fail(res, &o11y_err_SERVICE_UNAVAILABLE, NULL, "database: %s",
-                       gs_store_last_error(app->store));
+                      gs_store_last_error(app->store));
         return 0;
     }
     if (gs_jobs_submit(app->jobs, &g, ctx) != 0) {
@@ -86,8 +86,9 @@ static int create(o11y_request *req, o11y_response *res, void *user)
         o11y_res_fail(res, &o11y_err_SERVICE_UNAVAILABLE, NULL, "generation not queued");
         return o11y_res_header(res, "Retry-After", "2") == O11Y_OK ? 0 : 1;
     }
-    return o11y_res_json(res, 202, json_pack("{s:s,s:s,s:s}", "id", g.id, "jobId", g.job_id,
-                                             "status", "queued")) == O11Y_OK
+    return o11y_res_json(res, 202,
+                         json_pack("{s:s,s:s,s:s}", "id", g.id, "jobId", g.job_id, "status",
+                                   "queued")) == O11Y_OK
                ? 0
                : 1;
 }
@@ -103,7 +104,7 @@ static json_t *load(o11y_request *req, o11y_response *res, gs_app *app)
     }
     if (r != GS_OK) {
         o11y_res_fail(res, &o11y_err_SERVICE_UNAVAILABLE, NULL, "database: %s",
-                       gs_store_last_error(app->store));
+                      gs_store_last_error(app->store));
         return NULL;
     }
     o11y_trace_ctx *ctx = o11y_req_trace(req);
@@ -185,8 +186,8 @@ static int events(o11y_request *req, o11y_response *res, void *user)
 
 o11y_status gs_generation_routes(o11y_service *svc, gs_app *app)
 {
-    o11y_status st = o11y_service_route(svc, O11Y_POST, "/generations", create, app,
-                                        O11Y_ROUTE_JSON);
+    o11y_status st =
+        o11y_service_route(svc, O11Y_POST, "/generations", create, app, O11Y_ROUTE_JSON);
     if (st == O11Y_OK)
         st = o11y_service_route(svc, O11Y_GET, "/generations/{id}", get, app, 0);
     if (st == O11Y_OK)

@@ -111,8 +111,8 @@ static o11y_metric *family(o11y_metrics *m, const char *name, const char *help,
                            o11y_metric_type type, const char *label)
 {
     const char *labels[] = {label};
-    o11y_metric_opts o = {.name = name, .help = help, .type = type, .label_names = labels,
-                          .n_labels = label ? 1 : 0};
+    o11y_metric_opts o = {
+        .name = name, .help = help, .type = type, .label_names = labels, .n_labels = label ? 1 : 0};
     o11y_metric *f = NULL;
     if (o11y_metric_register(m, &o, &f) == O11Y_ECONFLICT)
         f = o11y_metrics_find(m, name);
@@ -138,17 +138,17 @@ static void register_metrics(gs_jobs *j)
     o11y_metrics *m = o11y_metrics_default();
     if (!m)
         return;
-    j->m_generations = family(m, "generations_total", "Generations finished, by status",
-                              O11Y_COUNTER, "status");
+    j->m_generations =
+        family(m, "generations_total", "Generations finished, by status", O11Y_COUNTER, "status");
     j->m_messages = family(m, "sse_messages_sent_total", "Server-Sent Events messages sent",
                            O11Y_COUNTER, "type");
-    j->s_duration = series0(family(m, "generation_duration_seconds",
-                                   "Time from a generation's start to its end", O11Y_HISTOGRAM,
-                                   NULL));
-    j->s_tokens = series0(family(m, "generation_tokens_total", "Tokens generated", O11Y_COUNTER,
-                                 NULL));
-    j->s_sse_active = series0(family(m, "sse_connections_active", "Open event streams",
-                                     O11Y_GAUGE, NULL));
+    j->s_duration =
+        series0(family(m, "generation_duration_seconds",
+                       "Time from a generation's start to its end", O11Y_HISTOGRAM, NULL));
+    j->s_tokens =
+        series0(family(m, "generation_tokens_total", "Tokens generated", O11Y_COUNTER, NULL));
+    j->s_sse_active =
+        series0(family(m, "sse_connections_active", "Open event streams", O11Y_GAUGE, NULL));
     j->s_sse_duration = series0(family(m, "sse_connection_duration_seconds",
                                        "How long event streams stayed open", O11Y_HISTOGRAM, NULL));
 }
@@ -356,7 +356,7 @@ static void run_job(gs_jobs *j, gs_job *job)
     snprintf(job->g.status, sizeof job->g.status, "running");
     save(j, job);
     gs_event_generation_started(job->g.id, job->g.project_id, job->g.episode_id, job->g.model,
-                                  (int64_t)strlen(job->g.prompt));
+                                (int64_t)strlen(job->g.prompt));
     outcome o = j->cfg.llm ? run_llm(j, job) : run_builtin(j, job);
     double ms = (double)(now_ns() - job->started_ns) / 1e6;
     char data[512];
@@ -370,8 +370,8 @@ static void run_job(gs_jobs *j, gs_job *job)
             snprintf(job->g.error_message, sizeof job->g.error_message,
                      "The service stopped before the generation finished");
         }
-        json_t *d = json_pack("{s:s,s:s}", "code", job->g.error_code, "message",
-                              job->g.error_message);
+        json_t *d =
+            json_pack("{s:s,s:s}", "code", job->g.error_code, "message", job->g.error_message);
         char *text = d ? json_dumps(d, JSON_COMPACT) : NULL;
         json_decref(d);
         finish(j, job, "failed", "failed", text ? text : "{\"code\":\"INTERNAL_ERROR\"}");
@@ -683,18 +683,23 @@ static void sse_done(void *ctx, o11y_stream_end end)
     double ms = (double)(now_ns() - s->opened_ns) / 1e6;
     const char *reason = "client_disconnected";
     switch (end) {
-    case O11Y_STREAM_COMPLETED: reason = "stream_completed"; break;
-    case O11Y_STREAM_SERVER_STOPPING: reason = "server_stopping"; break;
-    case O11Y_STREAM_CLIENT_CLOSED: break;
+    case O11Y_STREAM_COMPLETED:
+        reason = "stream_completed";
+        break;
+    case O11Y_STREAM_SERVER_STOPPING:
+        reason = "server_stopping";
+        break;
+    case O11Y_STREAM_CLIENT_CLOSED:
+        break;
     case O11Y_STREAM_CLIENT_TOO_SLOW:
         reason = "client_too_slow";
         gs_event_sse_connection_error(s->client_id, "CLIENT_TOO_SLOW",
-                                        "unsent data past the per-connection bound");
+                                      "unsent data past the per-connection bound");
         break;
     case O11Y_STREAM_CLIENT_STALLED:
         reason = "client_stalled";
         gs_event_sse_connection_error(s->client_id, "CLIENT_STALLED",
-                                        "the client took nothing for the connection timeout");
+                                      "the client took nothing for the connection timeout");
         break;
     }
     gs_event_sse_connection_closed(s->client_id, ms, reason);
@@ -736,7 +741,8 @@ bool gs_jobs_subscribe(gs_jobs *j, const char *id, long last_event_id, o11y_resp
     }
     /* On shutdown the client is told to come back (CONTRACT section 7). */
     char farewell[64];
-    int fl = snprintf(farewell, sizeof farewell, "retry: %u\n: server stopping\n\n", j->cfg.retry_ms);
+    int fl =
+        snprintf(farewell, sizeof farewell, "retry: %u\n: server stopping\n\n", j->cfg.retry_ms);
     if (o11y_stream_set_farewell(s->stream, farewell, (size_t)fl) != O11Y_OK)
         o11y_log_debug("no farewell for the stream");
     s->next = job->subs;

@@ -13,13 +13,13 @@ typedef struct gs_jobs gs_jobs;
 typedef struct gs_job gs_job;
 
 typedef struct gs_jobs_config {
-    unsigned workers;       /* 0: 2 */
-    unsigned queue_cap;     /* 0: 64 */
-    unsigned step_ms;       /* the built-in generator's delay per step; 0: 400 */
-    unsigned heartbeat_ms;  /* SSE comment heartbeat; 0: 15000 */
-    unsigned retry_ms;      /* the SSE retry: hint; 0: 3000 */
-    unsigned jobs_kept;     /* finished jobs kept in memory for late subscribers; 0: 1000 */
-    const gs_llm *llm;      /* an OpenAI-compatible backend (kept); NULL: the built-in one */
+    unsigned workers;      /* 0: 2 */
+    unsigned queue_cap;    /* 0: 64 */
+    unsigned step_ms;      /* the built-in generator's delay per step; 0: 400 */
+    unsigned heartbeat_ms; /* SSE comment heartbeat; 0: 15000 */
+    unsigned retry_ms;     /* the SSE retry: hint; 0: 3000 */
+    unsigned jobs_kept;    /* finished jobs kept in memory for late subscribers; 0: 1000 */
+    const gs_llm *llm;     /* an OpenAI-compatible backend (kept); NULL: the built-in one */
 } gs_jobs_config;
 
 gs_jobs *gs_jobs_start(gs_store *store, const gs_jobs_config *cfg);

@@ -102,8 +102,8 @@ static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t c, curl
 }
 
 gs_llm_result gs_llm_generate(const gs_llm *llm, const char *model, const char *prompt,
-                              const gs_llm_hooks *hooks, char **output, int64_t *tokens,
-                              char *code, size_t code_len, char *message, size_t message_len)
+                              const gs_llm_hooks *hooks, char **output, int64_t *tokens, char *code,
+                              size_t code_len, char *message, size_t message_len)
 {
     char url[1024];
     snprintf(url, sizeof url, "%s/chat/completions", llm->base_url);

@@ -16,12 +16,12 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define GS_VERSION "0.1.0"
 
@@ -32,10 +32,10 @@ typedef struct options {
     const char *log_level;
     const char *log_format;
     const char *service_name;
-    const char *redis;   /* host:port, or NULL */
+    const char *redis;              /* host:port, or NULL */
     o11y_redis_target redis_target; /* from --redis or --redis-url; host NULL: none */
     char redis_buf[1100];           /* the target's strings */
-    const char *idempotency; /* memory, sqlite or redis */
+    const char *idempotency;        /* memory, sqlite or redis */
     const char *llm_url; /* an OpenAI-compatible base URL (…/v1), or NULL: built-in generator */
     const char *llm_model;
     const char *llm_key_env;
@@ -48,51 +48,52 @@ typedef struct options {
 
 static void usage(FILE *out)
 {
-    fputs("usage: generation-service [options]\n"
-          "  --port N           listen port (PORT; default 8001)\n"
-          "  --bind ADDR        listen address (BIND_ADDRESS; default 127.0.0.1)\n"
-          "  --db PATH          SQLite database (DB_PATH; default var/generation.db)\n"
-          "  --log-file PATH    append log lines to PATH, reopened on SIGHUP (LOG_FILE;"
-          " default stdout)\n"
-          "  --log-level LEVEL  debug, info, warn, error (LOG_LEVEL; default info)\n"
-          "  --log-format F     json, pretty or auto: pretty on a terminal, else json\n"
-          "                     (LOG_FORMAT; default auto)\n"
-          "  --service-name S   name in X-Service and log lines (SERVICE_NAME;"
-          " default generation-service)\n"
-          "  --max-body BYTES   request body limit (MAX_BODY_BYTES; default 1048576)\n"
-          "  --db-max-bytes N   cap on the database size, 0 for none (DB_MAX_BYTES)\n"
-          "  --threads N        server threads, 0 for one per CPU (THREADS)\n"
-          "  --redis HOST:PORT  the Redis server: its health is checked; it holds the\n"
-          "                     idempotency keys with --idempotency redis (REDIS_ADDR)\n"
-          "  --redis-url redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]  the same, as a URL, with\n"
-          "                     credentials (AUTH) and a database (SELECT) (REDIS_URL)\n"
-          "  --idempotency S    memory, sqlite (the --db file) or redis (IDEMPOTENCY; memory)\n"
-          "  --idempotency-ttl-s N    how long responses are kept (IDEMPOTENCY_TTL_S; 3600)\n"
-          "  --idempotency-lease-s N  how long a key stays locked (IDEMPOTENCY_LEASE_S; 60)\n"
-          "  --workers N        generation workers (WORKERS; 2)\n"
-          "  --queue N          generations waiting at most (QUEUE; 64); more: 503\n"
-          "  --step-ms N        the built-in generator's time per step (STEP_MS; 400)\n"
-          "  --heartbeat-ms N   SSE comment heartbeat (HEARTBEAT_MS; 15000)\n"
-          "  --max-prompt N     prompt length limit in characters (MAX_PROMPT; 4000)\n"
-          "  --max-connections N        open connections at most; more are refused at once\n"
-          "                             (MAX_CONNECTIONS; 4096)\n"
-          "  --max-connections-per-client N  from one address (MAX_CONNECTIONS_PER_CLIENT; 1024)\n"
-          "  --request-head-timeout-s N  a request's line and headers must arrive within this\n"
-          "                             (REQUEST_HEAD_TIMEOUT_S; 10)\n"
-          "  --jobs-kept N      finished generations kept in memory for late subscribers\n"
-          "                     (JOBS_KEPT; 1000); older ones are served from the database\n"
-          "  --llm-url URL      an OpenAI-compatible backend, e.g. http://host:port/v1: generations\n"
-          "                     stream from its chat completions; its /models is a health check\n"
-          "                     (LLM_URL; default: the built-in generator)\n"
-          "  --llm-model M      the model to ask for (LLM_MODEL; gpt-4o-mini)\n"
-          "  --llm-key-env VAR  the environment variable holding its API key, never logged\n"
-          "                     (LLM_KEY_ENV; OPENAI_API_KEY)\n"
-          "  --health-interval-ms N   between dependency checks (HEALTH_INTERVAL_MS; 5000)\n"
-          "  --health-timeout-ms N    per check (HEALTH_TIMEOUT_MS; 800)\n"
-          "  --shutdown-delay-ms N    serve with readiness 503 this long after SIGTERM\n"
-          "                           (SHUTDOWN_DELAY_MS; 0)\n"
-          "  --version, --help\n",
-          out);
+    fputs(
+        "usage: generation-service [options]\n"
+        "  --port N           listen port (PORT; default 8001)\n"
+        "  --bind ADDR        listen address (BIND_ADDRESS; default 127.0.0.1)\n"
+        "  --db PATH          SQLite database (DB_PATH; default var/generation.db)\n"
+        "  --log-file PATH    append log lines to PATH, reopened on SIGHUP (LOG_FILE;"
+        " default stdout)\n"
+        "  --log-level LEVEL  debug, info, warn, error (LOG_LEVEL; default info)\n"
+        "  --log-format F     json, pretty or auto: pretty on a terminal, else json\n"
+        "                     (LOG_FORMAT; default auto)\n"
+        "  --service-name S   name in X-Service and log lines (SERVICE_NAME;"
+        " default generation-service)\n"
+        "  --max-body BYTES   request body limit (MAX_BODY_BYTES; default 1048576)\n"
+        "  --db-max-bytes N   cap on the database size, 0 for none (DB_MAX_BYTES)\n"
+        "  --threads N        server threads, 0 for one per CPU (THREADS)\n"
+        "  --redis HOST:PORT  the Redis server: its health is checked; it holds the\n"
+        "                     idempotency keys with --idempotency redis (REDIS_ADDR)\n"
+        "  --redis-url redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]  the same, as a URL, with\n"
+        "                     credentials (AUTH) and a database (SELECT) (REDIS_URL)\n"
+        "  --idempotency S    memory, sqlite (the --db file) or redis (IDEMPOTENCY; memory)\n"
+        "  --idempotency-ttl-s N    how long responses are kept (IDEMPOTENCY_TTL_S; 3600)\n"
+        "  --idempotency-lease-s N  how long a key stays locked (IDEMPOTENCY_LEASE_S; 60)\n"
+        "  --workers N        generation workers (WORKERS; 2)\n"
+        "  --queue N          generations waiting at most (QUEUE; 64); more: 503\n"
+        "  --step-ms N        the built-in generator's time per step (STEP_MS; 400)\n"
+        "  --heartbeat-ms N   SSE comment heartbeat (HEARTBEAT_MS; 15000)\n"
+        "  --max-prompt N     prompt length limit in characters (MAX_PROMPT; 4000)\n"
+        "  --max-connections N        open connections at most; more are refused at once\n"
+        "                             (MAX_CONNECTIONS; 4096)\n"
+        "  --max-connections-per-client N  from one address (MAX_CONNECTIONS_PER_CLIENT; 1024)\n"
+        "  --request-head-timeout-s N  a request's line and headers must arrive within this\n"
+        "                             (REQUEST_HEAD_TIMEOUT_S; 10)\n"
+        "  --jobs-kept N      finished generations kept in memory for late subscribers\n"
+        "                     (JOBS_KEPT; 1000); older ones are served from the database\n"
+        "  --llm-url URL      an OpenAI-compatible backend, e.g. http://host:port/v1: generations\n"
+        "                     stream from its chat completions; its /models is a health check\n"
+        "                     (LLM_URL; default: the built-in generator)\n"
+        "  --llm-model M      the model to ask for (LLM_MODEL; gpt-4o-mini)\n"
+        "  --llm-key-env VAR  the environment variable holding its API key, never logged\n"
+        "                     (LLM_KEY_ENV; OPENAI_API_KEY)\n"
+        "  --health-interval-ms N   between dependency checks (HEALTH_INTERVAL_MS; 5000)\n"
+        "  --health-timeout-ms N    per check (HEALTH_TIMEOUT_MS; 800)\n"
+        "  --shutdown-delay-ms N    serve with readiness 503 this long after SIGTERM\n"
+        "                           (SHUTDOWN_DELAY_MS; 0)\n"
+        "  --version, --help\n",
+        out);
 }
 
 static bool parse_u64(const char *s, unsigned long long max, unsigned long long *out)
@@ -119,8 +120,8 @@ static bool split_host_port(const char *s, char *host, size_t host_len, uint16_t
 {
     const char *colon = strrchr(s, ':');
     unsigned long long p = 0;
-    if (!colon || (size_t)(colon - s) >= host_len || colon == s || !parse_u64(colon + 1, 65535, &p) ||
-        p == 0)
+    if (!colon || (size_t)(colon - s) >= host_len || colon == s ||
+        !parse_u64(colon + 1, 65535, &p) || p == 0)
         return false;
     snprintf(host, host_len, "%.*s", (int)(colon - s), s);
     *port = (uint16_t)p;
@@ -135,11 +136,10 @@ static int parse_options(int argc, char **argv, options *o)
                *timeout = env_or("HEALTH_TIMEOUT_MS", "800"),
                *delay = env_or("SHUTDOWN_DELAY_MS", "0"),
                *idem_ttl = env_or("IDEMPOTENCY_TTL_S", "3600"),
-               *idem_lease = env_or("IDEMPOTENCY_LEASE_S", "60"),
-               *workers = env_or("WORKERS", "2"), *queue = env_or("QUEUE", "64"),
-               *step = env_or("STEP_MS", "400"), *heartbeat = env_or("HEARTBEAT_MS", "15000"),
-               *max_prompt = env_or("MAX_PROMPT", "4000"),
-               *jobs_kept = env_or("JOBS_KEPT", "1000"),
+               *idem_lease = env_or("IDEMPOTENCY_LEASE_S", "60"), *workers = env_or("WORKERS", "2"),
+               *queue = env_or("QUEUE", "64"), *step = env_or("STEP_MS", "400"),
+               *heartbeat = env_or("HEARTBEAT_MS", "15000"),
+               *max_prompt = env_or("MAX_PROMPT", "4000"), *jobs_kept = env_or("JOBS_KEPT", "1000"),
                *max_conns = env_or("MAX_CONNECTIONS", "4096"),
                *max_per_client = env_or("MAX_CONNECTIONS_PER_CLIENT", "1024"),
                *head_timeout = env_or("REQUEST_HEAD_TIMEOUT_S", "10");
@@ -156,65 +156,142 @@ static int parse_options(int argc, char **argv, options *o)
     o->log_format = env_or("LOG_FORMAT", "auto");
     o->service_name = env_or("SERVICE_NAME", "generation-service");
     static const struct option longopts[] = {
-        {"port", required_argument, NULL, 'p'},       {"bind", required_argument, NULL, 'b'},
-        {"db", required_argument, NULL, 'd'},         {"log-file", required_argument, NULL, 'l'},
-        {"log-level", required_argument, NULL, 'L'},  {"service-name", required_argument, NULL, 's'},
-        {"max-body", required_argument, NULL, 'm'},   {"db-max-bytes", required_argument, NULL, 'D'},
-        {"threads", required_argument, NULL, 't'},    {"version", no_argument, NULL, 'V'},
-        {"redis", required_argument, NULL, 'r'},      {"llm-url", required_argument, NULL, 'u'},
-        {"redis-url", required_argument, NULL, 'R'},  {"idempotency", required_argument, NULL, 'I'},
+        {"port", required_argument, NULL, 'p'},
+        {"bind", required_argument, NULL, 'b'},
+        {"db", required_argument, NULL, 'd'},
+        {"log-file", required_argument, NULL, 'l'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"service-name", required_argument, NULL, 's'},
+        {"max-body", required_argument, NULL, 'm'},
+        {"db-max-bytes", required_argument, NULL, 'D'},
+        {"threads", required_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'V'},
+        {"redis", required_argument, NULL, 'r'},
+        {"llm-url", required_argument, NULL, 'u'},
+        {"redis-url", required_argument, NULL, 'R'},
+        {"idempotency", required_argument, NULL, 'I'},
         {"idempotency-ttl-s", required_argument, NULL, 'X'},
         {"idempotency-lease-s", required_argument, NULL, 'Y'},
-        {"workers", required_argument, NULL, 'w'},   {"queue", required_argument, NULL, 'q'},
-        {"step-ms", required_argument, NULL, 'e'},   {"heartbeat-ms", required_argument, NULL, 'H'},
+        {"workers", required_argument, NULL, 'w'},
+        {"queue", required_argument, NULL, 'q'},
+        {"step-ms", required_argument, NULL, 'e'},
+        {"heartbeat-ms", required_argument, NULL, 'H'},
         {"max-prompt", required_argument, NULL, 'P'},
         {"jobs-kept", required_argument, NULL, 'J'},
         {"log-format", required_argument, NULL, 'F'},
         {"max-connections", required_argument, NULL, 'C'},
         {"max-connections-per-client", required_argument, NULL, 'c'},
         {"request-head-timeout-s", required_argument, NULL, 'E'},
-        {"llm-model", required_argument, NULL, 'M'}, {"llm-key-env", required_argument, NULL, 'K'},
+        {"llm-model", required_argument, NULL, 'M'},
+        {"llm-key-env", required_argument, NULL, 'K'},
         {"health-interval-ms", required_argument, NULL, 'i'},
         {"health-timeout-ms", required_argument, NULL, 'T'},
         {"shutdown-delay-ms", required_argument, NULL, 'S'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'p': port = optarg; break;
-        case 'b': o->bind = optarg; break;
-        case 'd': o->db = optarg; break;
-        case 'l': o->log_file = optarg; break;
-        case 'L': o->log_level = optarg; break;
-        case 's': o->service_name = optarg; break;
-        case 'm': max_body = optarg; break;
-        case 'D': db_max = optarg; break;
-        case 't': threads = optarg; break;
-        case 'r': o->redis = optarg; break;
-        case 'R': redis_url = optarg; break;
-        case 'I': o->idempotency = optarg; break;
-        case 'X': idem_ttl = optarg; break;
-        case 'Y': idem_lease = optarg; break;
-        case 'w': workers = optarg; break;
-        case 'q': queue = optarg; break;
-        case 'e': step = optarg; break;
-        case 'H': heartbeat = optarg; break;
-        case 'P': max_prompt = optarg; break;
-        case 'J': jobs_kept = optarg; break;
-        case 'F': o->log_format = optarg; break;
-        case 'C': max_conns = optarg; break;
-        case 'c': max_per_client = optarg; break;
-        case 'E': head_timeout = optarg; break;
-        case 'M': o->llm_model = optarg; break;
-        case 'K': o->llm_key_env = optarg; break;
-        case 'u': o->llm_url = optarg; break;
-        case 'i': interval = optarg; break;
-        case 'T': timeout = optarg; break;
-        case 'S': delay = optarg; break;
-        case 'V': puts("generation-service " GS_VERSION " (o11y " O11Y_VERSION_STRING ")"); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'p':
+            port = optarg;
+            break;
+        case 'b':
+            o->bind = optarg;
+            break;
+        case 'd':
+            o->db = optarg;
+            break;
+        case 'l':
+            o->log_file = optarg;
+            break;
+        case 'L':
+            o->log_level = optarg;
+            break;
+        case 's':
+            o->service_name = optarg;
+            break;
+        case 'm':
+            max_body = optarg;
+            break;
+        case 'D':
+            db_max = optarg;
+            break;
+        case 't':
+            threads = optarg;
+            break;
+        case 'r':
+            o->redis = optarg;
+            break;
+        case 'R':
+            redis_url = optarg;
+            break;
+        case 'I':
+            o->idempotency = optarg;
+            break;
+        case 'X':
+            idem_ttl = optarg;
+            break;
+        case 'Y':
+            idem_lease = optarg;
+            break;
+        case 'w':
+            workers = optarg;
+            break;
+        case 'q':
+            queue = optarg;
+            break;
+        case 'e':
+            step = optarg;
+            break;
+        case 'H':
+            heartbeat = optarg;
+            break;
+        case 'P':
+            max_prompt = optarg;
+            break;
+        case 'J':
+            jobs_kept = optarg;
+            break;
+        case 'F':
+            o->log_format = optarg;
+            break;
+        case 'C':
+            max_conns = optarg;
+            break;
+        case 'c':
+            max_per_client = optarg;
+            break;
+        case 'E':
+            head_timeout = optarg;
+            break;
+        case 'M':
+            o->llm_model = optarg;
+            break;
+        case 'K':
+            o->llm_key_env = optarg;
+            break;
+        case 'u':
+            o->llm_url = optarg;
+            break;
+        case 'i':
+            interval = optarg;
+            break;
+        case 'T':
+            timeout = optarg;
+            break;
+        case 'S':
+            delay = optarg;
+            break;
+        case 'V':
+            puts("generation-service " GS_VERSION " (o11y " O11Y_VERSION_STRING ")");
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (redis_url) {
@@ -222,8 +299,9 @@ static int parse_options(int argc, char **argv, options *o)
         if (strlen(redis_url) + 4 > sizeof o->redis_buf ||
             o11y_redis_parse_url(redis_url, o->redis_buf, sizeof o->redis_buf, &o->redis_target) !=
                 O11Y_OK) {
-            fprintf(stderr, "generation-service: --redis-url takes "
-                            "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]%s\n",
+            fprintf(stderr,
+                    "generation-service: --redis-url takes "
+                    "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]%s\n",
                     strncmp(redis_url, "rediss://", 9) == 0
                         ? " (rediss:// needs a hiredis built with TLS, which this one is not)"
                         : "");
@@ -291,7 +369,8 @@ static int parse_options(int argc, char **argv, options *o)
 static o11y_status register_checks(o11y_service *svc, const options *o, gs_store *store)
 {
     o11y_health *h = o11y_service_health(svc);
-    o11y_health_check_opts c = {.name = "database", .critical = true,
+    o11y_health_check_opts c = {.name = "database",
+                                .critical = true,
                                 .timeout_ms = (unsigned)o->health_timeout_ms,
                                 .interval_ms = (unsigned)o->health_interval_ms};
     /* The store's own check: it also knows when the file it opened was removed or replaced. */
@@ -326,8 +405,8 @@ static o11y_status open_idempotency(o11y_service *svc, const options *o, o11y_id
     }
     if (st != O11Y_OK)
         return st;
-    o11y_idem_config c = {.store = *out, .ttl_s = (unsigned)o->idem_ttl_s,
-                          .lease_s = (unsigned)o->idem_lease_s};
+    o11y_idem_config c = {
+        .store = *out, .ttl_s = (unsigned)o->idem_ttl_s, .lease_s = (unsigned)o->idem_lease_s};
     return o11y_service_idempotency(svc, &c);
 }
 
@@ -384,7 +463,7 @@ static void raise_fd_limit(rlim_t want)
 
 int main(int argc, char **argv)
 {
-    options o;
+    options o = {0};
     int rc = parse_options(argc, argv, &o);
     if (rc >= 0)
         return rc;
@@ -429,13 +508,18 @@ int main(int argc, char **argv)
         return 1;
     }
     o11y_idem_store *idem = NULL;
-    gs_llm llm = {.base_url = o.llm_url, .model = o.llm_model,
-                  .api_key = getenv(o.llm_key_env), .timeout_ms = 120000};
-    gs_jobs_config jc = {.workers = (unsigned)o.workers, .queue_cap = (unsigned)o.queue,
-                         .step_ms = (unsigned)o.step_ms, .heartbeat_ms = (unsigned)o.heartbeat_ms,
+    gs_llm llm = {.base_url = o.llm_url,
+                  .model = o.llm_model,
+                  .api_key = getenv(o.llm_key_env),
+                  .timeout_ms = 120000};
+    gs_jobs_config jc = {.workers = (unsigned)o.workers,
+                         .queue_cap = (unsigned)o.queue,
+                         .step_ms = (unsigned)o.step_ms,
+                         .heartbeat_ms = (unsigned)o.heartbeat_ms,
                          .jobs_kept = (unsigned)o.jobs_kept,
                          .llm = o.llm_url ? &llm : NULL};
-    gs_app app = {.store = store, .jobs = gs_jobs_start(store, &jc),
+    gs_app app = {.store = store,
+                  .jobs = gs_jobs_start(store, &jc),
                   .max_prompt_chars = (size_t)o.max_prompt,
                   .default_model = o.llm_url ? o.llm_model : "builtin-scriptwriter"};
     st = app.jobs ? gs_routes_register(svc, store) : O11Y_ENOMEM;
@@ -458,8 +542,8 @@ int main(int argc, char **argv)
         raise_fd_limit((rlim_t)o.max_connections * 2 + 256);
         st = o11y_mhd_run(svc, &mc);
         if (st != O11Y_OK) {
-            const char *why = st == O11Y_EIO ? listen_failure(o.bind, (uint16_t)o.port)
-                                             : o11y_strerror(st);
+            const char *why =
+                st == O11Y_EIO ? listen_failure(o.bind, (uint16_t)o.port) : o11y_strerror(st);
             o11y_log_error("cannot start the server", O11Y_STR("bind", o.bind),
                            O11Y_INT("port", (int64_t)o.port), O11Y_STR("error", why));
             fprintf(stderr, "generation-service: cannot listen on %s port %llu: %s\n", o.bind,
@@ -467,7 +551,7 @@ int main(int argc, char **argv)
             st = O11Y_OK, rc = 1; /* said above */
         }
     }
-    gs_jobs_stop(app.jobs); /* after the server: no request can reach a job any more */
+    gs_jobs_stop(app.jobs);    /* after the server: no request can reach a job any more */
     o11y_service_destroy(svc); /* stops the health checks (one uses the store); flushes the log */
     gs_store_close(store);
     o11y_idem_store_destroy(idem);

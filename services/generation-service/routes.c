@@ -74,7 +74,8 @@ static void store_failure(o11y_response *res, gs_store *st, gs_result r,
         o11y_res_fail(res, save_code, NULL, "database unavailable: %s", gs_store_last_error(st));
         break;
     default:
-        o11y_res_fail(res, &o11y_err_INTERNAL_ERROR, NULL, "database error: %s", gs_store_last_error(st));
+        o11y_res_fail(res, &o11y_err_INTERNAL_ERROR, NULL, "database error: %s",
+                      gs_store_last_error(st));
     }
 }
 
@@ -164,11 +165,10 @@ static int create_episode(o11y_request *req, o11y_response *res, void *user)
     json_t *episode;
     gs_result r = gs_episode_create(st, project_id, number, title, content, &episode);
     if (r == GS_CONFLICT) {
-        o11y_res_fail(res, &o11y_err_EPISODE_NUMBER_CONFLICT,
-                       json_pack("{s:s,s:I}", "projectId", project_id, "episodeNumber",
-                                 (json_int_t)number),
-                       "Episode number %lld already exists in project %s", (long long)number,
-                       project_id);
+        o11y_res_fail(
+            res, &o11y_err_EPISODE_NUMBER_CONFLICT,
+            json_pack("{s:s,s:I}", "projectId", project_id, "episodeNumber", (json_int_t)number),
+            "Episode number %lld already exists in project %s", (long long)number, project_id);
     } else if (r == GS_NOT_FOUND) {
         o11y_res_fail(res, &o11y_err_PROJECT_NOT_FOUND, NULL, NULL);
     } else if (r != GS_OK) {
@@ -180,8 +180,8 @@ static int create_episode(o11y_request *req, o11y_response *res, void *user)
                                                      : "EPISODE_SAVE_FAILED");
         return 0;
     }
-    gs_event_episode_created(project_id, json_string_value(json_object_get(episode, "id")),
-                               number, title);
+    gs_event_episode_created(project_id, json_string_value(json_object_get(episode, "id")), number,
+                             title);
     return o11y_res_json(res, 201, episode) == O11Y_OK ? 0 : 1;
 }
 
@@ -228,8 +228,10 @@ static int list_episodes(o11y_request *req, o11y_response *res, void *user)
     }
     if (!ok)
         return 0;
-    gs_episode_page page = {.after = after, .limit = (unsigned)limit,
-                            .with_content = with_content, .max_bytes = PAGE_MAX_BYTES};
+    gs_episode_page page = {.after = after,
+                            .limit = (unsigned)limit,
+                            .with_content = with_content,
+                            .max_bytes = PAGE_MAX_BYTES};
     json_t *items = NULL;
     int64_t total = 0, next = -1;
     gs_result r = gs_episode_list(user, param(req, "projectId"), &page, &items, &total, &next);
@@ -281,10 +283,10 @@ static int update_episode(o11y_request *req, o11y_response *res, void *user)
     gs_result r = gs_episode_update(st, project_id, episode_id, &patch, &episode, &project_missing);
     if (r == GS_CONFLICT)
         o11y_res_fail(res, &o11y_err_EPISODE_NUMBER_CONFLICT,
-                       json_pack("{s:s,s:I}", "projectId", project_id, "episodeNumber",
-                                 (json_int_t)patch.number),
-                       "Episode number %lld already exists in project %s",
-                       (long long)patch.number, project_id);
+                      json_pack("{s:s,s:I}", "projectId", project_id, "episodeNumber",
+                                (json_int_t)patch.number),
+                      "Episode number %lld already exists in project %s", (long long)patch.number,
+                      project_id);
     else if (r == GS_NOT_FOUND)
         not_found(res, project_missing);
     else if (r != GS_OK)
@@ -298,7 +300,8 @@ static int update_episode(o11y_request *req, o11y_response *res, void *user)
     if (patch.has_title)
         changes[n++] = O11Y_STR("title", patch.title);
     if (patch.has_content)
-        changes[n++] = O11Y_INT("content_length", patch.content ? (int64_t)strlen(patch.content) : 0);
+        changes[n++] =
+            O11Y_INT("content_length", patch.content ? (int64_t)strlen(patch.content) : 0);
     gs_event_episode_updated(project_id, episode_id, changes, n);
     return o11y_res_json(res, 200, episode) == O11Y_OK ? 0 : 1;
 }
@@ -363,15 +366,13 @@ o11y_status gs_routes_register(o11y_service *svc, gs_store *store)
         {O11Y_POST, "/projects/{projectId}/episodes", create_episode, O11Y_ROUTE_JSON},
         {O11Y_GET, "/projects/{projectId}/episodes", list_episodes, 0},
         {O11Y_GET, "/projects/{projectId}/episodes/{episodeId}", get_episode, 0},
-        {O11Y_PATCH, "/projects/{projectId}/episodes/{episodeId}", update_episode,
-         O11Y_ROUTE_JSON},
+        {O11Y_PATCH, "/projects/{projectId}/episodes/{episodeId}", update_episode, O11Y_ROUTE_JSON},
         {O11Y_DELETE, "/projects/{projectId}/episodes/{episodeId}", delete_episode, 0},
         {O11Y_GET, "/stats/episodes", episode_stats, 0},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        o11y_status st =
-            o11y_service_route(svc, routes[i].methods, routes[i].path, routes[i].fn, store,
-                               routes[i].flags);
+        o11y_status st = o11y_service_route(svc, routes[i].methods, routes[i].path, routes[i].fn,
+                                            store, routes[i].flags);
         if (st != O11Y_OK)
             return st;
     }

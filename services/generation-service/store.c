@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <time.h>
+#include <unistd.h>
 
 enum {
     BUSY_TIMEOUT_MS = 2000,
@@ -355,12 +355,12 @@ static json_t *project_json(sqlite3_stmt *s)
 
 static json_t *episode_json(sqlite3_stmt *s)
 {
-    json_t *content = sqlite3_column_type(s, 4) == SQLITE_NULL ? json_null()
-                                                                : json_string(col_text(s, 4));
+    json_t *content =
+        sqlite3_column_type(s, 4) == SQLITE_NULL ? json_null() : json_string(col_text(s, 4));
     return json_pack("{s:s,s:s,s:I,s:s,s:o,s:s,s:s}", "id", col_text(s, 0), "projectId",
                      col_text(s, 1), "number", (json_int_t)sqlite3_column_int64(s, 2), "title",
-                     col_text(s, 3), "content", content, "createdAt", col_text(s, 5),
-                     "updatedAt", col_text(s, 6));
+                     col_text(s, 3), "content", content, "createdAt", col_text(s, 5), "updatedAt",
+                     col_text(s, 6));
 }
 
 static void bind_text(sqlite3_stmt *s, int i, const char *v)
@@ -492,8 +492,8 @@ gs_result gs_project_get(gs_store *st, const char *id, json_t **out)
 
 /*=== MARK: episodes ===*/
 
-gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number,
-                            const char *title, const char *content, json_t **out)
+gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number, const char *title,
+                            const char *content, json_t **out)
 {
     conn *c = write_conn(st);
     if (!c)
@@ -513,10 +513,10 @@ gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return classify(c, rc);
-    *out = json_pack("{s:s,s:s,s:I,s:s,s:o,s:s,s:s}", "id", id, "projectId", project_id, "number",
-                     (json_int_t)number, "title", title, "content",
-                     content ? json_string(content) : json_null(), "createdAt", now, "updatedAt",
-                     now);
+    *out =
+        json_pack("{s:s,s:s,s:I,s:s,s:o,s:s,s:s}", "id", id, "projectId", project_id, "number",
+                  (json_int_t)number, "title", title, "content",
+                  content ? json_string(content) : json_null(), "createdAt", now, "updatedAt", now);
     return *out ? GS_OK : GS_ERROR;
 }
 
@@ -578,8 +578,8 @@ gs_result gs_episode_list(gs_store *st, const char *project_id, const gs_episode
     return GS_OK;
 }
 
-static gs_result episode_get(conn *c, const char *project_id, const char *episode_id,
-                             json_t **out, bool *project_missing)
+static gs_result episode_get(conn *c, const char *project_id, const char *episode_id, json_t **out,
+                             bool *project_missing)
 {
     sqlite3_stmt *s = stmt(c, S_EPISODE_GET);
     bind_text(s, 1, project_id);
@@ -598,8 +598,8 @@ static gs_result episode_get(conn *c, const char *project_id, const char *episod
     return r;
 }
 
-gs_result gs_episode_get(gs_store *st, const char *project_id, const char *episode_id,
-                         json_t **out, bool *project_missing)
+gs_result gs_episode_get(gs_store *st, const char *project_id, const char *episode_id, json_t **out,
+                         bool *project_missing)
 {
     conn *c = usable_conn(st);
     *project_missing = false;
@@ -684,7 +684,8 @@ static void tally(json_t *arr, const char *key, const char *value, json_int_t n)
 {
     size_t i;
     json_t *o;
-    json_array_foreach(arr, i, o) {
+    json_array_foreach(arr, i, o)
+    {
         if (strcmp(json_string_value(json_object_get(o, key)), value) == 0) {
             json_t *c = json_object_get(o, "count");
             json_integer_set(c, json_integer_value(c) + n);
@@ -708,8 +709,8 @@ gs_result gs_episode_stats(gs_store *st, int days, json_t **out)
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *day = col_text(s, 0), *project = col_text(s, 1);
         json_int_t n = (json_int_t)sqlite3_column_int64(s, 2);
-        json_array_append_new(both, json_pack("{s:s,s:s,s:I}", "date", day, "projectId", project,
-                                              "count", n));
+        json_array_append_new(
+            both, json_pack("{s:s,s:s,s:I}", "date", day, "projectId", project, "count", n));
         tally(by_day, "date", day, n);
         tally(by_project, "projectId", project, n);
     }
@@ -804,20 +805,19 @@ gs_result gs_generation_get(gs_store *st, const char *id, json_t **out)
     int rc = sqlite3_step(s);
     gs_result r = rc == SQLITE_ROW ? GS_OK : rc == SQLITE_DONE ? GS_NOT_FOUND : classify(c, rc);
     if (r == GS_OK) {
-        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s}", "id", col_text(s, 0),
-                              "jobId", col_text(s, 1), "projectId", col_text(s, 2), "episodeId",
-                              col_text(s, 3), "status", col_text(s, 4), "progress",
-                              sqlite3_column_int(s, 5), "currentStep", col_text(s, 6), "model",
-                              col_text(s, 11), "createdAt", col_text(s, 12), "updatedAt",
-                              col_text(s, 13));
+        json_t *o = json_pack(
+            "{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s}", "id", col_text(s, 0), "jobId",
+            col_text(s, 1), "projectId", col_text(s, 2), "episodeId", col_text(s, 3), "status",
+            col_text(s, 4), "progress", sqlite3_column_int(s, 5), "currentStep", col_text(s, 6),
+            "model", col_text(s, 11), "createdAt", col_text(s, 12), "updatedAt", col_text(s, 13));
         if (o && sqlite3_column_type(s, 7) != SQLITE_NULL)
             json_object_set_new(o, "output", json_string(col_text(s, 7)));
         if (o && sqlite3_column_type(s, 8) != SQLITE_NULL)
             json_object_set_new(o, "totalTokens", json_integer(sqlite3_column_int64(s, 8)));
         if (o && sqlite3_column_type(s, 9) != SQLITE_NULL)
-            json_object_set_new(o, "error",
-                                json_pack("{s:s,s:s}", "code", col_text(s, 9), "message",
-                                          col_text(s, 10)));
+            json_object_set_new(
+                o, "error",
+                json_pack("{s:s,s:s}", "code", col_text(s, 9), "message", col_text(s, 10)));
         *out = o;
         r = o ? GS_OK : GS_ERROR;
     }

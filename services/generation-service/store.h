@@ -16,10 +16,10 @@ void gs_new_id(const char *prefix, char *out, size_t len);
 
 typedef enum gs_result {
     GS_OK = 0,
-    GS_NOT_FOUND,     /* the project (or the episode in it) does not exist */
-    GS_CONFLICT,      /* the episode number is used in the project */
-    GS_UNAVAILABLE,   /* the database cannot take the write or read: full, read-only, locked */
-    GS_ERROR,         /* anything else (a bug) */
+    GS_NOT_FOUND,   /* the project (or the episode in it) does not exist */
+    GS_CONFLICT,    /* the episode number is used in the project */
+    GS_UNAVAILABLE, /* the database cannot take the write or read: full, read-only, locked */
+    GS_ERROR,       /* anything else (a bug) */
 } gs_result;
 
 /* Opens (creating) the database in WAL mode. max_bytes > 0 caps its size (a full database
@@ -34,14 +34,14 @@ const char *gs_store_last_error(gs_store *st);
 gs_result gs_project_create(gs_store *st, const char *name, json_t **out);
 gs_result gs_project_get(gs_store *st, const char *id, json_t **out);
 
-gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number,
-                            const char *title, const char *content, json_t **out);
+gs_result gs_episode_create(gs_store *st, const char *project_id, int64_t number, const char *title,
+                            const char *content, json_t **out);
 /* One page of a project's episodes (CONTRACT section 7). */
 typedef struct gs_episode_page {
-    int64_t after;       /* numbers after this one (the cursor); 0: from the start */
-    unsigned limit;      /* at most this many items */
-    bool with_content;   /* content itself, else contentLength (its UTF-8 bytes) */
-    size_t max_bytes;    /* the page ends early once its contents would pass this */
+    int64_t after;     /* numbers after this one (the cursor); 0: from the start */
+    unsigned limit;    /* at most this many items */
+    bool with_content; /* content itself, else contentLength (its UTF-8 bytes) */
+    size_t max_bytes;  /* the page ends early once its contents would pass this */
 } gs_episode_page;
 
 /* GS_NOT_FOUND when the project does not exist; items ordered by number. *total counts every
@@ -49,8 +49,8 @@ typedef struct gs_episode_page {
 gs_result gs_episode_list(gs_store *st, const char *project_id, const gs_episode_page *page,
                           json_t **items, int64_t *total, int64_t *next);
 /* *project_missing tells which of the two was not found. */
-gs_result gs_episode_get(gs_store *st, const char *project_id, const char *episode_id,
-                         json_t **out, bool *project_missing);
+gs_result gs_episode_get(gs_store *st, const char *project_id, const char *episode_id, json_t **out,
+                         bool *project_missing);
 
 typedef struct gs_episode_patch {
     bool has_number, has_title, has_content;
@@ -72,7 +72,7 @@ typedef struct gs_generation {
     char status[16]; /* queued, running, completed, failed, cancelled */
     int progress;    /* 0-100 */
     char step[32];
-    char *prompt;    /* owned by whoever filled the struct */
+    char *prompt; /* owned by whoever filled the struct */
     char *output;
     int64_t total_tokens;
     char error_code[48];

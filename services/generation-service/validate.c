@@ -45,11 +45,12 @@ const char *gs_text_field(json_t *obj, const char *name, bool required, bool all
 }
 
 void gs_reject_unknown(json_t *obj, const char *const *allowed, size_t n_allowed,
-                           o11y_response *res)
+                       o11y_response *res)
 {
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v) {
+    json_object_foreach(obj, key, v)
+    {
         bool known = false;
         for (size_t i = 0; i < n_allowed; i++)
             known |= strcmp(key, allowed[i]) == 0;

@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define O11Y_LIKELY(x) __builtin_expect(!!(x), 1)
-#define O11Y_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define O11Y_LIKELY(x)    __builtin_expect(!!(x), 1)
+#define O11Y_UNLIKELY(x)  __builtin_expect(!!(x), 0)
 #define O11Y_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /*=== MARK: allocation (the only place that calls malloc/free: core/alloc.c) ===*/
@@ -37,12 +37,12 @@ typedef struct o11y__buf {
     bool overflow;
 } o11y__buf;
 
-void o11y__buf_init(o11y__buf *b, size_t max);                   /* growable, empty */
+void o11y__buf_init(o11y__buf *b, size_t max); /* growable, empty */
 /* Growable, starting in the caller's storage (borrowed) and moving to the heap past it. */
 void o11y__buf_init_inline(o11y__buf *b, char *storage, size_t size, size_t max);
 void o11y__buf_init_fixed(o11y__buf *b, char *storage, size_t cap); /* borrows storage */
-void o11y__buf_release(o11y__buf *b);                            /* frees heap storage */
-bool o11y__buf_grow(o11y__buf *b, size_t extra);                 /* false: over max or ENOMEM */
+void o11y__buf_release(o11y__buf *b);                               /* frees heap storage */
+bool o11y__buf_grow(o11y__buf *b, size_t extra);                    /* false: over max or ENOMEM */
 /* Hands the heap storage to the caller (NUL-terminated) and resets b; NULL on failure. */
 char *o11y__buf_take(o11y__buf *b, size_t *len);
 

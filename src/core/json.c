@@ -20,7 +20,7 @@ static const uint8_t byte_class[256] = {
 
 const char o11y__hex_digits[16] = "0123456789abcdef";
 
-#define ONES 0x0101010101010101ull
+#define ONES  0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
 /* True when none of the 8 bytes at p needs attention: no control character, no '"', no '\\',
@@ -99,13 +99,27 @@ static void put_escape(o11y__buf *b, unsigned char c)
     char e[6] = {'\\', 0, 0, 0, 0, 0};
     size_t n = 2;
     switch (c) {
-    case '"': e[1] = '"'; break;
-    case '\\': e[1] = '\\'; break;
-    case '\n': e[1] = 'n'; break;
-    case '\r': e[1] = 'r'; break;
-    case '\t': e[1] = 't'; break;
-    case '\b': e[1] = 'b'; break;
-    case '\f': e[1] = 'f'; break;
+    case '"':
+        e[1] = '"';
+        break;
+    case '\\':
+        e[1] = '\\';
+        break;
+    case '\n':
+        e[1] = 'n';
+        break;
+    case '\r':
+        e[1] = 'r';
+        break;
+    case '\t':
+        e[1] = 't';
+        break;
+    case '\b':
+        e[1] = 'b';
+        break;
+    case '\f':
+        e[1] = 'f';
+        break;
     default:
         e[1] = 'u';
         e[2] = '0';

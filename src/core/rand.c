@@ -86,7 +86,7 @@ void o11y__uuid7(int64_t unix_ms, char out[O11Y__UUID_LEN])
 {
     uint64_t hi = (uint64_t)unix_ms << 16;
     uint64_t r1 = o11y__rand64(), r2 = o11y__rand64();
-    hi |= 0x7000 | (r1 & 0x0FFF);                             /* version 7, rand_a */
+    hi |= 0x7000 | (r1 & 0x0FFF);                              /* version 7, rand_a */
     uint64_t lo = (r2 & 0x3FFFFFFFFFFFFFFFull) | (1ull << 63); /* variant 10, rand_b */
     char h[32];
     o11y__hex_u64(hi, h);

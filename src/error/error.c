@@ -145,7 +145,8 @@ o11y_error_format o11y_error_negotiate(const char *accept, size_t len)
 {
     if (!accept)
         return O11Y_ERROR_ENVELOPE;
-    /* Best q for each, by specificity: an exact type beats type/asterisk beats asterisk/asterisk. */
+    /* Best q for each, by specificity: an exact type beats type/asterisk beats asterisk/asterisk.
+     */
     int q_problem = -1, q_json = -1, json_specificity = -1;
     const char *end = accept + len;
     const char *p = accept;
@@ -170,10 +171,10 @@ o11y_error_format o11y_error_negotiate(const char *accept, size_t len)
             if (q > q_problem)
                 q_problem = q;
         } else {
-            int spec = token_eq(type, type_len, "application/json")  ? 2
-                       : token_eq(type, type_len, "application/*") ? 1
-                       : token_eq(type, type_len, "*/*")           ? 0
-                                                                   : -1;
+            int spec = token_eq(type, type_len, "application/json") ? 2
+                       : token_eq(type, type_len, "application/*")  ? 1
+                       : token_eq(type, type_len, "*/*")            ? 0
+                                                                    : -1;
             if (spec > json_specificity) {
                 json_specificity = spec;
                 q_json = q;
@@ -191,41 +192,76 @@ o11y_error_format o11y_error_negotiate(const char *accept, size_t len)
 static const char *status_phrase(int status)
 {
     switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 423: return "Locked";
-    case 424: return "Failed Dependency";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    default: return status < 500 ? "Client Error" : "Server Error";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
+    case 423:
+        return "Locked";
+    case 424:
+        return "Failed Dependency";
+    case 425:
+        return "Too Early";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 451:
+        return "Unavailable For Legal Reasons";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    case 507:
+        return "Insufficient Storage";
+    default:
+        return status < 500 ? "Client Error" : "Server Error";
     }
 }
 

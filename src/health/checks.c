@@ -75,8 +75,10 @@ o11y_health_status o11y__check_run(o11y__check *c, char *error, size_t len)
 {
     error[0] = '\0';
     switch (c->kind) {
-    case CHECK_TCP: return run_tcp_to(c->target, c->port, c->timeout_ms, error, len);
-    case CHECK_CUSTOM: return run_custom(c, error, len);
+    case CHECK_TCP:
+        return run_tcp_to(c->target, c->port, c->timeout_ms, error, len);
+    case CHECK_CUSTOM:
+        return run_custom(c, error, len);
     }
     set_error(error, len, "unknown check");
     return O11Y_HEALTH_UNHEALTHY;

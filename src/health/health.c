@@ -38,10 +38,14 @@ o11y_status o11y__health_create(const char *service, const char *version, o11y_l
     static const char *const name[] = {"name"};
     o11y_metric_opts up = {.name = "o11y_dependency_up",
                            .help = "1 while the dependency answers its check, else 0",
-                           .type = O11Y_GAUGE, .label_names = name, .n_labels = 1};
+                           .type = O11Y_GAUGE,
+                           .label_names = name,
+                           .n_labels = 1};
     o11y_metric_opts dur = {.name = "o11y_dependency_check_duration_seconds",
-                            .help = "Time a dependency check took", .type = O11Y_HISTOGRAM,
-                            .label_names = name, .n_labels = 1};
+                            .help = "Time a dependency check took",
+                            .type = O11Y_HISTOGRAM,
+                            .label_names = name,
+                            .n_labels = 1};
     if (st == O11Y_OK && metrics) {
         st = o11y_metric_register(metrics, &up, &h->m_up);
         if (st == O11Y_ECONFLICT)

@@ -3,8 +3,8 @@
 #define O11Y_HTTP_INTERNAL_H
 
 #include "core/internal.h"
-#include "o11y/error.h"
 #include "idempotency/idem_internal.h"
+#include "o11y/error.h"
 #include "o11y/health.h"
 #include "o11y/http.h"
 #include "o11y/idempotency.h"
@@ -68,7 +68,7 @@ struct o11y_service {
     o11y__route_stats unmatched;
     o11y_health *health;
     pthread_mutex_t streams_lock;
-    o11y_stream *streams; /* open streamed responses */
+    o11y_stream *streams;  /* open streamed responses */
     o11y_idem_config idem; /* idem.store NULL: idempotency off */
     char *idem_client_header;
     o11y_metric *m_idem;
@@ -97,10 +97,10 @@ typedef struct o11y__std_headers {
     o11y_str accept, content_type;
     int64_t content_length; /* -1: absent (chunked or no body) */
     bool transfer_encoding;
-    o11y_str transfer_coding; /* the first Transfer-Encoding value */
+    o11y_str transfer_coding;    /* the first Transfer-Encoding value */
     unsigned transfer_encodings; /* header lines seen */
-    bool space_before_colon; /* a header name ending in blanks (RFC 9112 section 5.1) */
-    bool conflicting_length; /* two Content-Length values that differ */
+    bool space_before_colon;     /* a header name ending in blanks (RFC 9112 section 5.1) */
+    bool conflicting_length;     /* two Content-Length values that differ */
     o11y_str idempotency_key;
     unsigned idempotency_keys; /* header lines seen: two or more is invalid */
 } o11y__std_headers;
@@ -123,7 +123,7 @@ struct o11y_stream {
     o11y_stream_read_fn read;
     o11y_stream_done_fn done;
     void *ctx;
-    uint64_t bytes; /* written so far, for the access line */
+    uint64_t bytes;     /* written so far, for the access line */
     char farewell[256]; /* sent once when the server stops the stream */
     size_t farewell_len;
     bool farewell_sent;
@@ -131,8 +131,8 @@ struct o11y_stream {
     void *conn;
     void (*suspend)(void *conn);
     void (*resume)(void *conn);
-    int fd;                  /* the connection's socket, -1 if unknown */
-    size_t max_unsent_bytes; /* 0: no bound */
+    int fd;                          /* the connection's socket, -1 if unknown */
+    size_t max_unsent_bytes;         /* 0: no bound */
     struct o11y_stream *next, *prev; /* the service's open streams */
     o11y_service *svc;
 };
@@ -159,13 +159,13 @@ struct o11y_response {
     size_t body_len;
     char content_type[96];
     const o11y_error_def *error; /* the catalog entry answered, or NULL */
-    char *error_message;    /* owned */
+    char *error_message;         /* owned */
     struct json_t *error_details;
     struct json_t *field_errors;
     o11y__buf headers; /* "Name\0Value\0" pairs */
     size_t n_headers;
-    const char *allow; /* for 405 */
-    bool close;        /* ask the adapter to close the connection after the response */
+    const char *allow;            /* for 405 */
+    bool close;                   /* ask the adapter to close the connection after the response */
     size_t field_errors_left_out; /* past O11Y__MAX_FIELD_ERRORS (CONTRACT section 1) */
 };
 

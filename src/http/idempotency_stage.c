@@ -34,7 +34,9 @@ o11y_status o11y_service_idempotency(o11y_service *svc, const o11y_idem_config *
     static const char *const outcome[] = {"outcome"};
     o11y_metric_opts o = {.name = "o11y_idempotency_requests_total",
                           .help = "Requests with an Idempotency-Key, by outcome",
-                          .type = O11Y_COUNTER, .label_names = outcome, .n_labels = 1};
+                          .type = O11Y_COUNTER,
+                          .label_names = outcome,
+                          .n_labels = 1};
     o11y_status st = o11y_metric_register(svc->metrics, &o, &svc->m_idem);
     if (st == O11Y_ECONFLICT)
         svc->m_idem = o11y_metrics_find(svc->metrics, o.name), st = O11Y_OK;
@@ -73,8 +75,8 @@ static void outcome(o11y__exchange *ex, const char *what)
     if (req->idem_key_len)
         memcpy(key_id, req->idem.id, 16);
     o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
-    o11y_log_va(svc->logger, O11Y_LOG_INFO, "idempotency", "idempotency",
-                O11Y_STR("outcome", what), O11Y_STR("route", o11y_req_route(req)),
+    o11y_log_va(svc->logger, O11Y_LOG_INFO, "idempotency", "idempotency", O11Y_STR("outcome", what),
+                O11Y_STR("route", o11y_req_route(req)),
                 O11Y_STR("key_id", key_id[0] ? key_id : NULL), O11Y__END);
     o11y_trace_set_current(prev);
 }
@@ -142,9 +144,9 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
     }
     if (std->idempotency_keys > 1 || !o11y__idem_parse_key(std->idempotency_key, &key)) {
         o11y_res_fail(&ex->res, &o11y_err_IDEMPOTENCY_KEY_INVALID, NULL,
-                       std->idempotency_keys > 1
-                           ? "Send one Idempotency-Key header"
-                           : "The Idempotency-Key must be 1-255 printable ASCII characters");
+                      std->idempotency_keys > 1
+                          ? "Send one Idempotency-Key header"
+                          : "The Idempotency-Key must be 1-255 printable ASCII characters");
         outcome(ex, "invalid");
         return true;
     }
@@ -229,10 +231,10 @@ static void replay(o11y__exchange *ex, const char *blob, size_t len)
         /* Completed, but the store could not keep the response (idem_internal.h): the handler
          * must not run again, and the client learns how the first request ended. */
         o11y_res_fail(res, &o11y_err_IDEMPOTENCY_KEY_REUSED,
-                       json_pack("{s:i,s:b}", "originalStatus", status, "responseKept", 0),
-                       "This Idempotency-Key already completed with status %d; its response "
-                       "is no longer kept",
-                       status);
+                      json_pack("{s:i,s:b}", "originalStatus", status, "responseKept", 0),
+                      "This Idempotency-Key already completed with status %d; its response "
+                      "is no longer kept",
+                      status);
         return;
     }
     if (kind != O11Y__IDEM_RECORD_FULL) {
@@ -243,8 +245,8 @@ static void replay(o11y__exchange *ex, const char *blob, size_t len)
              job = rec.job_id, project = rec.project_id, body = rec.body;
     char ct[96];
     snprintf(ct, sizeof ct, "%.*s", (int)type.len, type.ptr);
-    if (o11y_res_body(res, status == 201 ? 200 : status, ct[0] ? ct : NULL, body.ptr,
-                      body.len) != O11Y_OK) {
+    if (o11y_res_body(res, status == 201 ? 200 : status, ct[0] ? ct : NULL, body.ptr, body.len) !=
+        O11Y_OK) {
         o11y_res_fail(res, &o11y_err_INTERNAL_ERROR, NULL, "out of memory");
         return;
     }
@@ -284,9 +286,9 @@ bool o11y__idem_before_handler(o11y__exchange *ex)
     char *blob = NULL;
     size_t len = 0;
     int64_t now = c->clock_ms(c->clock_ctx);
-    o11y_idem_result r = c->store->ops->begin(c->store->impl, &req->idem, req->idem_fp, now,
-                                               (int64_t)c->lease_s * 1000, &req->idem_token,
-                                               &blob, &len);
+    o11y_idem_result r =
+        c->store->ops->begin(c->store->impl, &req->idem, req->idem_fp, now,
+                             (int64_t)c->lease_s * 1000, &req->idem_token, &blob, &len);
     switch (r) {
     case O11Y_IDEM_NEW:
         req->idem_held = true;
@@ -330,8 +332,7 @@ void o11y__idem_after_handler(o11y__exchange *ex)
     const o11y_idem_config *c = &req->svc->idem;
     /* Nothing stored for a 5xx, nor for a body the client can fix (CONTRACT section 4): a
      * retry with the same key runs the handler again. */
-    if (res->status >= 500 ||
-        res->error == &o11y_err_VALIDATION_FAILED) {
+    if (res->status >= 500 || res->error == &o11y_err_VALIDATION_FAILED) {
         c->store->ops->release(c->store->impl, &req->idem, req->idem_token);
         return;
     }

@@ -40,8 +40,12 @@ static o11y_status family(o11y_service *svc, const char *name, const char *help,
                           o11y_metric_type type, const char *const *labels, size_t n,
                           unsigned flags, o11y_metric **out)
 {
-    o11y_metric_opts o = {.name = name, .help = help, .type = type, .label_names = labels,
-                          .n_labels = n, .flags = flags};
+    o11y_metric_opts o = {.name = name,
+                          .help = help,
+                          .type = type,
+                          .label_names = labels,
+                          .n_labels = n,
+                          .flags = flags};
     if (type == O11Y_HISTOGRAM) {
         o.buckets = duration_buckets;
         o.n_buckets = O11Y_ARRAY_LEN(duration_buckets);
@@ -74,15 +78,15 @@ o11y_status o11y__service_metrics_init(o11y_service *svc, bool routes)
     TRY(family(svc, "http_server_request_duration_seconds",
                "Time from the request's first byte to its response, by route", O11Y_HISTOGRAM,
                method_route, 2, O11Y_METRIC_WINDOWS, &svc->m_duration));
-    TRY(family(svc, "http_server_active_requests", "HTTP requests being handled", O11Y_GAUGE,
-               NULL, 0, 0, &active));
+    TRY(family(svc, "http_server_active_requests", "HTTP requests being handled", O11Y_GAUGE, NULL,
+               0, 0, &active));
     TRY(family(svc, "o11y_http_errors_total", "4xx and 5xx answers by route (for the summary)",
                O11Y_COUNTER, method_route_class, 3, O11Y_METRIC_WINDOWS | O11Y_METRIC_HIDDEN,
                &svc->m_errors));
     TRY(family(svc, "o11y_operation_duration_seconds", "Duration of tracked operations",
                O11Y_HISTOGRAM, operation, 1, O11Y_METRIC_WINDOWS, &svc->m_operation));
-    TRY(family(svc, "o11y_operation_errors_total", "Tracked operations that failed",
-               O11Y_COUNTER, operation, 1, O11Y_METRIC_WINDOWS, &svc->m_operation_errors));
+    TRY(family(svc, "o11y_operation_errors_total", "Tracked operations that failed", O11Y_COUNTER,
+               operation, 1, O11Y_METRIC_WINDOWS, &svc->m_operation_errors));
     TRY(family(svc, "o11y_operation_client_errors_total",
                "Tracked operations refused for the client's input (a 4xx code)", O11Y_COUNTER,
                operation, 1, O11Y_METRIC_WINDOWS, &svc->m_operation_client_errors));
@@ -133,8 +137,7 @@ static const char *stat_method(int i)
 }
 
 /* The series in *slot, resolved by label values the first time. */
-static o11y_series *resolve(_Atomic(o11y_series *) *slot, o11y_metric *m,
-                            const char *const *values)
+static o11y_series *resolve(_Atomic(o11y_series *) *slot, o11y_metric *m, const char *const *values)
 {
     o11y_series *s = atomic_load_explicit(slot, memory_order_acquire);
     if (O11Y_LIKELY(s != NULL) || !m)
@@ -377,8 +380,8 @@ static int serve_summary(o11y_request *req, o11y_response *res, void *user)
     (void)req;
     o11y_service *svc = user;
     summary routes = {.histogram = svc->m_duration, .ok = true};
-    summary ops = {.histogram = svc->m_operation, .client_errors = svc->m_operation_client_errors,
-                   .ok = true};
+    summary ops = {
+        .histogram = svc->m_operation, .client_errors = svc->m_operation_client_errors, .ok = true};
     o11y_metric_foreach(svc->m_duration, add_duration, &routes);
     o11y_metric_foreach(svc->m_errors, add_errors, &routes);
     o11y_metric_foreach(svc->m_operation, add_duration, &ops);
@@ -387,10 +390,10 @@ static int serve_summary(o11y_request *req, o11y_response *res, void *user)
     int rc = 1;
     if (routes.ok && ops.ok) {
         int64_t uptime = (o11y__now_real_ns() - svc->started_ns) / 1000000000;
-        json_t *body = json_pack("{s:s,s:s,s:I,s:o,s:o,s:o}", "service", svc->name, "version",
-                                 svc->version, "uptimeSeconds", (json_int_t)uptime, "operations",
-                                 groups_json(&routes), "trackedOperations", groups_json(&ops),
-                                 "totals", totals_json(&routes));
+        json_t *body =
+            json_pack("{s:s,s:s,s:I,s:o,s:o,s:o}", "service", svc->name, "version", svc->version,
+                      "uptimeSeconds", (json_int_t)uptime, "operations", groups_json(&routes),
+                      "trackedOperations", groups_json(&ops), "totals", totals_json(&routes));
         rc = body && o11y_res_json(res, 200, body) == O11Y_OK ? 0 : 1;
     }
     summary_release(&routes);

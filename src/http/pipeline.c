@@ -199,9 +199,9 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
          * smuggling). Refuse it before reading anything and close the connection. */
         req->answer_now = res->close = true;
         o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, NULL,
-                       std->space_before_colon
-                           ? "Whitespace between a header name and its colon"
-                           : "Conflicting Content-Length or Transfer-Encoding headers");
+                      std->space_before_colon
+                          ? "Whitespace between a header name and its colon"
+                          : "Conflicting Content-Length or Transfer-Encoding headers");
         return true;
     }
     const o11y_error_def *coding_error = transfer_coding_error(std);
@@ -218,8 +218,8 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     if (content_length > 0 && (uint64_t)content_length > svc->max_body) {
         req->body_too_large = req->answer_now = res->close = true;
         o11y_res_fail(res, &o11y_err_PAYLOAD_TOO_LARGE,
-                       json_pack("{s:I}", "maxBytes", (json_int_t)svc->max_body),
-                       "The request body is larger than %zu bytes", svc->max_body);
+                      json_pack("{s:I}", "maxBytes", (json_int_t)svc->max_body),
+                      "The request body is larger than %zu bytes", svc->max_body);
         return true;
     }
     o11y_str raw[O11Y__MAX_PARAMS];
@@ -229,9 +229,8 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
         return true;
     }
     memcpy(req->params, raw, sizeof raw);
-    o11y_method effective = req->method == O11Y_HEAD && !(req->route->methods & O11Y_HEAD)
-                                ? O11Y_GET
-                                : req->method;
+    o11y_method effective =
+        req->method == O11Y_HEAD && !(req->route->methods & O11Y_HEAD) ? O11Y_GET : req->method;
     req->method_index = o11y__method_index(effective);
     if (req->method_index < 0 || !(req->route->methods & effective)) {
         res->allow = req->route->allow;
@@ -265,8 +264,8 @@ bool o11y__pipeline_body(o11y__exchange *ex, const char *data, size_t len)
         o11y__buf_init(&req->body, 0);
         size_t max = req->svc->max_body;
         o11y_res_fail(&ex->res, &o11y_err_PAYLOAD_TOO_LARGE,
-                       json_pack("{s:I}", "maxBytes", (json_int_t)max),
-                       "The request body is larger than %zu bytes", max);
+                      json_pack("{s:I}", "maxBytes", (json_int_t)max),
+                      "The request body is larger than %zu bytes", max);
         return false;
     }
     return true;
@@ -330,8 +329,8 @@ static void render_error(o11y__exchange *ex)
     res->body = body;
     res->body_len = body ? len : 0;
     res->status = status;
-    const char *ct = req->error_format == O11Y_ERROR_PROBLEM ? "application/problem+json"
-                                                              : "application/json";
+    const char *ct =
+        req->error_format == O11Y_ERROR_PROBLEM ? "application/problem+json" : "application/json";
     memcpy(res->content_type, ct, strlen(ct) + 1);
     add_header_lit(res, "Cache-Control", "no-store", 8);
     if (res->allow)
@@ -392,8 +391,8 @@ void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed
     /* The one line every request writes: built from pre-rendered pieces (route templates were
      * checked at registration to need no escaping); only the path is escaped. */
     static const char head[] = ",\"message\":\"request completed\",\"event\":\"http_request\"";
-    if (o11y__line_begin_json(&l, svc->logger, status >= 500 ? O11Y_LOG_ERROR : O11Y_LOG_INFO,
-                              head, sizeof head - 1)) {
+    if (o11y__line_begin_json(&l, svc->logger, status >= 500 ? O11Y_LOG_ERROR : O11Y_LOG_INFO, head,
+                              sizeof head - 1)) {
         o11y__buf *b = &l.b;
         const char *method = o11y_method_name(req->method);
         const char *route = req->route ? req->route->template : "unmatched";

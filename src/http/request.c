@@ -271,16 +271,26 @@ bool o11y_req_peer_address(const o11y_request *req, char *buf, size_t len)
 static const char *json_reason(enum json_error_code code)
 {
     switch (code) {
-    case json_error_invalid_utf8: return "invalid UTF-8";
-    case json_error_null_character: return "a \\u0000 escape is not allowed";
-    case json_error_duplicate_key: return "duplicate key in an object";
-    case json_error_stack_overflow: return "nested too deeply";
-    case json_error_numeric_overflow: return "a number is out of range";
-    case json_error_premature_end_of_input: return "unexpected end of input";
-    case json_error_end_of_input_expected: return "unexpected data after the JSON value";
-    case json_error_wrong_type: return "the body must be a JSON object";
-    case json_error_invalid_syntax: return "invalid syntax";
-    default: return "malformed JSON";
+    case json_error_invalid_utf8:
+        return "invalid UTF-8";
+    case json_error_null_character:
+        return "a \\u0000 escape is not allowed";
+    case json_error_duplicate_key:
+        return "duplicate key in an object";
+    case json_error_stack_overflow:
+        return "nested too deeply";
+    case json_error_numeric_overflow:
+        return "a number is out of range";
+    case json_error_premature_end_of_input:
+        return "unexpected end of input";
+    case json_error_end_of_input_expected:
+        return "unexpected data after the JSON value";
+    case json_error_wrong_type:
+        return "the body must be a JSON object";
+    case json_error_invalid_syntax:
+        return "invalid syntax";
+    default:
+        return "malformed JSON";
     }
 }
 
@@ -309,8 +319,8 @@ static bool overflow_field(o11y_request *req, const json_error_t *err, o11y_resp
         return false; /* an escaped or very long name: report the body as malformed */
     char field[130];
     snprintf(field, sizeof field, "%.*s", (int)(end - i), body + i);
-    json_t *details = json_pack("{s:[{s:s,s:s}]}", "fields", "field", field, "problem",
-                                "is out of range");
+    json_t *details =
+        json_pack("{s:[{s:s,s:s}]}", "fields", "field", field, "problem", "is out of range");
     if (!details)
         return false;
     o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, details, "Request validation failed");
@@ -338,11 +348,12 @@ struct json_t *o11y_req_json(o11y_request *req, o11y_response *res)
         /* The parser's own text can quote the input; the details carry only positions and a
          * fixed reason, never request bytes. */
         json_t *details = json_pack("{s:I,s:I,s:I,s:s}", "position", (json_int_t)err.position,
-                                    "line", (json_int_t)err.line, "column",
-                                    (json_int_t)err.column, "reason", json_reason(code));
-        o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, details, "The request body is not a valid JSON "
-                                                          "object: %s",
-                       json_reason(code));
+                                    "line", (json_int_t)err.line, "column", (json_int_t)err.column,
+                                    "reason", json_reason(code));
+        o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, details,
+                      "The request body is not a valid JSON "
+                      "object: %s",
+                      json_reason(code));
         return NULL;
     }
     req->json = j;
@@ -373,9 +384,9 @@ static bool header_safe_cstr(const char *s)
 
 static bool pipeline_owns(const char *name)
 {
-    static const char *const owned[] = {"X-Trace-Id",        "X-Job-Id",     "X-Project-Id",
-                                        "X-Processing-Time", "X-Service",    "Content-Type",
-                                        "Content-Length",    "Connection",   "Transfer-Encoding"};
+    static const char *const owned[] = {"X-Trace-Id",        "X-Job-Id",   "X-Project-Id",
+                                        "X-Processing-Time", "X-Service",  "Content-Type",
+                                        "Content-Length",    "Connection", "Transfer-Encoding"};
     for (size_t i = 0; i < O11Y_ARRAY_LEN(owned); i++)
         if (strcasecmp(owned[i], name) == 0)
             return true;
@@ -538,7 +549,8 @@ void o11y_res_error(o11y_response *res, const char *code, struct json_t *details
     }
     const o11y_error_def *def = o11y_error_lookup(code);
     if (!def) /* a typo or a code never registered: visible at once, never silent */
-        o11y_log_va(NULL, O11Y_LOG_ERROR, "unknown_error_code", "unknown error code answered as 500",
+        o11y_log_va(NULL, O11Y_LOG_ERROR, "unknown_error_code",
+                    "unknown error code answered as 500",
                     O11Y_STRN("code", code ? code : "", code ? strnlen(code, 64) : 0), O11Y__END);
     va_list ap;
     va_start(ap, fmt);

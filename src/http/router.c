@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 static const char *const method_names[O11Y__N_METHODS] = {"GET",   "HEAD",   "POST",   "PUT",
-                                                         "PATCH", "DELETE", "OPTIONS"};
+                                                          "PATCH", "DELETE", "OPTIONS"};
 
 o11y_method o11y_method_parse(const char *s, size_t len)
 {
@@ -157,8 +157,7 @@ o11y_status o11y_service_create(const o11y_service_config *cfg_in, o11y_service 
     }
     o11y_status st = o11y__service_metrics_init(svc, !cfg.no_metrics_routes);
     if (st == O11Y_OK)
-        st = o11y__health_create(svc->name, svc->version, svc->logger, svc->metrics,
-                                 &svc->health);
+        st = o11y__health_create(svc->name, svc->version, svc->logger, svc->metrics, &svc->health);
     if (st == O11Y_OK && !cfg.no_health_routes)
         st = o11y__service_health_routes(svc);
     if (st != O11Y_OK) {

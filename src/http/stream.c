@@ -92,9 +92,8 @@ long o11y__stream_read(o11y_stream *s, char *buf, size_t max)
             s->end_known = true;
             s->end = O11Y_STREAM_SERVER_STOPPING;
         }
-        size_t farewell = closing && !s->farewell_sent && s->farewell_len <= max
-                              ? s->farewell_len
-                              : 0;
+        size_t farewell =
+            closing && !s->farewell_sent && s->farewell_len <= max ? s->farewell_len : 0;
         if (farewell) {
             memcpy(buf, s->farewell, farewell);
             s->farewell_sent = true;

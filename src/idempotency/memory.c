@@ -174,8 +174,8 @@ static bool client_make_room(mem_store *m, mem_client *c)
 }
 
 static o11y_idem_result mem_begin(void *impl, const o11y_idem_key *k,
-                                   const uint8_t fp[O11Y_IDEM_FP_BYTES], int64_t now, int64_t lease_ms,
-                                   uint64_t *token, char **blob, size_t *blob_len)
+                                  const uint8_t fp[O11Y_IDEM_FP_BYTES], int64_t now,
+                                  int64_t lease_ms, uint64_t *token, char **blob, size_t *blob_len)
 {
     mem_store *m = impl;
     o11y_idem_result r;
@@ -210,7 +210,7 @@ static o11y_idem_result mem_begin(void *impl, const o11y_idem_key *k,
         client_put(m, c);
         pthread_mutex_unlock(&m->lock);
         o11y_idem_store_set_error(m->store, "memory store: this client has %zu keys in flight",
-                               m->client_entries);
+                                  m->client_entries);
         return O11Y_IDEM_FULL;
     }
     if (m->n_entries >= m->max_entries)
@@ -256,8 +256,8 @@ static bool bytes_room(mem_store *m, mem_client *c, size_t len)
 }
 
 static o11y_idem_stored mem_complete(void *impl, const o11y_idem_key *k, uint64_t token,
-                         const uint8_t fp[O11Y_IDEM_FP_BYTES], const char *blob, size_t blob_len,
-                         int64_t now, int64_t expires_ms)
+                                     const uint8_t fp[O11Y_IDEM_FP_BYTES], const char *blob,
+                                     size_t blob_len, int64_t now, int64_t expires_ms)
 {
     (void)fp, (void)now;
     mem_store *m = impl;
@@ -286,9 +286,10 @@ static o11y_idem_stored mem_complete(void *impl, const o11y_idem_key *k, uint64_
         c->bytes += keep;
         completed_append(e);
         if (keep < blob_len)
-            o11y_idem_store_set_error(m->store, "memory store: response of %zu bytes not kept (client"
+            o11y_idem_store_set_error(m->store,
+                                      "memory store: response of %zu bytes not kept (client"
                                       " share %zu bytes); its status is",
-                                   blob_len, m->client_bytes);
+                                      blob_len, m->client_bytes);
     } else {
         o11y_idem_store_set_error(m->store, "memory store: out of memory");
     }
@@ -327,12 +328,11 @@ o11y_status o11y_idem_store_memory(const o11y_idem_memory_config *cfg, o11y_idem
     *out = NULL;
     size_t max_entries = cfg && cfg->max_entries ? cfg->max_entries : 100000;
     size_t max_bytes = cfg && cfg->max_bytes ? cfg->max_bytes : (size_t)64 << 20;
-    size_t client_entries = cfg && cfg->max_client_entries ? cfg->max_client_entries
-                                                            : max_entries / SHARE_DIVISOR;
-    size_t client_bytes = cfg && cfg->max_client_bytes ? cfg->max_client_bytes
-                                                        : max_bytes / SHARE_DIVISOR;
-    if (max_entries > ((size_t)1 << 28) || client_entries > max_entries ||
-        client_bytes > max_bytes)
+    size_t client_entries =
+        cfg && cfg->max_client_entries ? cfg->max_client_entries : max_entries / SHARE_DIVISOR;
+    size_t client_bytes =
+        cfg && cfg->max_client_bytes ? cfg->max_client_bytes : max_bytes / SHARE_DIVISOR;
+    if (max_entries > ((size_t)1 << 28) || client_entries > max_entries || client_bytes > max_bytes)
         return O11Y_EINVAL;
     mem_store *m = o11y__calloc(1, sizeof *m);
     if (!m)

@@ -10,29 +10,29 @@
 #include "o11y/trace.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 enum {
-    LINE_STORAGE = 64 * 1024,   /* the thread-local buffer */
-    LINE_MAX_CAP = 60 * 1024,   /* the largest max_line_bytes */
+    LINE_STORAGE = 64 * 1024, /* the thread-local buffer */
+    LINE_MAX_CAP = 60 * 1024, /* the largest max_line_bytes */
     LINE_MIN_CAP = 4 * 1024,
-    LINE_TAIL_RESERVE = 96,     /* room kept for ,"metadata_truncated":true,"duration_ms":..} */
+    LINE_TAIL_RESERVE = 96, /* room kept for ,"metadata_truncated":true,"duration_ms":..} */
     QUEUE_MIN = 256 * 1024,
-    BATCH_BYTES = 1024 * 1024,  /* what the writer hands to one write() */
+    BATCH_BYTES = 1024 * 1024,      /* what the writer hands to one write() */
     PRETTY_BYTES = 2 * BATCH_BYTES, /* a batch for people: colours and spacing add bytes */
-    WRITER_IDLE_MS = 20,        /* the longest a line waits in an idle queue */
+    WRITER_IDLE_MS = 20,            /* the longest a line waits in an idle queue */
     MAX_MASK_KEYS = 64,
     MAX_DEPTH = 16,
 };
@@ -71,7 +71,7 @@ struct o11y_logger {
 
     int fd;
     bool owns_fd;
-    bool torn; /* writer only: the output ends in a fragment that a newline must end */
+    bool torn;           /* writer only: the output ends in a fragment that a newline must end */
     bool pretty, colour; /* PRETTY format (decided at creation), with ANSI colours */
     char *pretty_buf;    /* writer only: the batch rendered for people */
     char *file_path;
@@ -121,7 +121,7 @@ o11y_status o11y_log_level_parse(const char *s, o11y_log_level *out)
     static const struct {
         const char *name;
         o11y_log_level level;
-    } names[] = {{"debug", O11Y_LOG_DEBUG}, {"info", O11Y_LOG_INFO},   {"warn", O11Y_LOG_WARN},
+    } names[] = {{"debug", O11Y_LOG_DEBUG},  {"info", O11Y_LOG_INFO},   {"warn", O11Y_LOG_WARN},
                  {"warning", O11Y_LOG_WARN}, {"error", O11Y_LOG_ERROR}, {"fatal", O11Y_LOG_FATAL},
                  {"off", O11Y_LOG_OFF}};
     if (!s || !out)
@@ -244,9 +244,9 @@ o11y_status o11y_logger_create(const o11y_log_config *cfg_in, o11y_logger **out)
         cfg.mask_keys = cfg_in->mask_keys;
         cfg.format = cfg_in->format;
     }
-    if (cfg.min_level > O11Y_LOG_OFF || (unsigned)cfg.format > O11Y_LOG_FORMAT_PRETTY || cfg.max_line_bytes < LINE_MIN_CAP ||
-        cfg.max_line_bytes > LINE_MAX_CAP || cfg.max_value_bytes > cfg.max_line_bytes / 2 ||
-        cfg.queue_bytes > ((size_t)1 << 40))
+    if (cfg.min_level > O11Y_LOG_OFF || (unsigned)cfg.format > O11Y_LOG_FORMAT_PRETTY ||
+        cfg.max_line_bytes < LINE_MIN_CAP || cfg.max_line_bytes > LINE_MAX_CAP ||
+        cfg.max_value_bytes > cfg.max_line_bytes / 2 || cfg.queue_bytes > ((size_t)1 << 40))
         return O11Y_EINVAL;
 
     o11y_logger *lg = o11y__calloc(1, sizeof *lg);
@@ -281,8 +281,8 @@ o11y_status o11y_logger_create(const o11y_log_config *cfg_in, o11y_logger **out)
         lg->owns_fd = true;
     }
     bool terminal = isatty(lg->fd) == 1;
-    lg->pretty = cfg.format == O11Y_LOG_FORMAT_PRETTY ||
-                 (cfg.format == O11Y_LOG_FORMAT_AUTO && terminal);
+    lg->pretty =
+        cfg.format == O11Y_LOG_FORMAT_PRETTY || (cfg.format == O11Y_LOG_FORMAT_AUTO && terminal);
     const char *no_colour = getenv("NO_COLOR"); /* https://no-color.org */
     lg->colour = lg->pretty && terminal && !(no_colour && *no_colour);
     if (lg->pretty && !(lg->pretty_buf = o11y__malloc(PRETTY_BYTES)))
@@ -468,8 +468,11 @@ static const struct {
     const char *text;
     size_t len;
 } level_json[] = {
-#define LEVEL_JSON(name) {"\",\"level\":\"" name "\"", sizeof("\",\"level\":\"" name "\"") - 1}
-    LEVEL_JSON("INFO"), LEVEL_JSON("DEBUG"), LEVEL_JSON("INFO"),  LEVEL_JSON("WARN"),
+#define LEVEL_JSON(name)                                                                           \
+    {                                                                                              \
+        "\",\"level\":\"" name "\"", sizeof("\",\"level\":\"" name "\"") - 1                       \
+    }
+    LEVEL_JSON("INFO"),  LEVEL_JSON("DEBUG"), LEVEL_JSON("INFO"), LEVEL_JSON("WARN"),
     LEVEL_JSON("ERROR"), LEVEL_JSON("FATAL"), LEVEL_JSON("OFF"),
 #undef LEVEL_JSON
 };
@@ -532,8 +535,8 @@ bool o11y__line_begin(o11y__line *l, o11y_logger *lg, o11y_log_level level, cons
     return true;
 }
 
-bool o11y__line_begin_json(o11y__line *l, o11y_logger *lg, o11y_log_level level,
-                           const char *json, size_t len)
+bool o11y__line_begin_json(o11y__line *l, o11y_logger *lg, o11y_log_level level, const char *json,
+                           size_t len)
 {
     if (!line_prefix(l, lg, level))
         return false;
@@ -673,8 +676,7 @@ void o11y_log_fields(o11y_logger *lg, o11y_log_level level, const char *event, c
     log_fields(lg, level, event, message, fields, fields ? n_fields : 0);
 }
 
-void o11y_log_va(o11y_logger *lg, o11y_log_level level, const char *event, const char *message,
-                 ...)
+void o11y_log_va(o11y_logger *lg, o11y_log_level level, const char *event, const char *message, ...)
 {
     if (!lg)
         lg = o11y_logger_default();
@@ -836,11 +838,11 @@ static void pretty_line(const o11y_logger *lg, o11y__buf *b, const char *line, s
     }
     const char *level = json_string_value(json_object_get(j, "level"));
     const char *ts = json_string_value(json_object_get(j, "timestamp"));
-    const char *colour = !lg->colour || !level ? ""
+    const char *colour = !lg->colour || !level                                        ? ""
                          : strcmp(level, "ERROR") == 0 || strcmp(level, "FATAL") == 0 ? "\033[31m"
-                         : strcmp(level, "WARN") == 0                                  ? "\033[33m"
-                         : strcmp(level, "DEBUG") == 0                                 ? "\033[2m"
-                                                                                       : "\033[32m";
+                         : strcmp(level, "WARN") == 0                                 ? "\033[33m"
+                         : strcmp(level, "DEBUG") == 0                                ? "\033[2m"
+                                                                                      : "\033[32m";
     /* 12:30:00.123 INFO  message  key=value ... */
     if (ts && strlen(ts) >= 23)
         o11y__buf_append(b, ts + 11, 12);
@@ -857,7 +859,8 @@ static void pretty_line(const o11y_logger *lg, o11y__buf *b, const char *line, s
         pretty_value(b, message);
     const char *key;
     json_t *v;
-    json_object_foreach(j, key, v) {
+    json_object_foreach(j, key, v)
+    {
         if (!strcmp(key, "timestamp") || !strcmp(key, "level") || !strcmp(key, "message") ||
             !strcmp(key, "metadata"))
             continue;
@@ -867,7 +870,8 @@ static void pretty_line(const o11y_logger *lg, o11y__buf *b, const char *line, s
         pretty_value(b, v);
     }
     json_t *meta = json_object_get(j, "metadata");
-    json_object_foreach(meta, key, v) {
+    json_object_foreach(meta, key, v)
+    {
         o11y__buf_lit(b, "  ");
         o11y__buf_cstr(b, key);
         o11y__buf_putc(b, '=');

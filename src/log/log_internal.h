@@ -7,9 +7,9 @@
 #include "o11y/log.h"
 
 typedef struct o11y__line {
-    o11y__buf b;        /* the thread-local line buffer */
+    o11y__buf b; /* the thread-local line buffer */
     o11y_logger *lg;
-    size_t meta_mark;   /* where ,"metadata":{ starts, to drop it when it does not fit */
+    size_t meta_mark; /* where ,"metadata":{ starts, to drop it when it does not fit */
     bool meta_open;
 } o11y__line;
 
@@ -21,8 +21,8 @@ bool o11y__line_begin(o11y__line *l, o11y_logger *lg, o11y_log_level level, cons
 
 /* The same with message and event given as pre-rendered JSON members, e.g.
  * ,"message":"request completed","event":"http_request" (trusted: written as is). */
-bool o11y__line_begin_json(o11y__line *l, o11y_logger *lg, o11y_log_level level,
-                           const char *json, size_t len);
+bool o11y__line_begin_json(o11y__line *l, o11y_logger *lg, o11y_log_level level, const char *json,
+                           size_t len);
 
 /* Opens the next metadata member: writes the separator and "key": (key: a plain literal). */
 static inline void o11y__line_key(o11y__line *l, const char *key, size_t len)

@@ -9,15 +9,15 @@
 #include <stdatomic.h>
 
 enum {
-    O11Y__SLOTS = 64,          /* per-series cells: one per recording thread; the last is shared */
+    O11Y__SLOTS = 64, /* per-series cells: one per recording thread; the last is shared */
     O11Y__SHARED_SLOT = O11Y__SLOTS - 1,
-    O11Y__LINEAR = 128,        /* values below this many units each have a bucket */
-    O11Y__PER_OCTAVE = 64,     /* above: 64 buckets per power of two (relative width <= 1/64) */
-    O11Y__MAX_EXP = 40,        /* values up to 2^41 - 1 units; larger ones land in the top bucket */
+    O11Y__LINEAR = 128,    /* values below this many units each have a bucket */
+    O11Y__PER_OCTAVE = 64, /* above: 64 buckets per power of two (relative width <= 1/64) */
+    O11Y__MAX_EXP = 40,    /* values up to 2^41 - 1 units; larger ones land in the top bucket */
     O11Y__N_BUCKETS = O11Y__LINEAR + (O11Y__MAX_EXP - 7 + 1) * O11Y__PER_OCTAVE,
     O11Y__MAX_LE = 64,
     O11Y__MAX_METRICS = 1024,
-    O11Y__RING = 31,           /* window snapshots, 10 s apart: 5 minutes and the current one */
+    O11Y__RING = 31, /* window snapshots, 10 s apart: 5 minutes and the current one */
     O11Y__TICK_SECONDS = 10,
 };
 
@@ -29,7 +29,8 @@ typedef struct o11y__shard {
     _Alignas(64) _Atomic uint64_t count; /* counter value, gauge delta */
     _Atomic uint64_t sum_bits;           /* histogram: the sum, as a double's bits */
     /* Histogram: one bit per bucket that has ever held a value, so readers visit the few
-     * occupied buckets instead of all 2,304 (a scrape of 1,000 series stays under a millisecond). */
+     * occupied buckets instead of all 2,304 (a scrape of 1,000 series stays under a millisecond).
+     */
     _Atomic uint64_t occupied[O11Y__N_BUCKETS / 64];
     _Atomic uint64_t cells[];
 } o11y__shard;

@@ -53,8 +53,8 @@ static void record(const o11y_operation *op, double ms, bool client_error)
     if (found.duration && o11y_metric_series(found.duration, labels, &s) == O11Y_OK)
         o11y_histogram_observe(s, ms / 1e3);
     /* Both counters are resolved on success too, so their series show 0. */
-    if (found.errors && o11y_metric_series(found.errors, labels, &s) == O11Y_OK &&
-        op->error_code && !client_error)
+    if (found.errors && o11y_metric_series(found.errors, labels, &s) == O11Y_OK && op->error_code &&
+        !client_error)
         o11y_counter_inc(s);
     if (found.client_errors && o11y_metric_series(found.client_errors, labels, &s) == O11Y_OK &&
         client_error)

@@ -7,13 +7,11 @@ static _Thread_local o11y_trace_ctx *current;
 
 /* 1: allowed in X-Trace-Id, X-Job-Id and X-Project-Id. */
 static const uint8_t id_char[256] = {
-    ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1,
+    ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1,
+    ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1,
+    ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1,
+    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
     ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
     ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
     ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
@@ -108,8 +106,8 @@ void o11y_trace_w3c_id(const o11y_trace_ctx *ctx, char out[33])
 {
     const char *s = ctx->trace_id;
     size_t len = ctx->trace_id_len, n = 0;
-    bool ok = len == 32 || (len == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' &&
-                            s[23] == '-');
+    bool ok =
+        len == 32 || (len == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-');
     bool zero = true;
     for (size_t i = 0; ok && i < len; i++) {
         char c = s[i];
@@ -156,8 +154,8 @@ void o11y_trace_ctx_from_headers(o11y_trace_ctx *ctx, o11y_str x_trace_id, o11y_
     ctx->job_id_len = ctx->project_id_len = 0;
     ctx->trace_flags = 1;
     o11y_traceparent tp;
-    bool have_tp = traceparent.ptr &&
-                   o11y_traceparent_parse(traceparent.ptr, traceparent.len, &tp) == O11Y_OK;
+    bool have_tp =
+        traceparent.ptr && o11y_traceparent_parse(traceparent.ptr, traceparent.len, &tp) == O11Y_OK;
     if (o11y_trace_id_valid(x_trace_id.ptr, x_trace_id.len)) {
         set_id(ctx->trace_id, &ctx->trace_id_len, x_trace_id.ptr, x_trace_id.len);
     } else if (have_tp) {

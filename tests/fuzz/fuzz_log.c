@@ -27,8 +27,9 @@ static bool should_mask(const char *key)
     if ((n >= 6 && strcmp(norm + n - 6, "tokens") == 0) ||
         (n >= 5 && strcmp(norm + n - 5, "count") == 0))
         return false;
-    static const char *const words[] = {"password", "passwd", "secret",     "token",     "authorization",
-                                        "cookie",   "apikey", "privatekey", "credential"};
+    static const char *const words[] = {"password", "passwd",        "secret",
+                                        "token",    "authorization", "cookie",
+                                        "apikey",   "privatekey",    "credential"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         if (strstr(norm, words[i]))
             return true;

@@ -40,7 +40,7 @@ static const struct {
     const char *method;
     int path;
 } routes[] = {
-    {"POST", 0}, {"GET", 1}, {"POST", 2}, {"GET", 2}, {"GET", 3}, {"PATCH", 3}, {"DELETE", 3},
+    {"POST", 0}, {"GET", 1}, {"POST", 2},   {"GET", 2}, {"GET", 3}, {"PATCH", 3}, {"DELETE", 3},
     {"POST", 4}, {"GET", 5}, {"DELETE", 5}, {"GET", 6}, {"PUT", 1}, {"GET", 7},
 };
 
@@ -99,10 +99,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         !(store = gs_store_open(db, 0, err, 256)))
         abort();
     gs_jobs_config jc = {.workers = 1, .queue_cap = 8, .step_ms = 1, .jobs_kept = 16};
-    app = (gs_app){.store = store, .jobs = gs_jobs_start(store, &jc), .max_prompt_chars = 4000,
+    app = (gs_app){.store = store,
+                   .jobs = gs_jobs_start(store, &jc),
+                   .max_prompt_chars = 4000,
                    .default_model = "builtin-scriptwriter"};
     if (!app.jobs || gs_routes_register(svc, store) != O11Y_OK ||
-        gs_generation_routes(svc, &app) != O11Y_OK || o11y_idem_store_memory(NULL, &idem) != O11Y_OK)
+        gs_generation_routes(svc, &app) != O11Y_OK ||
+        o11y_idem_store_memory(NULL, &idem) != O11Y_OK)
         abort();
     o11y_idem_config ic = {.store = idem, .ttl_s = 60};
     if (o11y_service_idempotency(svc, &ic) != O11Y_OK)

@@ -17,8 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
+
 #include <cmocka.h>
 
 int harness_free_port(void)
@@ -39,7 +42,8 @@ int harness_free_port(void)
 int raw_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
         return fd;
@@ -223,7 +227,8 @@ const char *resp_header(const http_resp *r, const char *name, char *buf, size_t 
         const char *eol = strstr(line, "\r\n");
         if (!eol)
             break;
-        if ((size_t)(eol - line) > nlen && strncasecmp(line, name, nlen) == 0 && line[nlen] == ':') {
+        if ((size_t)(eol - line) > nlen && strncasecmp(line, name, nlen) == 0 &&
+            line[nlen] == ':') {
             const char *v = line + nlen + 1;
             while (*v == ' ')
                 v++;
@@ -336,7 +341,8 @@ json_t *log_events(json_t *lines, const char *event)
     json_t *out = json_array();
     size_t i;
     json_t *l;
-    json_array_foreach(lines, i, l) {
+    json_array_foreach(lines, i, l)
+    {
         const char *e = json_string_value(json_object_get(l, "event"));
         if (e && strcmp(e, event) == 0)
             json_array_append(out, l);
@@ -396,7 +402,8 @@ json_t *log_wait(const gs_proc *p, const char *event, const char *trace_id, size
         found = json_array();
         size_t k;
         json_t *l;
-        json_array_foreach(ev, k, l) {
+        json_array_foreach(ev, k, l)
+        {
             const char *t = json_string_value(json_object_get(l, "trace_id"));
             if (!trace_id || (t && strcmp(t, trace_id) == 0))
                 json_array_append(found, l);

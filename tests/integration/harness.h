@@ -75,8 +75,6 @@ void create_episode(const gs_proc *p, const char *project, int number, char id[6
 /* A number field of /proc/PID/status ("Threads:", "VmRSS:"); -1 if unreadable. */
 long proc_status(pid_t pid, const char *field);
 
-
-
 /* Polls the log (up to 5 s) until at least n lines carry event and, when trace_id is not NULL,
  * that trace id; returns them (new reference). */
 json_t *log_wait(const gs_proc *p, const char *event, const char *trace_id, size_t n);

@@ -12,9 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static gs_proc app;

@@ -15,9 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static gs_proc svc;
@@ -67,11 +69,12 @@ static http_resp start_generation(const gs_proc *p, const char *proj, const char
 static char *stream(int port, const char *id, const char *last_event_id, int timeout_ms)
 {
     char req[512];
-    int n = snprintf(req, sizeof req,
-                     "GET /generations/%s/events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n"
-                     "%s%s%sConnection: close\r\n\r\n",
-                     id, last_event_id ? "Last-Event-ID: " : "", last_event_id ? last_event_id : "",
-                     last_event_id ? "\r\n" : "");
+    int n =
+        snprintf(req, sizeof req,
+                 "GET /generations/%s/events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n"
+                 "%s%s%sConnection: close\r\n\r\n",
+                 id, last_event_id ? "Last-Event-ID: " : "", last_event_id ? last_event_id : "",
+                 last_event_id ? "\r\n" : "");
     size_t len;
     return raw_exchange(port, req, (size_t)n, timeout_ms, &len);
 }
@@ -179,7 +182,8 @@ static void full_flow_in_order(void **state)
     json_t *lines = read_log(&svc);
     size_t i, about = 0;
     json_t *l;
-    json_array_foreach(lines, i, l) {
+    json_array_foreach(lines, i, l)
+    {
         const char *gid =
             json_string_value(json_object_get(json_object_get(l, "metadata"), "generation_id"));
         if (gid && strcmp(gid, gen) == 0) {
@@ -441,8 +445,8 @@ static void heartbeats_and_a_client_that_stops_reading(void **state)
     /* A client that connects and never reads a byte. */
     int stalled = raw_connect(hb.port);
     char req[256];
-    int n = snprintf(req, sizeof req, "GET /generations/%s/events HTTP/1.1\r\nHost: t\r\n\r\n",
-                     gen);
+    int n =
+        snprintf(req, sizeof req, "GET /generations/%s/events HTTP/1.1\r\nHost: t\r\n\r\n", gen);
     assert_int_equal(send(stalled, req, (size_t)n, MSG_NOSIGNAL), n);
     /* Another reads the whole stream: heartbeat comments between the 300 ms steps, and the
      * stalled neighbour slows nothing. */

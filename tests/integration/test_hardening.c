@@ -22,9 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static gs_proc svc;
@@ -73,14 +75,12 @@ static http_resp req_on(const gs_proc *p, const char *method, const char *path,
 static void expect(http_resp *r, long status, const char *code)
 {
     if (r->status != status || !resp_code(r) || strcmp(resp_code(r), code) != 0)
-        fail_msg("want %ld %s, got %ld %.300s", status, code, r->status,
-                 r->body ? r->body : "");
+        fail_msg("want %ld %s, got %ld %.300s", status, code, r->status, r->body ? r->body : "");
 }
 
 static json_t *field_errors(const http_resp *r)
 {
-    return json_object_get(json_object_get(json_object_get(r->json, "error"), "details"),
-                           "fields");
+    return json_object_get(json_object_get(json_object_get(r->json, "error"), "details"), "fields");
 }
 
 static const char *first_field(const http_resp *r)
@@ -94,7 +94,8 @@ static json_t *lines_of(const gs_proc *p, const char *trace)
     json_t *all = read_log(p), *out = json_array();
     size_t i;
     json_t *l;
-    json_array_foreach(all, i, l) {
+    json_array_foreach(all, i, l)
+    {
         const char *t = json_string_value(json_object_get(l, "trace_id"));
         if (t && strcmp(t, trace) == 0)
             json_array_append(out, l);
@@ -108,10 +109,9 @@ static json_t *lines_of(const gs_proc *p, const char *trace)
 static void a_bad_path_parameter_never_reaches_the_handler(void **state)
 {
     (void)state;
-    const char *const trace[] = {"X-Trace-Id: bad-param-1", "Content-Type: application/json",
-                                 NULL};
-    http_resp r = req_on(&svc, "POST", "/projects/%FF/episodes", trace,
-                         "{\"number\":1,\"title\":\"t\"}", 24);
+    const char *const trace[] = {"X-Trace-Id: bad-param-1", "Content-Type: application/json", NULL};
+    http_resp r =
+        req_on(&svc, "POST", "/projects/%FF/episodes", trace, "{\"number\":1,\"title\":\"t\"}", 24);
     expect(&r, 400, "VALIDATION_FAILED");
     assert_string_equal(first_field(&r), "projectId");
     http_resp_free(&r);
@@ -170,8 +170,8 @@ static void episode_lists_are_paginated(void **state)
         http_resp_free(&r);
     }
     assert_int_equal(seen, 7);
-    static const char *const bad[] = {"limit=0", "limit=201", "limit=x", "after=-1",
-                                      "include=everything", "limit=", "after=1e3"};
+    static const char *const bad[] = {
+        "limit=0", "limit=201", "limit=x", "after=-1", "include=everything", "limit=", "after=1e3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(path, sizeof path, "/projects/%s/episodes?%s", p, bad[i]);
         r = req_on(&svc, "GET", path, NULL, NULL, 0);
@@ -273,9 +273,10 @@ static void unknown_transfer_codings_are_answered_and_closed(void **state)
         count_and_free(resp, cases[i].status, cases[i].code);
     }
     /* A space before the colon, with a Content-Length: the smuggling shape, refused. */
-    const char smuggle[] = "POST /projects HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                           "Content-Length: 12\r\nTransfer-Encoding : chunked\r\n\r\n"
-                           "{\"name\":\"x\"}";
+    const char smuggle[] =
+        "POST /projects HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        "Content-Length: 12\r\nTransfer-Encoding : chunked\r\n\r\n"
+        "{\"name\":\"x\"}";
     size_t len;
     char *resp = raw_exchange(svc.port, smuggle, sizeof smuggle - 1, 2000, &len);
     count_and_free(resp, "HTTP/1.1 400", "\"VALIDATION_FAILED\"");
@@ -362,8 +363,7 @@ static void a_400_is_a_client_error_not_a_failed_operation(void **state)
     char proj[64], path[128];
     create_project(&p, proj);
     snprintf(path, sizeof path, "/projects/%s/episodes", proj);
-    const char *const h[] = {"Content-Type: application/json", "X-Trace-Id: client-error-1",
-                             NULL};
+    const char *const h[] = {"Content-Type: application/json", "X-Trace-Id: client-error-1", NULL};
     http_resp r = req_on(&p, "POST", path, h, "{\"number\":0,\"title\":\"t\"}", 24);
     expect(&r, 400, "VALIDATION_FAILED");
     http_resp_free(&r);
@@ -371,9 +371,9 @@ static void a_400_is_a_client_error_not_a_failed_operation(void **state)
     assert_int_equal(json_array_size(ops), 1);
     json_t *op = json_array_get(ops, 0);
     assert_string_equal(json_string_value(json_object_get(op, "level")), "WARN");
-    assert_string_equal(json_string_value(json_object_get(json_object_get(op, "metadata"),
-                                                          "outcome")),
-                        "client_error");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(op, "metadata"), "outcome")),
+        "client_error");
     json_decref(ops);
     r = req_on(&p, "GET", "/metrics/summary", NULL, NULL, 0);
     json_t *tracked = json_object_get(r.json, "trackedOperations");
@@ -409,8 +409,9 @@ static void *churn_post(void *arg)
 {
     churn *c = arg;
     char body[256];
-    int n = snprintf(body, sizeof body, "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"p\"}",
-                     c->proj, c->ep);
+    int n =
+        snprintf(body, sizeof body, "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"p\"}",
+                 c->proj, c->ep);
     while (!atomic_load(&c->stop)) {
         http_resp r;
         if (http(c->p, "POST", "/generations", JSON_CT, body, (size_t)n, &r) == 0) {
@@ -456,8 +457,8 @@ static void cancelled_jobs_trimmed_while_in_use_stay_valid(void **state)
      * and concurrent creates and cancels, with a small table so trimming runs all the time.
      * Under ASan or TSan (make test runs both) a lifetime bug fails here. */
     gs_proc p;
-    const char *const args[] = {"--queue",   "5000", "--workers", "1",       "--step-ms",
-                                "600000",    "--threads", "8",     "--jobs-kept", "5", NULL};
+    const char *const args[] = {"--queue",   "5000", "--workers",   "1", "--step-ms", "600000",
+                                "--threads", "8",    "--jobs-kept", "5", NULL};
     assert_int_equal(gs_start(&p, args), 0);
     churn c = {.p = &p, .max_ids = 4000, .lock = PTHREAD_MUTEX_INITIALIZER};
     c.ids = calloc((size_t)c.max_ids, sizeof *c.ids);
@@ -676,7 +677,7 @@ static void an_immutable_database_fails_with_an_error_not_sigbus(void **state)
     }
     usleep(300000);
     assert_int_equal(kill(p.pid, 0), 0); /* still running */
-    int rc = gs_stop(&p); /* a clean stop: no checkpoint into the immutable files */
+    int rc = gs_stop(&p);                /* a clean stop: no checkpoint into the immutable files */
     snprintf(cmd, sizeof cmd, "chattr -i %s %s-wal %s-shm", p.db, p.db, p.db);
     assert_int_equal(system(cmd), 0);
     assert_int_equal(rc, 0);
@@ -695,14 +696,15 @@ static void streams_end_with_retry_on_shutdown_and_keep_their_trace(void **state
     create_project(&p, proj);
     create_episode(&p, proj, 1, ep);
     char body[256];
-    int n = snprintf(body, sizeof body, "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"p\"}",
-                     proj, ep);
+    int n = snprintf(body, sizeof body,
+                     "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"p\"}", proj, ep);
     http_resp g = req_on(&p, "POST", "/generations", JSON_CT, body, (size_t)n);
     assert_int_equal(g.status, 202);
     char req[512];
-    n = snprintf(req, sizeof req,
-                 "GET /generations/%s/events HTTP/1.1\r\nHost: t\r\nX-Trace-Id: sse-trace-1\r\n\r\n",
-                 json_string_value(json_object_get(g.json, "id")));
+    n = snprintf(
+        req, sizeof req,
+        "GET /generations/%s/events HTTP/1.1\r\nHost: t\r\nX-Trace-Id: sse-trace-1\r\n\r\n",
+        json_string_value(json_object_get(g.json, "id")));
     http_resp_free(&g);
     int fd = raw_connect(p.port);
     assert_true(send(fd, req, (size_t)n, MSG_NOSIGNAL) == n);
@@ -722,9 +724,9 @@ static void streams_end_with_retry_on_shutdown_and_keep_their_trace(void **state
     assert_int_equal(json_array_size(closed), 1);
     json_t *l = json_array_get(closed, 0);
     assert_non_null(json_object_get(l, "job_id"));
-    assert_string_equal(json_string_value(json_object_get(json_object_get(l, "metadata"),
-                                                          "reason")),
-                        "server_stopping");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(l, "metadata"), "reason")),
+        "server_stopping");
     json_decref(closed);
     gs_cleanup(&p);
 }
@@ -736,8 +738,8 @@ static void streams_end_with_retry_on_shutdown_and_keep_their_trace(void **state
 static int connect_from(const char *source, int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET,
-                                                             .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in src = {.sin_family = AF_INET},
+                       dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, source, &src.sin_addr);
     inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
     if (fd < 0 || bind(fd, (struct sockaddr *)&src, sizeof src) != 0 ||
@@ -765,8 +767,12 @@ static void thousands_of_slow_clients_do_not_stop_the_others(void **state)
     (void)state;
     enum { SOURCES = 20, PER_SOURCE = 100, HELD = SOURCES * PER_SOURCE };
     gs_proc p;
-    const char *const args[] = {"--max-connections",       "3000", "--max-connections-per-client",
-                                "100",                     "--request-head-timeout-s", "3",
+    const char *const args[] = {"--max-connections",
+                                "3000",
+                                "--max-connections-per-client",
+                                "100",
+                                "--request-head-timeout-s",
+                                "3",
                                 NULL};
     assert_int_equal(gs_start(&p, args), 0);
     static int fds[HELD];
@@ -810,7 +816,8 @@ static void thousands_of_slow_clients_do_not_stop_the_others(void **state)
     /* Counted, and logged a bounded number of times. */
     http_resp m = req_on(&p, "GET", "/metrics", NULL, NULL, 0);
     assert_non_null(strstr(m.body, "http_server_connections_timed_out_total{phase=\"head\"}"));
-    assert_non_null(strstr(m.body, "http_server_connections_refused_total{reason=\"per_client_limit\"}"));
+    assert_non_null(
+        strstr(m.body, "http_server_connections_refused_total{reason=\"per_client_limit\"}"));
     http_resp_free(&m);
     assert_int_equal(gs_stop(&p), 0);
     json_t *lines = read_log(&p);

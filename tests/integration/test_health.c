@@ -22,9 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 enum { TIMEOUT_MS = 300, INTERVAL_MS = 200 };
@@ -56,7 +58,8 @@ static enum MHD_Result dependency_handler(void *cls, struct MHD_Connection *c, c
         return MHD_YES;
     }
     atomic_fetch_add(&dependency_hits, 1);
-    struct MHD_Response *r = MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)atomic_load(&dependency_status), r);
     MHD_destroy_response(r);
     return ret;
@@ -203,7 +206,8 @@ static json_t *dependency_named(json_t *doc, const char *name)
 {
     size_t i;
     json_t *d;
-    json_array_foreach(json_object_get(doc, "dependencies"), i, d) {
+    json_array_foreach(json_object_get(doc, "dependencies"), i, d)
+    {
         if (strcmp(json_string_value(json_object_get(d, "name")), name) == 0)
             return d;
     }
@@ -269,7 +273,8 @@ static void http_dependency_500_then_200(void **state)
     json_t *changes = log_wait(&target, "dependency_status_changed", NULL, 1);
     size_t i, to_healthy = 0;
     json_t *l;
-    json_array_foreach(changes, i, l) {
+    json_array_foreach(changes, i, l)
+    {
         json_t *md = json_object_get(l, "metadata");
         if (strcmp(json_string_value(json_object_get(md, "name")), "dependency") == 0 &&
             strcmp(json_string_value(json_object_get(md, "to")), "healthy") == 0)
@@ -361,9 +366,8 @@ static void health_json_on_request(void **state)
     assert_string_equal(resp_header(&r, "Content-Type", ct, sizeof ct), "application/health+json");
     const char *st = json_string_value(json_object_get(r.json, "status"));
     assert_true(strcmp(st, "warn") == 0 || strcmp(st, "fail") == 0);
-    json_t *silent = json_array_get(json_object_get(json_object_get(r.json, "checks"),
-                                                    "silent:responseTime"),
-                                    0);
+    json_t *silent = json_array_get(
+        json_object_get(json_object_get(r.json, "checks"), "silent:responseTime"), 0);
     assert_string_equal(json_string_value(json_object_get(silent, "status")), "fail");
     assert_string_equal(json_string_value(json_object_get(silent, "output")), "timeout");
     http_resp_free(&r);

@@ -15,9 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 /* Polls /health (at most timeout_ms) until dependency `name` has status `want`. */
@@ -29,7 +31,8 @@ static bool wait_dependency(const gs_proc *p, const char *name, const char *want
         if (http(p, "GET", "/health", NULL, NULL, 0, &r) == 0 && r.json) {
             size_t i;
             json_t *d;
-            json_array_foreach(json_object_get(r.json, "dependencies"), i, d) {
+            json_array_foreach(json_object_get(r.json, "dependencies"), i, d)
+            {
                 if (strcmp(json_string_value(json_object_get(d, "name")), name) == 0 &&
                     strcmp(json_string_value(json_object_get(d, "status")), want) == 0) {
                     if (doc)
@@ -70,8 +73,9 @@ static void redis_down_degrades_and_recovers(void **state)
     char addr[32], llm[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     snprintf(llm, sizeof llm, "http://127.0.0.1:%d/health", harness_free_port()); /* nobody there */
-    const char *const args[] = {"--redis", addr, "--llm-url", llm, "--health-interval-ms", "200",
-                                "--health-timeout-ms", "300", NULL};
+    const char *const args[] = {
+        "--redis", addr, "--llm-url", llm, "--health-interval-ms", "200", "--health-timeout-ms",
+        "300",     NULL};
     gs_proc svc;
     assert_int_equal(gs_start(&svc, args), 0);
     /* Each check reports on its own thread; a critical one counts as unhealthy until its
@@ -106,7 +110,8 @@ static void redis_down_degrades_and_recovers(void **state)
     json_t *changes = log_events(lines, "dependency_status_changed");
     size_t redis_changes = 0, i;
     json_t *l;
-    json_array_foreach(changes, i, l) {
+    json_array_foreach(changes, i, l)
+    {
         const char *name =
             json_string_value(json_object_get(json_object_get(l, "metadata"), "name"));
         redis_changes += strcmp(name, "redis") == 0;
@@ -120,8 +125,7 @@ static void redis_down_degrades_and_recovers(void **state)
 static void readiness_turns_503_on_sigterm_before_the_listener_closes(void **state)
 {
     (void)state;
-    const char *const args[] = {"--shutdown-delay-ms", "1500", "--health-interval-ms", "200",
-                                NULL};
+    const char *const args[] = {"--shutdown-delay-ms", "1500", "--health-interval-ms", "200", NULL};
     gs_proc svc;
     assert_int_equal(gs_start(&svc, args), 0);
     http_resp r;

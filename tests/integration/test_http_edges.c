@@ -12,9 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static gs_proc svc;
@@ -177,7 +179,8 @@ static void connection_stays_usable_after_an_error(void **state)
     assert_non_null(strstr(r1, "\"NOT_FOUND\""));
     free(r1);
     char second[256];
-    int n = snprintf(second, sizeof second, "GET /projects/%s HTTP/1.1\r\nHost: t\r\n\r\n", project);
+    int n =
+        snprintf(second, sizeof second, "GET /projects/%s HTTP/1.1\r\nHost: t\r\n\r\n", project);
     assert_int_equal(send(fd, second, (size_t)n, MSG_NOSIGNAL), n);
     char *r2 = raw_read(fd, 500, &len);
     assert_non_null(strstr(r2, "HTTP/1.1 200"));

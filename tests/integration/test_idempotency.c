@@ -15,18 +15,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static o11y_service *svc;
 static o11y_mhd_server *server;
 static o11y_idem_store *store;
 static gs_proc target;
-static atomic_int created;      /* handler runs that created something */
-static atomic_int fail_next;    /* the next create answers 503 */
-static atomic_int slow_ms;      /* the handler sleeps this long */
+static atomic_int created;                       /* handler runs that created something */
+static atomic_int fail_next;                     /* the next create answers 503 */
+static atomic_int slow_ms;                       /* the handler sleeps this long */
 static _Atomic int64_t fake_now = 1795775400000; /* the injected clock (ms) */
 
 static int64_t clock_ms(void *ctx)
@@ -74,7 +76,10 @@ static int group_setup(void **state)
     o11y_idem_memory_config mc = {.max_entries = 200, .max_bytes = 64 * 1024};
     if (o11y_idem_store_memory(&mc, &store) != O11Y_OK)
         return -1;
-    o11y_idem_config ic = {.store = store, .ttl_s = 60, .lease_s = 5, .clock_ms = clock_ms,
+    o11y_idem_config ic = {.store = store,
+                           .ttl_s = 60,
+                           .lease_s = 5,
+                           .clock_ms = clock_ms,
                            .client_header = "Authorization"};
     if (o11y_service_idempotency(svc, &ic) != O11Y_OK ||
         o11y_service_route(svc, O11Y_POST | O11Y_PUT, "/things", create, NULL, 0) != O11Y_OK ||

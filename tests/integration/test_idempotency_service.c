@@ -16,9 +16,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static const char *const JSON_CT = "Content-Type: application/json";
@@ -89,8 +91,7 @@ static void two_instances_one_redis_create_once(void **state)
     gs_proc a, b;
     const char *const args_a[] = {"--idempotency", "redis", "--redis-url", url, NULL};
     assert_int_equal(gs_start(&a, args_a), 0);
-    const char *const args_b[] = {"--idempotency", "redis", "--redis-url", url, "--db", a.db,
-                                  NULL};
+    const char *const args_b[] = {"--idempotency", "redis", "--redis-url", url, "--db", a.db, NULL};
     assert_int_equal(gs_start(&b, args_b), 0);
     char project[64];
     create_project(&a, project);
@@ -196,7 +197,7 @@ static void sqlite_store_survives_sigkill(void **state)
     /* Restart on the same file; after the lease, retry every key. */
     gs_proc again;
     const char *const args2[] = {"--idempotency", "sqlite", "--idempotency-lease-s", "1", "--db",
-                                 svc.db, NULL};
+                                 svc.db,          NULL};
     assert_int_equal(gs_start(&again, args2), 0);
     usleep(1100000);
     for (int i = 0; i < N; i++) {
@@ -229,8 +230,8 @@ static int redis_keys(int port, const char *password, int db)
 {
     char cmd[256];
     snprintf(cmd, sizeof cmd,
-             "redis-cli -p %d -a '%s' --no-auth-warning -n %d KEYS 'o11y:idem:*' | grep -c .",
-             port, password, db);
+             "redis-cli -p %d -a '%s' --no-auth-warning -n %d KEYS 'o11y:idem:*' | grep -c .", port,
+             password, db);
     FILE *f = popen(cmd, "r");
     int n = -1;
     if (f) {
@@ -246,7 +247,7 @@ static void redis_with_credentials_and_a_database(void **state)
     (void)state;
     int port = harness_free_port();
     const char *const auth[] = {"--requirepass", "s3cret-pw", "--user", "alice", "on",
-                                ">alice-pw", "~*", "&*", "+@all", NULL};
+                                ">alice-pw",     "~*",        "&*",     "+@all", NULL};
     pid_t redis = redis_start_with(port, auth);
     assert_true(redis > 0);
     struct {
@@ -256,8 +257,8 @@ static void redis_with_credentials_and_a_database(void **state)
     for (size_t i = 0; i < 2; i++) {
         char url[128];
         snprintf(url, sizeof url, "redis://%s@127.0.0.1:%d%s", ok[i].login, port, ok[i].db_path);
-        const char *const args[] = {"--redis-url", url, "--idempotency", "redis",
-                                    "--health-interval-ms", "100", NULL};
+        const char *const args[] = {
+            "--redis-url", url, "--idempotency", "redis", "--health-interval-ms", "100", NULL};
         gs_proc g;
         assert_int_equal(gs_start(&g, args), 0);
         char project[64];
@@ -283,8 +284,8 @@ static void redis_with_credentials_and_a_database(void **state)
      * password reaches the log. */
     char url[128];
     snprintf(url, sizeof url, "redis://:wrong-pw@127.0.0.1:%d/1", port);
-    const char *const args[] = {"--redis-url", url, "--idempotency", "redis",
-                                "--health-interval-ms", "100", NULL};
+    const char *const args[] = {
+        "--redis-url", url, "--idempotency", "redis", "--health-interval-ms", "100", NULL};
     gs_proc g;
     assert_int_equal(gs_start(&g, args), 0);
     char project[64];

@@ -10,9 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static struct MHD_Daemon *fake;
@@ -97,8 +99,8 @@ static int group_setup(void **state)
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1",
              MHD_get_daemon_info(fake, MHD_DAEMON_INFO_BIND_PORT)->port);
     setenv("TEST_LLM_KEY", "sk-test-secret-123", 1);
-    const char *const args[] = {"--llm-url", url, "--llm-key-env", "TEST_LLM_KEY",
-                                "--health-interval-ms", "200", NULL};
+    const char *const args[] = {
+        "--llm-url", url, "--llm-key-env", "TEST_LLM_KEY", "--health-interval-ms", "200", NULL};
     if (gs_start(&svc, args) != 0)
         return -1;
     create_project(&svc, project);

@@ -2,22 +2,24 @@
  * checked by promtool and scraped by a real Prometheus server on a free loopback port. */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 enum { PROJECT_GETS = 25 };
@@ -134,29 +136,34 @@ static void scrape_is_valid_prometheus_text(void **state)
     assert_int_equal(sample_sum(r.body, "http_server_requests_total",
                                 "route=\"/projects/{projectId}\",status=\"404\""),
                      PROJECT_GETS);
-    assert_int_equal(sample_sum(r.body, "http_server_requests_total",
-                                "route=\"/projects\",status=\"201\""),
-                     2);
+    assert_int_equal(
+        sample_sum(r.body, "http_server_requests_total", "route=\"/projects\",status=\"201\""), 2);
     assert_int_equal(sample_sum(r.body, "http_server_requests_total", "route=\"unmatched\""), 1);
     assert_int_equal(sample_sum(r.body, "http_server_request_duration_seconds_count",
                                 "route=\"/projects/{projectId}\""),
                      PROJECT_GETS);
-    assert_non_null(strstr(r.body, "o11y_build_info{version=\"0.1.0\",service=\"generation-service\"} 1"));
+    assert_non_null(
+        strstr(r.body, "o11y_build_info{version=\"0.1.0\",service=\"generation-service\"} 1"));
     /* The duration buckets resolve a fast route: they start at 100 µs, and a GET answered from
      * SQLite does not land in the first 5 ms bucket with everything else. */
     assert_non_null(strstr(r.body, "http_server_request_duration_seconds_bucket{method=\"GET\","
                                    "route=\"/projects/{projectId}\",le=\"0.0001\"}"));
     assert_true(sample_sum(r.body, "http_server_request_duration_seconds_bucket",
                            "route=\"/projects/{projectId}\",le=\"0.001\"") > 0);
-    static const char *const process[] = {
-        "process_cpu_seconds_total ", "process_resident_memory_bytes ",
-        "process_virtual_memory_bytes ", "process_open_fds ", "process_max_fds ",
-        "process_start_time_seconds ", "process_threads ", "http_server_active_requests ",
-        "o11y_log_lines_dropped_total ", "o11y_metric_series_dropped_total "};
+    static const char *const process[] = {"process_cpu_seconds_total ",
+                                          "process_resident_memory_bytes ",
+                                          "process_virtual_memory_bytes ",
+                                          "process_open_fds ",
+                                          "process_max_fds ",
+                                          "process_start_time_seconds ",
+                                          "process_threads ",
+                                          "http_server_active_requests ",
+                                          "o11y_log_lines_dropped_total ",
+                                          "o11y_metric_series_dropped_total "};
     for (size_t i = 0; i < sizeof process / sizeof process[0]; i++)
         assert_non_null(strstr(r.body, process[i]));
     assert_null(strstr(r.body, "missing-")); /* no raw path ever becomes a label */
-    assert_null(strstr(r.body, project_a));   /* nor a project id */
+    assert_null(strstr(r.body, project_a));  /* nor a project id */
     /* promtool finds nothing to say. */
     char file[160], cmd[256], out[4096];
     snprintf(file, sizeof file, "%s/scrape.prom", svc.dir);
@@ -188,7 +195,8 @@ static json_t *find_operation(json_t *list, const char *name)
 {
     size_t i;
     json_t *o;
-    json_array_foreach(list, i, o) {
+    json_array_foreach(list, i, o)
+    {
         if (strcmp(json_string_value(json_object_get(o, "operation")), name) == 0)
             return o;
     }
@@ -238,14 +246,15 @@ static void episode_statistics_per_day_and_project(void **state)
     assert_int_equal(json_array_size(by_project), 2);
     size_t i;
     json_t *o;
-    json_array_foreach(by_project, i, o) {
+    json_array_foreach(by_project, i, o)
+    {
         const char *p = json_string_value(json_object_get(o, "projectId"));
         assert_int_equal(json_integer_value(json_object_get(o, "count")),
                          strcmp(p, project_a) == 0 ? 3 : 1);
     }
     http_resp_free(&r);
-    static const char *const bad[] = {"days=0", "days=366", "days=abc", "days=", "days=-1",
-                                      "days=1.5", "days=99999999999"};
+    static const char *const bad[] = {
+        "days=0", "days=366", "days=abc", "days=", "days=-1", "days=1.5", "days=99999999999"};
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         char path[64];
         snprintf(path, sizeof path, "/stats/episodes?%s", bad[k]);

@@ -9,19 +9,21 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static o11y_service *svc;
@@ -92,12 +94,12 @@ static int headers(o11y_request *req, o11y_response *res, void *user)
 {
     (void)user;
     o11y_str host = o11y_req_header(req, "host"); /* names are case-insensitive */
-    json_t *out = json_pack("{s:b,s:b,s:b,s:b,s:b}", "crlf",
-                            o11y_res_header(res, "X-Custom", "a\r\nInjected: 1") == O11Y_EINVAL,
-                            "owned", o11y_res_header(res, "X-Trace-Id", "mine") == O11Y_EINVAL,
-                            "badName", o11y_res_header(res, "Bad Name", "v") == O11Y_EINVAL,
-                            "ok", o11y_res_header(res, "X-Custom", "fine") == O11Y_OK, "host",
-                            host.ptr != NULL);
+    json_t *out =
+        json_pack("{s:b,s:b,s:b,s:b,s:b}", "crlf",
+                  o11y_res_header(res, "X-Custom", "a\r\nInjected: 1") == O11Y_EINVAL, "owned",
+                  o11y_res_header(res, "X-Trace-Id", "mine") == O11Y_EINVAL, "badName",
+                  o11y_res_header(res, "Bad Name", "v") == O11Y_EINVAL, "ok",
+                  o11y_res_header(res, "X-Custom", "fine") == O11Y_OK, "host", host.ptr != NULL);
     return o11y_res_json(res, 200, out);
 }
 
@@ -120,7 +122,8 @@ static void firehose_done(void *ctx, o11y_stream_end end)
 static int firehose(o11y_request *req, o11y_response *res, void *user)
 {
     (void)req, (void)user;
-    o11y_stream_release(o11y_res_stream(res, 200, "text/plain", firehose_read, firehose_done, NULL));
+    o11y_stream_release(
+        o11y_res_stream(res, 200, "text/plain", firehose_read, firehose_done, NULL));
     return 0;
 }
 
@@ -225,8 +228,8 @@ static void server_errors_keep_internals_in_the_log(void **state)
     http_resp_free(&r);
     json_t *lines = log_wait(&target, "request_failed", trace, 1);
     json_t *md = json_object_get(json_array_get(lines, 0), "metadata");
-    assert_non_null(strstr(json_string_value(json_object_get(md, "internal_message")),
-                           "ECONNREFUSED"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(md, "internal_message")), "ECONNREFUSED"));
     json_decref(lines);
 }
 
@@ -281,7 +284,8 @@ static void path_sets_the_job_and_the_context_reaches_the_handler(void **state)
     size_t i;
     json_t *l;
     bool seen = false;
-    json_array_foreach(lines, i, l) {
+    json_array_foreach(lines, i, l)
+    {
         const char *m = json_string_value(json_object_get(l, "message"));
         const char *t = json_string_value(json_object_get(l, "trace_id"));
         if (m && t && strcmp(m, "inside the handler") == 0 && strcmp(t, "pipe-trace-1") == 0)
@@ -291,7 +295,8 @@ static void path_sets_the_job_and_the_context_reaches_the_handler(void **state)
     if (!seen) { /* the line may still be in the queue */
         assert_int_equal(o11y_logger_flush(o11y_service_logger(svc), 5000), O11Y_OK);
         lines = read_log(&target);
-        json_array_foreach(lines, i, l) {
+        json_array_foreach(lines, i, l)
+        {
             const char *m = json_string_value(json_object_get(l, "message"));
             if (m && strcmp(m, "inside the handler") == 0)
                 seen = strcmp(json_string_value(json_object_get(l, "job_id")), "job_99") == 0;
@@ -346,7 +351,8 @@ static int firehose_without_reading(int port, int *fd_out)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int small = 4096; /* set before connect: the window the server sees stays small */
     assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
     static const char req[] = "GET /firehose HTTP/1.1\r\nHost: t\r\n\r\n";

@@ -4,15 +4,17 @@
 
 #include <curl/curl.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static gs_proc svc;
@@ -172,8 +174,7 @@ static void episode_events_carry_the_trace(void **state)
     (void)state;
     char p[64], path[256], trace[256];
     create_project(&svc, p);
-    const char *const h[] = {"Content-Type: application/json", "X-Trace-Id: trace-events-1",
-                             NULL};
+    const char *const h[] = {"Content-Type: application/json", "X-Trace-Id: trace-events-1", NULL};
     snprintf(path, sizeof path, "/projects/%s/episodes", p);
     http_resp r = req("POST", path, h, "{\"number\":7,\"title\":\"Seven\"}");
     assert_int_equal(r.status, 201);
@@ -181,8 +182,7 @@ static void episode_events_carry_the_trace(void **state)
     char ep[64];
     snprintf(ep, sizeof ep, "%s", json_string_value(json_object_get(r.json, "id")));
     http_resp_free(&r);
-    const char *const h2[] = {"Content-Type: application/json", "X-Trace-Id: trace-events-2",
-                              NULL};
+    const char *const h2[] = {"Content-Type: application/json", "X-Trace-Id: trace-events-2", NULL};
     snprintf(path, sizeof path, "/projects/%s/episodes/%s", p, ep);
     r = req("PATCH", path, h2, "{\"title\":\"Seven!\"}");
     assert_int_equal(r.status, 200);
@@ -233,7 +233,8 @@ static void episode_events_carry_the_trace(void **state)
 
 static bool is_uuid7(const char *s)
 {
-    return s && strlen(s) == 36 && s[14] == '7' && s[8] == '-' && strspn(s, "0123456789abcdef-") == 36;
+    return s && strlen(s) == 36 && s[14] == '7' && s[8] == '-' &&
+           strspn(s, "0123456789abcdef-") == 36;
 }
 
 static void trace_headers_on_every_response(void **state)
@@ -355,31 +356,31 @@ static void malformed_bodies(void **state)
         strcat(long201, "\xc3\xa9");
     strcat(long201, "\"}");
     const char *const bodies[] = {
-        "{\"number\":1,",                                    /* malformed */
-        "[{\"number\":1,\"title\":\"t\"}]",                    /* array, not object */
-        "{}",                                                /* missing fields */
-        "{\"title\":\"t\"}",                                   /* missing number */
-        "{\"number\":\"1\",\"title\":\"t\"}",                    /* wrong type */
-        "{\"number\":1,\"title\":5}",                          /* wrong type */
-        "{\"number\":0,\"title\":\"t\"}",                        /* zero */
-        "{\"number\":-1,\"title\":\"t\"}",                       /* negative */
-        "{\"number\":9223372036854775808,\"title\":\"t\"}",      /* 2^63 */
-        "{\"number\":100001,\"title\":\"t\"}",                   /* over the range */
-        "{\"number\":1.5,\"title\":\"t\"}",                      /* float */
-        "{\"number\":1.0,\"title\":\"t\"}",                      /* float, even when whole */
-        "{\"number\":\"one\",\"title\":\"t\"}",                  /* string */
-        "{\"number\":1,\"title\":\"\"}",                         /* empty title */
-        big_title,                                           /* 1 MB title */
-        long201,                                             /* 201 code points */
-        "{\"number\":1,\"title\":\"bad \xff\xfe utf8\"}",        /* invalid UTF-8 */
-        "{\"number\":1,\"title\":\"nul \\u0000 char\"}",         /* \u0000 */
-        "{\"number\":1,\"number\":2,\"title\":\"t\"}",           /* duplicate keys */
-        deep,                                                /* nesting 100,000 deep */
-        "{\"number\":1,\"title\":\"t\",\"content\":null}",       /* null */
-        "{\"number\":1,\"title\":null}",                       /* null */
-        "{\"number\":1,\"title\":\"t\",\"extra\":true}",         /* unknown field */
-        "",                                                  /* empty body */
-        "{\"number\":1,\"title\":\"t\"} trailing",               /* trailing data */
+        "{\"number\":1,",                                   /* malformed */
+        "[{\"number\":1,\"title\":\"t\"}]",                 /* array, not object */
+        "{}",                                               /* missing fields */
+        "{\"title\":\"t\"}",                                /* missing number */
+        "{\"number\":\"1\",\"title\":\"t\"}",               /* wrong type */
+        "{\"number\":1,\"title\":5}",                       /* wrong type */
+        "{\"number\":0,\"title\":\"t\"}",                   /* zero */
+        "{\"number\":-1,\"title\":\"t\"}",                  /* negative */
+        "{\"number\":9223372036854775808,\"title\":\"t\"}", /* 2^63 */
+        "{\"number\":100001,\"title\":\"t\"}",              /* over the range */
+        "{\"number\":1.5,\"title\":\"t\"}",                 /* float */
+        "{\"number\":1.0,\"title\":\"t\"}",                 /* float, even when whole */
+        "{\"number\":\"one\",\"title\":\"t\"}",             /* string */
+        "{\"number\":1,\"title\":\"\"}",                    /* empty title */
+        big_title,                                          /* 1 MB title */
+        long201,                                            /* 201 code points */
+        "{\"number\":1,\"title\":\"bad \xff\xfe utf8\"}",   /* invalid UTF-8 */
+        "{\"number\":1,\"title\":\"nul \\u0000 char\"}",    /* \u0000 */
+        "{\"number\":1,\"number\":2,\"title\":\"t\"}",      /* duplicate keys */
+        deep,                                               /* nesting 100,000 deep */
+        "{\"number\":1,\"title\":\"t\",\"content\":null}",  /* null */
+        "{\"number\":1,\"title\":null}",                    /* null */
+        "{\"number\":1,\"title\":\"t\",\"extra\":true}",    /* unknown field */
+        "",                                                 /* empty body */
+        "{\"number\":1,\"title\":\"t\"} trailing",          /* trailing data */
     };
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         http_resp r = post_episode(p, bodies[i]);
@@ -395,13 +396,14 @@ static void malformed_bodies(void **state)
 
     /* Field-level details name the fields. */
     http_resp r = post_episode(p, "{\"extra\":1}");
-    json_t *fields = json_object_get(json_object_get(json_object_get(r.json, "error"), "details"),
-                                     "fields");
+    json_t *fields =
+        json_object_get(json_object_get(json_object_get(r.json, "error"), "details"), "fields");
     assert_true(json_array_size(fields) >= 3);
     bool named[3] = {false};
     size_t k;
     json_t *f;
-    json_array_foreach(fields, k, f) {
+    json_array_foreach(fields, k, f)
+    {
         const char *name = json_string_value(json_object_get(f, "field"));
         named[0] |= strcmp(name, "extra") == 0;
         named[1] |= strcmp(name, "number") == 0;
@@ -464,8 +466,8 @@ static void bodies_over_the_limit(void **state)
     expect_error(&r, 413, "PAYLOAD_TOO_LARGE");
     http_resp_free(&r);
     /* Chunked: no Content-Length to refuse up front; refused once the limit is crossed. */
-    const char *const chunked[] = {"Content-Type: application/json",
-                                   "Transfer-Encoding: chunked", NULL};
+    const char *const chunked[] = {"Content-Type: application/json", "Transfer-Encoding: chunked",
+                                   NULL};
     assert_int_equal(http(&svc, "POST", path, chunked, body, len, &r), 0);
     expect_error(&r, 413, "PAYLOAD_TOO_LARGE");
     http_resp_free(&r);
@@ -634,7 +636,8 @@ static void full_database_answers_503_and_keeps_data(void **state)
     size_t created = 0;
     http_resp r = {0};
     for (int i = 1; i <= 50; i++) {
-        int n = snprintf(body, sizeof body, "{\"number\":%d,\"title\":\"t%d\",\"content\":\"", i, i);
+        int n =
+            snprintf(body, sizeof body, "{\"number\":%d,\"title\":\"t%d\",\"content\":\"", i, i);
         memset(body + n, 'c', 16000);
         snprintf(body + n + 16000, 8, "\"}");
         r = post_episode(p, body);
@@ -649,15 +652,16 @@ static void full_database_answers_503_and_keeps_data(void **state)
     assert_null(strstr(r.body, "database"));
     assert_null(strstr(r.body, "SQL"));
     assert_null(strstr(r.body, small.dir));
-    assert_string_equal(json_string_value(json_object_get(json_object_get(r.json, "error"), "message")),
-                        "The episode could not be saved");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(r.json, "error"), "message")),
+        "The episode could not be saved");
     http_resp_free(&r);
     assert_int_equal(episode_count(p), created);
     /* Reads still work, and the operator can see why in the log. */
     json_t *failed = log_wait(&svc, "request_failed", NULL, 1);
     assert_true(json_array_size(failed) >= 1);
-    const char *internal = json_string_value(
-        json_object_get(json_object_get(json_array_get(failed, 0), "metadata"), "internal_message"));
+    const char *internal = json_string_value(json_object_get(
+        json_object_get(json_array_get(failed, 0), "metadata"), "internal_message"));
     assert_non_null(strstr(internal, "full"));
     json_decref(failed);
     assert_int_equal(gs_stop(&svc), 0);
@@ -718,7 +722,8 @@ static void sigterm_finishes_in_flight_requests(void **state)
     bool logged = false;
     size_t i;
     json_t *l;
-    json_array_foreach(access, i, l) {
+    json_array_foreach(access, i, l)
+    {
         const char *t = json_string_value(json_object_get(l, "trace_id"));
         logged |= t && strcmp(t, "in-flight-1") == 0;
     }

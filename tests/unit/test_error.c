@@ -1,20 +1,22 @@
 /* Tests for error/error.c: the catalog, negotiation and both renderings (CONTRACT section 1). */
 #include "o11y/error.h"
 
-#include <jansson.h>
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <string.h>
+
 #include <cmocka.h>
+#include <jansson.h>
+#include <string.h>
 
 /* 2026-11-27T10:30:00.123Z */
 #define FIXED_NS 1795775400123000000LL
 
 /* A service's own codes, declared the way error.h says (generation-service's errors.h too). */
 #define TEST_ERRORS(X)                                                                             \
-    X(PROJECT_NOT_FOUND, 404, false, "The project does not exist")                                \
-    X(EPISODE_NUMBER_CONFLICT, 409, false, "The episode number is already used in the project")   \
+    X(PROJECT_NOT_FOUND, 404, false, "The project does not exist")                                 \
+    X(EPISODE_NUMBER_CONFLICT, 409, false, "The episode number is already used in the project")    \
     X(EPISODE_SAVE_FAILED, 503, true, "The episode could not be saved")
 TEST_ERRORS(O11Y_ERROR_DECLARE)
 TEST_ERRORS(O11Y_ERROR_DEFINE)
@@ -41,16 +43,24 @@ static void catalog_has_the_contract_codes(void **state)
         int status;
         bool retryable;
     } want[] = {
-        {"VALIDATION_FAILED", 400, false},      {"IDEMPOTENCY_KEY_INVALID", 400, false},
-        {"IDEMPOTENCY_KEY_MISSING", 400, false}, {"ORIGIN_NOT_ALLOWED", 403, false},
-        {"NOT_FOUND", 404, false},              {"METHOD_NOT_ALLOWED", 405, false},
-        {"IDEMPOTENCY_KEY_IN_USE", 409, true},  {"PAYLOAD_TOO_LARGE", 413, false},
-        {"UNSUPPORTED_MEDIA_TYPE", 415, false}, {"IDEMPOTENCY_KEY_REUSED", 422, false},
-        {"BUSINESS_RULE_VIOLATION", 422, false}, {"RATE_LIMITED", 429, true},
-        {"INTERNAL_ERROR", 500, true},          {"NOT_IMPLEMENTED", 501, false},
+        {"VALIDATION_FAILED", 400, false},
+        {"IDEMPOTENCY_KEY_INVALID", 400, false},
+        {"IDEMPOTENCY_KEY_MISSING", 400, false},
+        {"ORIGIN_NOT_ALLOWED", 403, false},
+        {"NOT_FOUND", 404, false},
+        {"METHOD_NOT_ALLOWED", 405, false},
+        {"IDEMPOTENCY_KEY_IN_USE", 409, true},
+        {"PAYLOAD_TOO_LARGE", 413, false},
+        {"UNSUPPORTED_MEDIA_TYPE", 415, false},
+        {"IDEMPOTENCY_KEY_REUSED", 422, false},
+        {"BUSINESS_RULE_VIOLATION", 422, false},
+        {"RATE_LIMITED", 429, true},
+        {"INTERNAL_ERROR", 500, true},
+        {"NOT_IMPLEMENTED", 501, false},
         {"SERVICE_UNAVAILABLE", 503, true},
         /* registered by the group setup, as a service does */
-        {"PROJECT_NOT_FOUND", 404, false},      {"EPISODE_NUMBER_CONFLICT", 409, false},
+        {"PROJECT_NOT_FOUND", 404, false},
+        {"EPISODE_NUMBER_CONFLICT", 409, false},
         {"EPISODE_SAVE_FAILED", 503, true},
     };
     /* The constants are the catalog's entries themselves. */
@@ -79,8 +89,8 @@ static void registration_rules(void **state)
     assert_int_equal(o11y_error_register(&clash), O11Y_ECONFLICT);
     o11y_error_def builtin = {"NOT_FOUND", 410, false, "gone"};
     assert_int_equal(o11y_error_register(&builtin), O11Y_ECONFLICT);
-    static const char *const bad_codes[] = {"lower_case", "_LEAD", "TRAIL_", "DOUBLE__UNDER",
-                                            "9START", "", "SPACE IN"};
+    static const char *const bad_codes[] = {"lower_case", "_LEAD", "TRAIL_",  "DOUBLE__UNDER",
+                                            "9START",     "",      "SPACE IN"};
     for (size_t i = 0; i < sizeof bad_codes / sizeof bad_codes[0]; i++) {
         o11y_error_def b = {bad_codes[i], 400, false, "m"};
         assert_int_equal(o11y_error_register(&b), O11Y_EINVAL);
@@ -152,8 +162,8 @@ static void envelope_shape(void **state)
 static void problem_details_shape(void **state)
 {
     (void)state;
-    o11y_error_info info = {.code = "PROJECT_NOT_FOUND", .trace_id = {"t", 1},
-                            .timestamp_ns = FIXED_NS};
+    o11y_error_info info = {
+        .code = "PROJECT_NOT_FOUND", .trace_id = {"t", 1}, .timestamp_ns = FIXED_NS};
     int status;
     json_t *j = render(&info, O11Y_ERROR_PROBLEM, &status);
     assert_int_equal(status, 404);
@@ -230,9 +240,8 @@ static void unknown_code_is_internal_error(void **state)
 static void messages_are_escaped(void **state)
 {
     (void)state;
-    o11y_error_info info = {.code = "VALIDATION_FAILED",
-                            .message = "bad \"quote\"\n\x01 \xff",
-                            .trace_id = {"t", 1}};
+    o11y_error_info info = {
+        .code = "VALIDATION_FAILED", .message = "bad \"quote\"\n\x01 \xff", .trace_id = {"t", 1}};
     int status;
     json_t *j = render(&info, O11Y_ERROR_ENVELOPE, &status);
     json_t *e = json_object_get(j, "error");

@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 enum { NOW = 1000000, LEASE = 60000, TTL = 3600000 };
@@ -23,8 +25,8 @@ static o11y_idem_key key(uint64_t client, int n)
     return k;
 }
 
-static o11y_idem_result begin(o11y_idem_store *s, o11y_idem_key k, uint64_t *token,
-                               char **blob, size_t *len)
+static o11y_idem_result begin(o11y_idem_store *s, o11y_idem_key k, uint64_t *token, char **blob,
+                              size_t *len)
 {
     *blob = NULL;
     *len = 0;
@@ -32,8 +34,8 @@ static o11y_idem_result begin(o11y_idem_store *s, o11y_idem_key k, uint64_t *tok
 }
 
 /* A record of the stage's shape as far as the store cares: status first, then n bytes. */
-static o11y_idem_stored complete(o11y_idem_store *s, o11y_idem_key k, uint64_t token,
-                                  int status, size_t n)
+static o11y_idem_stored complete(o11y_idem_store *s, o11y_idem_key k, uint64_t token, int status,
+                                 size_t n)
 {
     char *rec = calloc(1, n + 2);
     rec[0] = (char)(status & 0xff);

@@ -1,9 +1,11 @@
 /* Tests for core/json.c and core/buf.c: the writer every log line and envelope goes through. */
 #include "core/internal.h"
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static char out[4096];
@@ -30,7 +32,8 @@ static void keeps_valid_utf8(void **state)
 {
     (void)state;
     const char *s = "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80";
-    assert_string_equal(render(s, strlen(s), SIZE_MAX), "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\"");
+    assert_string_equal(render(s, strlen(s), SIZE_MAX),
+                        "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80\"");
 }
 
 static void replaces_invalid_utf8(void **state)
@@ -118,7 +121,7 @@ static void utf8_validation(void **state)
     (void)state;
     assert_true(o11y__utf8_valid("h\xC3\xA9", 3));
     assert_false(o11y__utf8_valid("\xC3", 1));
-    assert_false(o11y__utf8_valid("\xE0\x80\x80", 3)); /* overlong */
+    assert_false(o11y__utf8_valid("\xE0\x80\x80", 3));     /* overlong */
     assert_false(o11y__utf8_valid("\xF4\x90\x80\x80", 4)); /* past U+10FFFF */
     assert_int_equal(o11y__utf8_count("a\xC3\xA9\xE2\x82\xAC", 6), 3);
 }

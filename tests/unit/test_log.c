@@ -9,15 +9,17 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
-#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static char dir[64];
@@ -138,8 +140,8 @@ static void sensitive_values_are_masked(void **state)
     o11y_logger_destroy(lg);
     json_t *lines = read_lines(path);
     json_t *md = json_object_get(json_array_get(lines, 0), "metadata");
-    static const char *const masked[] = {"password", "Authorization", "X-Api-Key", "access_token",
-                                         "SSN", "cookie"};
+    static const char *const masked[] = {"password",     "Authorization", "X-Api-Key",
+                                         "access_token", "SSN",           "cookie"};
     for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++)
         assert_string_equal(str(md, masked[i]), "***");
     assert_int_equal(json_integer_value(json_object_get(md, "tokens")), 1250);
@@ -164,14 +166,18 @@ static void masking_rule_table(void **state)
         const char *key;
         bool masked;
     } table[] = {
-        {"password", true},        {"accessToken", true},       {"client.secret", true},
-        {"X-Api-Key", true},       {"api_key", true},           {"privateKey", true},
-        {"private-key", true},     {"Set-Cookie", true},        {"DB_PASSWD", true},
-        {"refresh_token", true},   {"AUTHORIZATION", true},     {"aws.credentials", true},
-        {"credential_id", true},   {"session.token.value", true},
-        {"total_tokens", false},   {"tokenCount", false},       {"token_count", false},
-        {"prompt_tokens", false},  {"user", false},             {"route", false},
-        {"author", false},         {"secretary_count", false},  {"ssn", true},
+        {"password", true},      {"accessToken", true},
+        {"client.secret", true}, {"X-Api-Key", true},
+        {"api_key", true},       {"privateKey", true},
+        {"private-key", true},   {"Set-Cookie", true},
+        {"DB_PASSWD", true},     {"refresh_token", true},
+        {"AUTHORIZATION", true}, {"aws.credentials", true},
+        {"credential_id", true}, {"session.token.value", true},
+        {"total_tokens", false}, {"tokenCount", false},
+        {"token_count", false},  {"prompt_tokens", false},
+        {"user", false},         {"route", false},
+        {"author", false},       {"secretary_count", false},
+        {"ssn", true},
     };
     o11y_logger *lg = file_logger(path, O11Y_LOG_INFO);
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
@@ -461,7 +467,8 @@ static void concurrent_writers_lose_nothing(void **state)
     json_t *next = json_object();
     size_t i;
     json_t *l;
-    json_array_foreach(lines, i, l) {
+    json_array_foreach(lines, i, l)
+    {
         const char *tid = str(l, "trace_id");
         json_int_t seq = json_integer_value(json_object_get(json_object_get(l, "metadata"), "i"));
         json_int_t want = json_integer_value(json_object_get(next, tid));
@@ -522,12 +529,11 @@ static void operations_and_events(void **state)
     assert_string_equal(str(json_object_get(l, "metadata"), "error_code"), "SERVICE_UNAVAILABLE");
     l = json_array_get(lines, 2);
     assert_string_equal(str(l, "event"), "episode_created");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(l, "metadata"),
-                                                        "episode_number")),
-                     3);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(l, "metadata"), "episode_number")), 3);
     l = json_array_get(lines, 3);
-    assert_string_equal(
-        str(json_object_get(json_object_get(l, "metadata"), "changes"), "title"), "New");
+    assert_string_equal(str(json_object_get(json_object_get(l, "metadata"), "changes"), "title"),
+                        "New");
     json_decref(lines);
 }
 
@@ -555,7 +561,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(masking_rule_table, setup, teardown),
         cmocka_unit_test_setup_teardown(a_full_disk_never_tears_a_line, setup, teardown),
         cmocka_unit_test_setup_teardown(the_pretty_format_shows_the_same_fields, setup, teardown),
-        cmocka_unit_test_setup_teardown(request_bytes_cannot_forge_fields_or_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(request_bytes_cannot_forge_fields_or_lines, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(levels_filter, setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_lines_stay_valid, setup, teardown),
         cmocka_unit_test_setup_teardown(full_disk_is_counted_not_fatal, setup, teardown),

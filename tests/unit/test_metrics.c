@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static o11y_metrics *reg(void)
@@ -25,8 +27,8 @@ static o11y_metrics *reg(void)
 static o11y_status try_register(o11y_metrics *m, const char *name, o11y_metric_type type,
                                 const char *const *labels, size_t n)
 {
-    o11y_metric_opts o = {.name = name, .help = "help", .type = type, .label_names = labels,
-                          .n_labels = n};
+    o11y_metric_opts o = {
+        .name = name, .help = "help", .type = type, .label_names = labels, .n_labels = n};
     o11y_metric *out;
     return o11y_metric_register(m, &o, &out);
 }
@@ -57,8 +59,8 @@ static void registration_rules(void **state)
     o11y_metric *out;
     assert_int_equal(o11y_metric_register(m, &no_help, &out), O11Y_EINVAL);
     double unsorted[] = {1, 0.5};
-    o11y_metric_opts bad_buckets = {.name = "h1", .help = "h", .type = O11Y_HISTOGRAM,
-                                    .buckets = unsorted, .n_buckets = 2};
+    o11y_metric_opts bad_buckets = {
+        .name = "h1", .help = "h", .type = O11Y_HISTOGRAM, .buckets = unsorted, .n_buckets = 2};
     assert_int_equal(o11y_metric_register(m, &bad_buckets, &out), O11Y_EINVAL);
     double inf[] = {1, INFINITY};
     bad_buckets.buckets = inf;
@@ -71,8 +73,12 @@ static void series_cap_refuses_and_counts(void **state)
     (void)state;
     o11y_metrics *m = reg();
     static const char *const labels[] = {"user"};
-    o11y_metric_opts o = {.name = "per_user_total", .help = "h", .type = O11Y_COUNTER,
-                          .label_names = labels, .n_labels = 1, .max_series = 10};
+    o11y_metric_opts o = {.name = "per_user_total",
+                          .help = "h",
+                          .type = O11Y_COUNTER,
+                          .label_names = labels,
+                          .n_labels = 1,
+                          .max_series = 10};
     o11y_metric *c;
     assert_int_equal(o11y_metric_register(m, &o, &c), O11Y_OK);
     o11y_series *s;
@@ -248,8 +254,8 @@ static void windows_subtract_old_snapshots(void **state)
 {
     (void)state;
     o11y_metrics *m = reg();
-    o11y_metric_opts o = {.name = "w_seconds", .help = "h", .type = O11Y_HISTOGRAM,
-                          .flags = O11Y_METRIC_WINDOWS};
+    o11y_metric_opts o = {
+        .name = "w_seconds", .help = "h", .type = O11Y_HISTOGRAM, .flags = O11Y_METRIC_WINDOWS};
     o11y_metric *h;
     o11y_series *s;
     assert_int_equal(o11y_metric_register(m, &o, &h), O11Y_OK);
@@ -301,11 +307,18 @@ static o11y_metrics *exposition_fixture(void)
 {
     o11y_metrics *m = reg();
     static const char *const labels[] = {"method", "route"};
-    o11y_metric_opts co = {.name = "http_requests_total", .help = "Requests \\ with \"quotes\"\nand a newline",
-                           .type = O11Y_COUNTER, .label_names = labels, .n_labels = 2};
+    o11y_metric_opts co = {.name = "http_requests_total",
+                           .help = "Requests \\ with \"quotes\"\nand a newline",
+                           .type = O11Y_COUNTER,
+                           .label_names = labels,
+                           .n_labels = 2};
     double buckets[] = {0.1, 1, 2.5};
-    o11y_metric_opts ho = {.name = "latency_seconds", .help = "Latency", .type = O11Y_HISTOGRAM,
-                           .label_names = labels, .n_labels = 2, .buckets = buckets,
+    o11y_metric_opts ho = {.name = "latency_seconds",
+                           .help = "Latency",
+                           .type = O11Y_HISTOGRAM,
+                           .label_names = labels,
+                           .n_labels = 2,
+                           .buckets = buckets,
                            .n_buckets = 3};
     o11y_metric_opts go = {.name = "temperature", .help = "A gauge", .type = O11Y_GAUGE};
     o11y_metric *c, *h, *g;

@@ -1,11 +1,13 @@
 /* Tests for o11y_redis_parse_url: the URL forms it takes and the ones it refuses. */
 #include "o11y/redis.h"
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <string.h>
+
 #include <cmocka.h>
+#include <string.h>
 
 static void accepted(void **state)
 {
@@ -45,10 +47,9 @@ static void refused(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "rediss://h:6379",  "http://h",       "redis://",        "redis://:pw@",
-        "redis://h:0",      "redis://h:70000", "redis://h:12x",   "redis://h/abc",
-        "redis://h/-1",     "redis://[::1",    "redis://a%zzb",   "redis://a%00b",
-        "redis://h:",       NULL,
+        "rediss://h:6379", "http://h",      "redis://",      "redis://:pw@", "redis://h:0",
+        "redis://h:70000", "redis://h:12x", "redis://h/abc", "redis://h/-1", "redis://[::1",
+        "redis://a%zzb",   "redis://a%00b", "redis://h:",    NULL,
     };
     for (size_t i = 0; bad[i]; i++) {
         char buf[256];

@@ -1,9 +1,11 @@
 /* Tests for http/router.c: templates, matching and the Allow header. */
 #include "http/http_internal.h"
 
+/* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 static int handler(o11y_request *req, o11y_response *res, void *user)
@@ -34,12 +36,13 @@ static void templates_and_parameters(void **state)
     assert_int_equal(o11y_service_route(svc, O11Y_GET, "/projects/{projectId}/episodes/{episodeId}",
                                         handler, NULL, 0),
                      O11Y_OK);
-    assert_int_equal(o11y_service_route(svc, O11Y_GET, "/projects/stats", handler, NULL, 0), O11Y_OK);
-    assert_int_equal(o11y_service_route(svc, O11Y_GET | O11Y_PATCH, "/projects/{projectId}", handler,
-                                        NULL, 0),
+    assert_int_equal(o11y_service_route(svc, O11Y_GET, "/projects/stats", handler, NULL, 0),
                      O11Y_OK);
-    assert_int_equal(o11y_service_route(svc, O11Y_DELETE, "/projects/{projectId}", handler, NULL, 0),
-                     O11Y_OK);
+    assert_int_equal(
+        o11y_service_route(svc, O11Y_GET | O11Y_PATCH, "/projects/{projectId}", handler, NULL, 0),
+        O11Y_OK);
+    assert_int_equal(
+        o11y_service_route(svc, O11Y_DELETE, "/projects/{projectId}", handler, NULL, 0), O11Y_OK);
     o11y_str p[O11Y__MAX_PARAMS];
     const o11y__route *r = match(svc, "/projects/p1/episodes/e%201", p);
     assert_non_null(r);
@@ -55,7 +58,7 @@ static void templates_and_parameters(void **state)
     assert_string_equal(r->allow, "GET, HEAD, PATCH, DELETE");
 
     assert_null(match(svc, "/projects", p));
-    assert_null(match(svc, "/projects/", p));          /* empty segment */
+    assert_null(match(svc, "/projects/", p)); /* empty segment */
     assert_null(match(svc, "/projects//episodes/x", p));
     assert_null(match(svc, "projects/x", p));
     assert_null(match(svc, "", p));
@@ -66,8 +69,9 @@ static void bad_registrations(void **state)
 {
     (void)state;
     o11y_service *svc = make_service();
-    static const char *const bad[] = {"", "projects", "/a//b", "/a/{}", "/a/{x y}", "/a/{x}/{x}",
-                                      "/a/%20", "/a/b?c", "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}"};
+    static const char *const bad[] = {"",       "projects", "/a//b",
+                                      "/a/{}",  "/a/{x y}", "/a/{x}/{x}",
+                                      "/a/%20", "/a/b?c",   "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(o11y_service_route(svc, O11Y_GET, bad[i], handler, NULL, 0), O11Y_EINVAL);
     assert_int_equal(o11y_service_route(svc, 0, "/a", handler, NULL, 0), O11Y_EINVAL);

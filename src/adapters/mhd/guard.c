@@ -17,7 +17,7 @@ struct o11y__guarded_conn {
     int fd;
     uint8_t addr[16];
     uint8_t addr_len;
-    _Atomic int64_t deadline_ns; /* INT64_MAX: none */
+    _Atomic int64_t deadline_ns;   /* INT64_MAX: none */
     _Atomic int64_t body_start_ns; /* 0 while in a head; the reaper reads it to say which */
     uint64_t body_bytes;
     atomic_bool reaped;
@@ -136,8 +136,7 @@ o11y__guarded_conn *o11y__guard_begin(o11y__guard *g, int fd, const struct socka
     c->fd = fd;
     c->cfg = &g->cfg;
     c->addr_len = addr_bytes(peer, c->addr);
-    atomic_init(&c->deadline_ns,
-                o11y__now_mono_ns() + (int64_t)g->cfg.head_timeout_s * 1000000000);
+    atomic_init(&c->deadline_ns, o11y__now_mono_ns() + (int64_t)g->cfg.head_timeout_s * 1000000000);
     pthread_mutex_lock(&g->lock);
     if (c->addr_len) {
         addr_count **p = addr_slot(g, c->addr, c->addr_len);
@@ -292,14 +291,17 @@ void o11y__guard_server_message(o11y__guard *g, const char *msg, size_t len)
 
 /*=== MARK: lifecycle ===*/
 
-static o11y_series *series(o11y_metrics *m, const char *name, const char *help,
-                           const char *label, const char *value)
+static o11y_series *series(o11y_metrics *m, const char *name, const char *help, const char *label,
+                           const char *value)
 {
     if (!m)
         return NULL;
     const char *labels[] = {label};
-    o11y_metric_opts o = {.name = name, .help = help, .type = O11Y_COUNTER,
-                          .label_names = labels, .n_labels = label ? 1 : 0};
+    o11y_metric_opts o = {.name = name,
+                          .help = help,
+                          .type = O11Y_COUNTER,
+                          .label_names = labels,
+                          .n_labels = label ? 1 : 0};
     o11y_metric *f = NULL;
     if (o11y_metric_register(m, &o, &f) == O11Y_ECONFLICT)
         f = o11y_metrics_find(m, name);

@@ -42,10 +42,10 @@ o11y__guarded_conn *o11y__guard_begin(o11y__guard *g, int fd, const struct socka
 void o11y__guard_end(o11y__guard *g, o11y__guarded_conn *c);
 
 /* Phase changes, from the connection's own thread. NULL c is a no-op. */
-void o11y__guard_body(o11y__guarded_conn *c);                /* the head is in */
+void o11y__guard_body(o11y__guarded_conn *c);               /* the head is in */
 void o11y__guard_received(o11y__guarded_conn *c, size_t n); /* n more body bytes */
-void o11y__guard_answering(o11y__guarded_conn *c);           /* no deadline while answering */
-void o11y__guard_idle(o11y__guarded_conn *c);                /* a request ended: next head */
+void o11y__guard_answering(o11y__guarded_conn *c);          /* no deadline while answering */
+void o11y__guard_idle(o11y__guarded_conn *c);               /* a request ended: next head */
 /* True when the reaper ended this connection's request (for the access line's 408). */
 bool o11y__guard_timed_out(const o11y__guarded_conn *c);
 

@@ -8,16 +8,16 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <linux/sockios.h>
+#include <time.h>
 #include <unistd.h>
 
 /* What the callbacks need: the service, and for an application's own daemon (o11y_mhd_embed)
@@ -158,7 +158,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 static enum MHD_Result respond(const o11y_mhd_embed *b, o11y__exchange *ex,
-                                struct MHD_Connection *conn)
+                               struct MHD_Connection *conn)
 {
     o11y__guard_answering(guarded(b, conn)); /* the handler's time is not the client's */
     o11y__pipeline_run(ex);
@@ -177,8 +177,7 @@ static enum MHD_Result respond(const o11y_mhd_embed *b, o11y__exchange *ex,
             o11y__stream_attach(res->stream, ex->req.svc, conn, suspend_conn, resume_conn);
         }
     } else if (res->body_len) {
-        r = MHD_create_response_from_buffer_with_free_callback(res->body_len, res->body,
-                                                               free_body);
+        r = MHD_create_response_from_buffer_with_free_callback(res->body_len, res->body, free_body);
         if (r)
             res->body = NULL; /* MHD owns it now */
     } else {
@@ -206,9 +205,9 @@ static enum MHD_Result respond(const o11y_mhd_embed *b, o11y__exchange *ex,
  * trace context current (its log lines carry the trace id) and the access line and metrics
  * written by the pipeline when the request completes. */
 static enum MHD_Result to_fallback(const o11y_mhd_embed *b, o11y__exchange *ex,
-                                   struct MHD_Connection *conn, const char *url,
-                                   const char *method, const char *version,
-                                   const char *upload_data, size_t *upload_data_size)
+                                   struct MHD_Connection *conn, const char *url, const char *method,
+                                   const char *version, const char *upload_data,
+                                   size_t *upload_data_size)
 {
     o11y_trace_ctx *prev = o11y_trace_set_current(&ex->req.trace);
     enum MHD_Result r = b->fallback(b->fallback_cls, conn, url, method, version, upload_data,
@@ -218,9 +217,8 @@ static enum MHD_Result to_fallback(const o11y_mhd_embed *b, o11y__exchange *ex,
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     const o11y_mhd_embed *b = cls;
     o11y__exchange *ex = *req_cls;
@@ -287,13 +285,12 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
     }
     if (ex->res.stream && ex->res.stream->conn) {
         ex->bytes_sent = ex->res.stream->bytes;
-        o11y__stream_finish(ex->res.stream,
-                            completed ? O11Y_STREAM_COMPLETED
-                            : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED
-                                ? O11Y_STREAM_CLIENT_STALLED
-                            : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN
-                                ? O11Y_STREAM_SERVER_STOPPING
-                                : O11Y_STREAM_CLIENT_CLOSED);
+        o11y__stream_finish(ex->res.stream, completed ? O11Y_STREAM_COMPLETED
+                                            : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED
+                                                ? O11Y_STREAM_CLIENT_STALLED
+                                            : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN
+                                                ? O11Y_STREAM_SERVER_STOPPING
+                                                : O11Y_STREAM_CLIENT_CLOSED);
         ex->res.stream = NULL;
     }
     o11y__pipeline_done(ex, ex->bytes_sent, completed);
@@ -449,8 +446,8 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
     /* The guard refuses past max_connections; the server library's own limit sits well above
      * it, since at its limit it stops accepting and clients hang in the backlog. */
     srv->daemon = MHD_start_daemon(
-        flags, cfg.port, on_accept, srv, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_message,
-        srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        flags, cfg.port, on_accept, srv, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_message, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, cfg.threads, MHD_OPTION_URI_LOG_CALLBACK, on_request_start,
         srv, MHD_OPTION_NOTIFY_COMPLETED, on_request_done, srv, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg.connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 2 * cfg.max_connections + 64,

@@ -56,7 +56,8 @@ static o11y_health_status run_http(void *ctx, char *error, size_t len)
 o11y_status o11y_health_add_http(o11y_health *h, const o11y_health_check_opts *opts,
                                  const char *url)
 {
-    if (!h || !opts || !url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+    if (!h || !opts || !url ||
+        (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
         return O11Y_EINVAL;
     size_t len = strlen(url);
     if (len > 8192)

@@ -22,9 +22,10 @@ static o11y_health_status run_redis(void *ctx, char *error, size_t len)
     if (reply && reply->type == REDIS_REPLY_STATUS && reply->str && strcmp(reply->str, "PONG") == 0)
         st = O11Y_HEALTH_HEALTHY;
     else
-        snprintf(error, len, "%s", reply ? "unexpected reply to PING"
-                                   : r->err == REDIS_ERR_EOF ? "connection closed"
-                                                             : "timeout");
+        snprintf(error, len, "%s",
+                 reply                     ? "unexpected reply to PING"
+                 : r->err == REDIS_ERR_EOF ? "connection closed"
+                                           : "timeout");
     if (reply)
         freeReplyObject(reply);
     redisFree(r);

@@ -10,9 +10,10 @@
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                       : c >= 'A' && c <= 'F'   ? c - 'A' + 10
-                                                                : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 /* Percent-decodes [p, p + len) into *out (advancing it); false on a bad escape or a NUL. */
@@ -40,8 +41,7 @@ static bool decode(const char *p, size_t len, char **out, char *end)
     return true;
 }
 
-o11y_status o11y_redis_parse_url(const char *url, char *buf, size_t buf_len,
-                                 o11y_redis_target *out)
+o11y_status o11y_redis_parse_url(const char *url, char *buf, size_t buf_len, o11y_redis_target *out)
 {
     if (!url || !buf || !out)
         return O11Y_EINVAL;
@@ -149,7 +149,9 @@ static bool must_ok(redisContext *c, const char *what, char *error, size_t len, 
     bool ok = r && r->type == REDIS_REPLY_STATUS && r->str && strcmp(r->str, "OK") == 0;
     if (!ok)
         snprintf(error, len, "%s refused%s", what,
-                 r && r->type == REDIS_REPLY_ERROR ? "" : c->err ? ": connection failed" : "");
+                 r && r->type == REDIS_REPLY_ERROR ? ""
+                 : c->err                          ? ": connection failed"
+                                                   : "");
     if (r)
         freeReplyObject(r);
     return ok;
@@ -167,8 +169,8 @@ redisContext *redis_target_connect(const redis_target *t, unsigned timeout_ms, c
     if (c->err) {
         snprintf(error, len, "%s",
                  c->err == REDIS_ERR_IO && errno == ECONNREFUSED ? "connection refused"
-                 : c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == ETIMEDOUT ||
-                                              errno == EINPROGRESS)
+                 : c->err == REDIS_ERR_IO &&
+                         (errno == EAGAIN || errno == ETIMEDOUT || errno == EINPROGRESS)
                      ? "timeout"
                      : "connection failed");
         redisFree(c);

@@ -118,9 +118,9 @@ static redisReply *call(redis_store *r, const char *fmt, ...)
 }
 
 static o11y_idem_result redis_begin(void *impl, const o11y_idem_key *k,
-                                     const uint8_t fp[O11Y_IDEM_FP_BYTES], int64_t now,
-                                     int64_t lease_ms, uint64_t *token, char **blob,
-                                     size_t *blob_len)
+                                    const uint8_t fp[O11Y_IDEM_FP_BYTES], int64_t now,
+                                    int64_t lease_ms, uint64_t *token, char **blob,
+                                    size_t *blob_len)
 {
     (void)now;
     redis_store *r = impl;
@@ -137,9 +137,15 @@ static o11y_idem_result redis_begin(void *impl, const o11y_idem_key *k,
     if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
         reply->element[0]->type == REDIS_REPLY_INTEGER) {
         switch (reply->element[0]->integer) {
-        case 0: res = O11Y_IDEM_NEW; break;
-        case 2: res = O11Y_IDEM_IN_USE; break;
-        case 3: res = O11Y_IDEM_REUSED; break;
+        case 0:
+            res = O11Y_IDEM_NEW;
+            break;
+        case 2:
+            res = O11Y_IDEM_IN_USE;
+            break;
+        case 3:
+            res = O11Y_IDEM_REUSED;
+            break;
         case 1:
             if (reply->elements == 2 && reply->element[1]->type == REDIS_REPLY_STRING &&
                 (*blob = malloc(reply->element[1]->len + 1)) != NULL) {
@@ -148,7 +154,8 @@ static o11y_idem_result redis_begin(void *impl, const o11y_idem_key *k,
                 res = O11Y_IDEM_REPLAY;
             }
             break;
-        default: break;
+        default:
+            break;
         }
     }
     if (reply)
@@ -158,8 +165,8 @@ static o11y_idem_result redis_begin(void *impl, const o11y_idem_key *k,
 }
 
 static o11y_idem_stored redis_complete(void *impl, const o11y_idem_key *k, uint64_t token,
-                           const uint8_t fp[O11Y_IDEM_FP_BYTES], const char *blob, size_t blob_len,
-                           int64_t now, int64_t expires_ms)
+                                       const uint8_t fp[O11Y_IDEM_FP_BYTES], const char *blob,
+                                       size_t blob_len, int64_t now, int64_t expires_ms)
 {
     redis_store *r = impl;
     char key[80], lockv[50], ttl[24];
@@ -181,7 +188,8 @@ static o11y_idem_stored redis_complete(void *impl, const o11y_idem_key *k, uint6
     if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "OOM", 3) == 0 &&
         blob_len > O11Y_IDEM_STATUS_BYTES) {
         /* Over the server's maxmemory: keep the status alone (idem_internal.h). */
-        o11y_idem_store_set_error(r->store, "redis: out of memory for a %zu-byte response", blob_len);
+        o11y_idem_store_set_error(r->store, "redis: out of memory for a %zu-byte response",
+                                  blob_len);
         freeReplyObject(reply);
         reply = call(r, "EVAL %s 1 %s %s %b %s", complete_lua, key, lockv, value,
                      (size_t)33 + O11Y_IDEM_STATUS_BYTES, ttl);
@@ -221,7 +229,7 @@ static void redis_destroy(void *impl)
 }
 
 static const o11y_idem_store_ops redis_ops = {redis_begin, redis_complete, redis_release,
-                                               redis_destroy};
+                                              redis_destroy};
 
 o11y_status o11y_idem_store_redis_target(const o11y_redis_target *t, o11y_idem_store **out)
 {

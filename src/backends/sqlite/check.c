@@ -3,10 +3,10 @@
 #include "o11y/sqlite.h"
 
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sqlite3.h>
 #include <time.h>
 #include <unistd.h>
 

@@ -13,17 +13,7 @@
 
 enum { PURGE_EVERY = 64, PURGE_BATCH = 100, BUSY_MS = 1000 };
 
-enum stmt {
-    S_GET,
-    S_LOCK,
-    S_COMPLETE,
-    S_RELEASE,
-    S_PURGE,
-    S_BEGIN,
-    S_COMMIT,
-    S_ROLLBACK,
-    N_STMT
-};
+enum stmt { S_GET, S_LOCK, S_COMPLETE, S_RELEASE, S_PURGE, S_BEGIN, S_COMMIT, S_ROLLBACK, N_STMT };
 
 static const char *const sql[N_STMT] = {
     [S_GET] = "SELECT fp, completed, expires_ms, response FROM o11y_idempotency WHERE key = ?1",
@@ -89,8 +79,8 @@ static bool wal_index_writable(sql_store *q)
 }
 
 static o11y_idem_result sql_begin(void *impl, const o11y_idem_key *k,
-                                   const uint8_t fp[O11Y_IDEM_FP_BYTES], int64_t now, int64_t lease_ms,
-                                   uint64_t *token, char **blob, size_t *blob_len)
+                                  const uint8_t fp[O11Y_IDEM_FP_BYTES], int64_t now,
+                                  int64_t lease_ms, uint64_t *token, char **blob, size_t *blob_len)
 {
     sql_store *q = impl;
     o11y_idem_result r = O11Y_IDEM_STORE_ERROR;
@@ -152,8 +142,8 @@ static o11y_idem_result sql_begin(void *impl, const o11y_idem_key *k,
 }
 
 static o11y_idem_stored sql_complete(void *impl, const o11y_idem_key *k, uint64_t token,
-                         const uint8_t fp[O11Y_IDEM_FP_BYTES], const char *blob, size_t blob_len,
-                         int64_t now, int64_t expires_ms)
+                                     const uint8_t fp[O11Y_IDEM_FP_BYTES], const char *blob,
+                                     size_t blob_len, int64_t now, int64_t expires_ms)
 {
     (void)fp, (void)now;
     sql_store *q = impl;
@@ -228,8 +218,8 @@ o11y_status o11y_idem_store_sqlite_capped(const char *path, int64_t max_bytes,
         return O11Y_ENOMEM;
     pthread_mutex_init(&q->lock, NULL);
     snprintf(q->shm_path, sizeof q->shm_path, "%s-shm", path);
-    int rc = sqlite3_open_v2(path, &q->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(
+        path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(q->db, BUSY_MS);
         rc = sqlite3_exec(q->db,
