@@ -75,6 +75,13 @@ typedef enum o11y_error_format {
  * application/problem+json is listed with a q-value at least that of application/json. */
 O11Y_API o11y_error_format o11y_error_negotiate(const char *accept, size_t len);
 
+/* The one Accept negotiator of the library (RFC 9110 section 12.5.1), for errors, /metrics and
+ * /health: the q-value in thousandths (0-1000) that the Accept value (len bytes, may be NULL)
+ * gives the media type `type` ("application/json"), from the most specific range that matches
+ * (type/subtype, then type/asterisk, then asterisk/asterisk; exact_only: type/subtype alone). -1
+ * when no range matches; with accept NULL, 1000 (or -1 when exact_only). Thread-safe: yes. */
+O11Y_API int o11y_accept_quality(const char *accept, size_t len, const char *type, bool exact_only);
+
 /* Everything an error response says. */
 typedef struct o11y_error_info {
     const char *code;         /* must be in the catalog; an unknown code renders INTERNAL_ERROR */

@@ -74,6 +74,13 @@ O11Y_API O11Y_WARN_UNUSED o11y_status o11y_metric_register(o11y_metrics *m,
                                                            const o11y_metric_opts *opts,
                                                            o11y_metric **out /* OUT */);
 
+/* The same, or the family already registered under that name when it has the same type and
+ * label names (a registry shared by several services or parts): O11Y_OK with *out either way;
+ * O11Y_ECONFLICT (and *out NULL) when the existing one differs. Thread-safe: yes. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_metric_register_or_get(o11y_metrics *m,
+                                                                  const o11y_metric_opts *opts,
+                                                                  o11y_metric **out /* OUT */);
+
 /* Value of a metric computed when the exposition is rendered (process metrics, queue sizes). */
 typedef double (*o11y_metric_value_fn)(void *ctx);
 /* Registers a counter or gauge without labels whose value comes from fn at each render. Same

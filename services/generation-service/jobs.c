@@ -114,9 +114,7 @@ static o11y_metric *family(o11y_metrics *m, const char *name, const char *help,
     o11y_metric_opts o = {
         .name = name, .help = help, .type = type, .label_names = labels, .n_labels = label ? 1 : 0};
     o11y_metric *f = NULL;
-    if (o11y_metric_register(m, &o, &f) == O11Y_ECONFLICT)
-        f = o11y_metrics_find(m, name);
-    return f;
+    return o11y_metric_register_or_get(m, &o, &f) == O11Y_OK ? f : NULL;
 }
 
 static o11y_series *series0(o11y_metric *f)

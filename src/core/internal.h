@@ -110,20 +110,6 @@ void o11y__json_u64(o11y__buf *b, uint64_t v);
 void o11y__json_f64(o11y__buf *b, double v);
 /* v with exactly three decimals ("0.412"), for milliseconds. */
 void o11y__json_fixed3(o11y__buf *b, double v);
-/* Appends "key": (key must be a plain ASCII literal that needs no escaping). */
-static inline void o11y__json_key(o11y__buf *b, const char *key, size_t len)
-{
-    if (O11Y_UNLIKELY(!o11y__buf_reserve(b, len + 3)))
-        return;
-    char *p = b->ptr + b->len;
-    p[0] = '"';
-    memcpy(p + 1, key, len);
-    p[len + 1] = '"';
-    p[len + 2] = ':';
-    b->len += len + 3;
-}
-#define o11y__json_key_lit(b, lit) o11y__json_key((b), (lit), sizeof(lit) - 1)
-
 /* True when s is valid UTF-8 (no overlongs, no surrogates, nothing past U+10FFFF). */
 bool o11y__utf8_valid(const char *s, size_t len);
 /* Number of code points in valid UTF-8. */

@@ -141,21 +141,23 @@ static size_t trim(const char **s, size_t len)
     return len;
 }
 
-o11y_error_format o11y_error_negotiate(const char *accept, size_t len)
+int o11y_accept_quality(const char *accept, size_t len, const char *type, bool exact_only)
 {
+    if (!type)
+        return -1;
     if (!accept)
-        return O11Y_ERROR_ENVELOPE;
-    /* Best q for each, by specificity: an exact type beats type/asterisk beats asterisk/asterisk.
-     */
-    int q_problem = -1, q_json = -1, json_specificity = -1;
+        return exact_only ? -1 : 1000; /* no Accept: anything is acceptable */
+    const char *slash = strchr(type, '/');
+    size_t major_len = slash ? (size_t)(slash - type) : strlen(type);
+    /* The most specific range that matches decides: type/subtype > type/asterisk > asterisk. */
+    int best_q = -1, best_spec = -1;
     const char *end = accept + len;
-    const char *p = accept;
-    while (p < end) {
+    for (const char *p = accept; p < end;) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
         const char *item_end = comma ? comma : end;
         const char *semi = memchr(p, ';', (size_t)(item_end - p));
-        const char *type = p;
-        size_t type_len = trim(&type, (size_t)((semi ? semi : item_end) - p));
+        const char *range = p;
+        size_t range_len = trim(&range, (size_t)((semi ? semi : item_end) - p));
         int q = 1000;
         for (const char *param = semi; param && param < item_end;) {
             const char *next = memchr(param + 1, ';', (size_t)(item_end - param - 1));
@@ -167,21 +169,30 @@ o11y_error_format o11y_error_negotiate(const char *accept, size_t len)
             }
             param = next;
         }
-        if (token_eq(type, type_len, "application/problem+json")) {
-            if (q > q_problem)
-                q_problem = q;
-        } else {
-            int spec = token_eq(type, type_len, "application/json") ? 2
-                       : token_eq(type, type_len, "application/*")  ? 1
-                       : token_eq(type, type_len, "*/*")            ? 0
-                                                                    : -1;
-            if (spec > json_specificity) {
-                json_specificity = spec;
-                q_json = q;
-            }
+        int spec = -1;
+        if (token_eq(range, range_len, type))
+            spec = 2;
+        else if (!exact_only && range_len == major_len + 2 &&
+                 strncasecmp(range, type, major_len + 1) == 0 && range[major_len + 1] == '*')
+            spec = 1;
+        else if (!exact_only && token_eq(range, range_len, "*/*"))
+            spec = 0;
+        if (spec > best_spec || (spec == best_spec && spec >= 0 && q > best_q)) {
+            best_spec = spec;
+            best_q = q;
         }
         p = comma ? comma + 1 : end;
     }
+    return best_spec < 0 ? -1 : best_q;
+}
+
+o11y_error_format o11y_error_negotiate(const char *accept, size_t len)
+{
+    if (!accept)
+        return O11Y_ERROR_ENVELOPE;
+    /* Problem details only when asked for by name, and at least as much as JSON. */
+    int q_problem = o11y_accept_quality(accept, len, "application/problem+json", true);
+    int q_json = o11y_accept_quality(accept, len, "application/json", false);
     return q_problem > 0 && q_problem >= q_json ? O11Y_ERROR_PROBLEM : O11Y_ERROR_ENVELOPE;
 }
 

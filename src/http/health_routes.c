@@ -6,15 +6,14 @@
 
 #include <strings.h>
 
-/* application/health+json when the client lists it (the IETF draft's media type). */
+/* application/health+json (the IETF draft's media type) when named, and preferred at least as
+ * much as JSON. */
 static bool wants_health_json(o11y_request *req)
 {
     o11y_str accept = o11y_req_header(req, "Accept");
-    static const char want[] = "application/health+json";
-    for (size_t i = 0; accept.ptr && i + sizeof want - 1 <= accept.len; i++)
-        if (strncasecmp(accept.ptr + i, want, sizeof want - 1) == 0)
-            return true;
-    return false;
+    int q_health = o11y_accept_quality(accept.ptr, accept.len, "application/health+json", true);
+    int q_json = o11y_accept_quality(accept.ptr, accept.len, "application/json", false);
+    return q_health > 0 && q_health >= q_json;
 }
 
 static int answer(o11y_response *res, int status, const char *type, o11y__buf *b)

@@ -50,6 +50,20 @@ typedef struct o11y__route {
     o11y__route_stats stats;
 } o11y__route;
 
+/* The idempotency stage's outcomes: the label values of o11y_idempotency_requests_total. */
+typedef enum o11y__idem_outcome {
+    O11Y__IDEM_OUTCOME_NEW,
+    O11Y__IDEM_OUTCOME_REPLAYED,
+    O11Y__IDEM_OUTCOME_IN_USE,
+    O11Y__IDEM_OUTCOME_REUSED,
+    O11Y__IDEM_OUTCOME_INVALID,
+    O11Y__IDEM_OUTCOME_MISSING,
+    O11Y__IDEM_OUTCOME_STORE_ERROR,
+    O11Y__IDEM_OUTCOME_STATUS_ONLY,
+    O11Y__IDEM_OUTCOMES
+} o11y__idem_outcome;
+extern const char *const o11y__idem_outcome_names[O11Y__IDEM_OUTCOMES];
+
 struct o11y_service {
     char *name, *version, *problem_base, *project_param, *job_param;
     char *service_header; /* X-Service value */
@@ -72,6 +86,7 @@ struct o11y_service {
     o11y_idem_config idem; /* idem.store NULL: idempotency off */
     char *idem_client_header;
     o11y_metric *m_idem;
+    o11y_series *s_idem[O11Y__IDEM_OUTCOMES];
 };
 
 /* Registers GET /health, /health/live and /health/ready. */
@@ -259,6 +274,8 @@ void o11y__idem_after_handler(o11y__exchange *ex);
 const o11y__route *o11y__route_match(const o11y_service *svc, const char *path, size_t len,
                                      o11y_str params[O11Y__MAX_PARAMS]);
 int o11y__method_index(o11y_method m);
+/* Frees a route of the table (NULL: no-op). */
+void o11y__route_free(o11y__route *r);
 
 /* Compact JSON text of j in library-owned memory (free with o11y__free); NULL on failure. */
 char *o11y__json_dump(const struct json_t *j, size_t *len);

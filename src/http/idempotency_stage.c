@@ -37,9 +37,12 @@ o11y_status o11y_service_idempotency(o11y_service *svc, const o11y_idem_config *
                           .type = O11Y_COUNTER,
                           .label_names = outcome,
                           .n_labels = 1};
-    o11y_status st = o11y_metric_register(svc->metrics, &o, &svc->m_idem);
-    if (st == O11Y_ECONFLICT)
-        svc->m_idem = o11y_metrics_find(svc->metrics, o.name), st = O11Y_OK;
+    o11y_status st = o11y_metric_register_or_get(svc->metrics, &o, &svc->m_idem);
+    /* Each outcome's series resolved once, here: a request only counts. */
+    for (int i = 0; st == O11Y_OK && i < O11Y__IDEM_OUTCOMES; i++) {
+        const char *values[] = {o11y__idem_outcome_names[i]};
+        st = o11y_metric_series(svc->m_idem, values, &svc->s_idem[i]);
+    }
     if (st != O11Y_OK) {
         o11y__free(client);
         return st;
@@ -58,19 +61,21 @@ o11y_status o11y_service_idempotency(o11y_service *svc, const o11y_idem_config *
 
 /*=== MARK: outcomes ===*/
 
-static void count_outcome(o11y_service *svc, const char *what)
+const char *const o11y__idem_outcome_names[O11Y__IDEM_OUTCOMES] = {
+    "new", "replayed", "in_use", "reused", "invalid", "missing", "store_error", "status_only"};
+
+static void count_outcome(o11y_service *svc, o11y__idem_outcome what)
 {
-    o11y_series *s;
-    const char *values[] = {what};
-    if (svc->m_idem && o11y_metric_series(svc->m_idem, values, &s) == O11Y_OK)
-        o11y_counter_inc(s);
+    if (svc->s_idem[what])
+        o11y_counter_inc(svc->s_idem[what]);
 }
 
-static void outcome(o11y__exchange *ex, const char *what)
+static void outcome(o11y__exchange *ex, o11y__idem_outcome what_id)
 {
     o11y_request *req = &ex->req;
     o11y_service *svc = req->svc;
-    count_outcome(svc, what);
+    count_outcome(svc, what_id);
+    const char *what = o11y__idem_outcome_names[what_id];
     char key_id[17] = "";
     if (req->idem_key_len)
         memcpy(key_id, req->idem.id, 16);
@@ -139,7 +144,7 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
         if (!required)
             return false;
         o11y_res_fail(&ex->res, &o11y_err_IDEMPOTENCY_KEY_MISSING, NULL, NULL);
-        outcome(ex, "missing");
+        outcome(ex, O11Y__IDEM_OUTCOME_MISSING);
         return true;
     }
     if (std->idempotency_keys > 1 || !o11y__idem_parse_key(std->idempotency_key, &key)) {
@@ -147,7 +152,7 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
                       std->idempotency_keys > 1
                           ? "Send one Idempotency-Key header"
                           : "The Idempotency-Key must be 1-255 printable ASCII characters");
-        outcome(ex, "invalid");
+        outcome(ex, O11Y__IDEM_OUTCOME_INVALID);
         return true;
     }
     /* The scope: method, route, the client (when configured) and the key, hashed to a fixed
@@ -292,21 +297,21 @@ bool o11y__idem_before_handler(o11y__exchange *ex)
     switch (r) {
     case O11Y_IDEM_NEW:
         req->idem_held = true;
-        outcome(ex, "new");
+        outcome(ex, O11Y__IDEM_OUTCOME_NEW);
         return true;
     case O11Y_IDEM_REPLAY:
         replay(ex, blob, len);
         o11y__free(blob);
-        outcome(ex, "replayed");
+        outcome(ex, O11Y__IDEM_OUTCOME_REPLAYED);
         return false;
     case O11Y_IDEM_IN_USE:
         o11y_res_fail(res, &o11y_err_IDEMPOTENCY_KEY_IN_USE, NULL, NULL);
         add_retry_after(res);
-        outcome(ex, "in_use");
+        outcome(ex, O11Y__IDEM_OUTCOME_IN_USE);
         return false;
     case O11Y_IDEM_REUSED:
         o11y_res_fail(res, &o11y_err_IDEMPOTENCY_KEY_REUSED, NULL, NULL);
-        outcome(ex, "reused");
+        outcome(ex, O11Y__IDEM_OUTCOME_REUSED);
         return false;
     case O11Y_IDEM_FULL:
     case O11Y_IDEM_STORE_ERROR:
@@ -314,7 +319,7 @@ bool o11y__idem_before_handler(o11y__exchange *ex)
     }
     char why[160];
     o11y__idem_store_last_error(c->store, why, sizeof why);
-    outcome(ex, "store_error");
+    outcome(ex, O11Y__IDEM_OUTCOME_STORE_ERROR);
     if (c->fail_open)
         return true; /* explicitly chosen: run unprotected */
     o11y_res_fail(res, &o11y_err_SERVICE_UNAVAILABLE, NULL, "idempotency store: %s", why);
@@ -368,7 +373,8 @@ void o11y__idem_after_handler(o11y__exchange *ex)
         char why[160];
         o11y__idem_store_last_error(c->store, why, sizeof why);
         bool none = stored == O11Y_IDEM_NOT_STORED;
-        count_outcome(req->svc, none ? "store_error" : "status_only");
+        count_outcome(req->svc,
+                      none ? O11Y__IDEM_OUTCOME_STORE_ERROR : O11Y__IDEM_OUTCOME_STATUS_ONLY);
         o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
         o11y_log_va(req->svc->logger, none ? O11Y_LOG_ERROR : O11Y_LOG_WARN, "idempotency",
                     none ? "response not stored" : "only the response's status was stored",

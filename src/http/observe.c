@@ -50,12 +50,7 @@ static o11y_status family(o11y_service *svc, const char *name, const char *help,
         o.buckets = duration_buckets;
         o.n_buckets = O11Y_ARRAY_LEN(duration_buckets);
     }
-    o11y_status st = o11y_metric_register(svc->metrics, &o, out);
-    if (st == O11Y_ECONFLICT) { /* a registry shared by several services */
-        *out = o11y_metrics_find(svc->metrics, name);
-        st = *out && (*out)->type == type && (*out)->n_labels == n ? O11Y_OK : O11Y_ECONFLICT;
-    }
-    return st;
+    return o11y_metric_register_or_get(svc->metrics, &o, out); /* a registry may be shared */
 }
 
 static int serve_metrics(o11y_request *req, o11y_response *res, void *user);

@@ -8,8 +8,6 @@
 #include <jansson.h>
 #include <strings.h>
 
-enum { LOG_PATH_MAX = 1024 };
-
 static void add_header(o11y_response *res, const char *name, size_t name_len, const char *value,
                        size_t value_len)
 {
@@ -386,32 +384,18 @@ void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed
     atomic_fetch_sub_explicit(&svc->active_requests, 1, memory_order_relaxed);
     if (!svc->access_log)
         return;
-    o11y__line l;
     o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
-    /* The one line every request writes: built from pre-rendered pieces (route templates were
-     * checked at registration to need no escaping); only the path is escaped. */
-    static const char head[] = ",\"message\":\"request completed\",\"event\":\"http_request\"";
-    if (o11y__line_begin_json(&l, svc->logger, status >= 500 ? O11Y_LOG_ERROR : O11Y_LOG_INFO, head,
-                              sizeof head - 1)) {
-        o11y__buf *b = &l.b;
-        const char *method = o11y_method_name(req->method);
-        const char *route = req->route ? req->route->template : "unmatched";
-        size_t route_len = req->route ? req->route->template_len : sizeof "unmatched" - 1;
-        l.meta_mark = b->len;
-        l.meta_open = true;
-        o11y__buf_lit(b, ",\"metadata\":{\"method\":\"");
-        o11y__buf_cstr(b, method);
-        o11y__buf_lit(b, "\",\"route\":\"");
-        o11y__buf_append(b, route, route_len);
-        o11y__buf_lit(b, "\",\"path\":");
-        o11y__json_str(b, req->uri, req->path_len, LOG_PATH_MAX);
-        o11y__buf_lit(b, ",\"status\":");
-        o11y__json_u64(b, (uint64_t)status);
-        o11y__buf_lit(b, ",\"bytes\":");
-        o11y__json_u64(b, bytes_sent);
-        if (!completed)
-            o11y__buf_lit(b, ",\"aborted\":true");
-        o11y__line_end(&l, elapsed_ms);
-    }
+    o11y__access_line a = {
+        .method = o11y_method_name(req->method),
+        .route = req->route ? req->route->template : "unmatched",
+        .route_len = req->route ? req->route->template_len : sizeof "unmatched" - 1,
+        .path = req->uri,
+        .path_len = req->path_len,
+        .status = status,
+        .bytes = bytes_sent,
+        .aborted = !completed,
+        .elapsed_ms = elapsed_ms,
+    };
+    o11y__log_access(svc->logger, &a);
     o11y_trace_set_current(prev);
 }

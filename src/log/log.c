@@ -380,11 +380,6 @@ o11y_logger *o11y_logger_default(void)
     return atomic_load_explicit(&default_logger, memory_order_acquire);
 }
 
-size_t o11y__log_max_value(const o11y_logger *lg)
-{
-    return lg->max_value;
-}
-
 /*=== MARK: hot path: the queue ===*/
 
 static inline size_t align8(size_t n)
@@ -695,6 +690,35 @@ void o11y_log_va(o11y_logger *lg, o11y_log_level level, const char *event, const
     }
     va_end(ap);
     log_fields(lg, level, event, message, fields, n);
+}
+
+/*=== MARK: the access line ===*/
+
+void o11y__log_access(o11y_logger *lg, const o11y__access_line *a)
+{
+    /* The one line every request writes: built from pre-rendered pieces; only the path is
+     * escaped. */
+    static const char head[] = ",\"message\":\"request completed\",\"event\":\"http_request\"";
+    o11y__line l;
+    if (!o11y__line_begin_json(&l, lg, a->status >= 500 ? O11Y_LOG_ERROR : O11Y_LOG_INFO, head,
+                               sizeof head - 1))
+        return;
+    o11y__buf *b = &l.b;
+    l.meta_mark = b->len;
+    l.meta_open = true;
+    o11y__buf_lit(b, ",\"metadata\":{\"method\":\"");
+    o11y__buf_cstr(b, a->method);
+    o11y__buf_lit(b, "\",\"route\":\"");
+    o11y__buf_append(b, a->route, a->route_len);
+    o11y__buf_lit(b, "\",\"path\":");
+    o11y__json_str(b, a->path, a->path_len, 1024);
+    o11y__buf_lit(b, ",\"status\":");
+    o11y__json_u64(b, (uint64_t)a->status);
+    o11y__buf_lit(b, ",\"bytes\":");
+    o11y__json_u64(b, a->bytes);
+    if (a->aborted)
+        o11y__buf_lit(b, ",\"aborted\":true");
+    o11y__line_end(&l, a->elapsed_ms);
 }
 
 /*=== MARK: the writer thread ===*/

@@ -24,24 +24,24 @@ bool o11y__line_begin(o11y__line *l, o11y_logger *lg, o11y_log_level level, cons
 bool o11y__line_begin_json(o11y__line *l, o11y_logger *lg, o11y_log_level level, const char *json,
                            size_t len);
 
-/* Opens the next metadata member: writes the separator and "key": (key: a plain literal). */
-static inline void o11y__line_key(o11y__line *l, const char *key, size_t len)
-{
-    if (O11Y_UNLIKELY(!l->meta_open)) {
-        l->meta_mark = l->b.len;
-        l->meta_open = true;
-        o11y__buf_lit(&l->b, ",\"metadata\":{");
-    } else {
-        o11y__buf_putc(&l->b, ',');
-    }
-    o11y__json_key(&l->b, key, len);
-}
-#define o11y__line_key_lit(l, lit) o11y__line_key((l), (lit), sizeof(lit) - 1)
-
 /* Closes the line (duration_ms when >= 0) and enqueues it. Never blocks. */
 void o11y__line_end(o11y__line *l, double duration_ms);
 
-/* The cap applied to string values of this logger. */
-size_t o11y__log_max_value(const o11y_logger *lg);
+/* A request's access line (CONTRACT section 3, "event":"http_request"), written by the log
+ * module from these values on the calling thread's buffer: the http pipeline hands the values
+ * over and never touches a line's insides. route is a template checked at registration (written
+ * as is); the path is escaped and capped at 1,024 bytes. Level ERROR for a 5xx, else INFO. */
+typedef struct o11y__access_line {
+    const char *method;
+    const char *route;
+    size_t route_len;
+    const char *path;
+    size_t path_len;
+    int status;
+    uint64_t bytes;
+    bool aborted;
+    double elapsed_ms;
+} o11y__access_line;
+void o11y__log_access(o11y_logger *lg, const o11y__access_line *a);
 
 #endif

@@ -788,6 +788,20 @@ static void plan_le(o11y_metric *m)
     }
 }
 
+o11y_status o11y_metric_register_or_get(o11y_metrics *reg, const o11y_metric_opts *o,
+                                        o11y_metric **out)
+{
+    o11y_status st = o11y_metric_register(reg, o, out);
+    if (st != O11Y_ECONFLICT)
+        return st;
+    o11y_metric *m = o11y_metrics_find(reg, o->name);
+    bool same = m && m->type == o->type && m->n_labels == o->n_labels;
+    for (size_t i = 0; same && i < o->n_labels; i++)
+        same = strcmp(m->labels[i], o->label_names[i]) == 0;
+    *out = same ? m : NULL;
+    return same ? O11Y_OK : O11Y_ECONFLICT;
+}
+
 o11y_status o11y_metric_register(o11y_metrics *reg, const o11y_metric_opts *o, o11y_metric **out)
 {
     if (!reg || !out)

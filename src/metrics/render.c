@@ -1,17 +1,17 @@
 /* metrics/render.c — the text expositions: Prometheus 0.0.4 and OpenMetrics 1.0.
  * https://prometheus.io/docs/instrumenting/exposition_formats/ and the OpenMetrics 1.0 spec. */
 #include "metrics/metrics_internal.h"
+#include "o11y/error.h"
 
 #include <math.h>
 #include <strings.h>
 
 o11y_exposition o11y_exposition_negotiate(const char *accept, size_t len)
 {
-    static const char om[] = "application/openmetrics-text";
-    for (size_t i = 0; accept && i + sizeof om - 1 <= len; i++)
-        if (strncasecmp(accept + i, om, sizeof om - 1) == 0)
-            return O11Y_EXPO_OPENMETRICS;
-    return O11Y_EXPO_PROMETHEUS;
+    /* OpenMetrics when named, and preferred at least as much as the text format. */
+    int q_om = o11y_accept_quality(accept, len, "application/openmetrics-text", true);
+    int q_text = o11y_accept_quality(accept, len, "text/plain", false);
+    return q_om > 0 && q_om >= q_text ? O11Y_EXPO_OPENMETRICS : O11Y_EXPO_PROMETHEUS;
 }
 
 const char *o11y_exposition_content_type(o11y_exposition f)

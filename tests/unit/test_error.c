@@ -123,6 +123,34 @@ static void negotiation(void **state)
                      O11Y_ERROR_PROBLEM);
 }
 
+static int quality(const char *accept, const char *type, bool exact)
+{
+    return o11y_accept_quality(accept, accept ? strlen(accept) : 0, type, exact);
+}
+
+/* The one negotiator behind errors, /metrics and /health. */
+static void accept_quality(void **state)
+{
+    (void)state;
+    assert_int_equal(quality(NULL, "application/json", false), 1000);
+    assert_int_equal(quality(NULL, "application/json", true), -1);
+    assert_int_equal(quality("text/html", "application/json", false), -1);
+    assert_int_equal(quality("*/*;q=0.1", "application/json", false), 100);
+    assert_int_equal(quality("*/*;q=0.1", "application/json", true), -1);
+    /* The most specific range decides, whatever its q. */
+    assert_int_equal(quality("application/*;q=0.2, */*;q=0.9", "application/json", false), 200);
+    assert_int_equal(quality("application/json;q=0.3, application/*", "application/json", false),
+                     300);
+    assert_int_equal(quality("Application/JSON ; q=0.75", "application/json", true), 750);
+    assert_int_equal(quality("application/json;q=2", "application/json", false), 0);
+    /* What a Prometheus server sends: OpenMetrics first. */
+    static const char prom[] = "application/openmetrics-text;version=1.0.0,"
+                               "application/openmetrics-text;version=0.0.1;q=0.75,"
+                               "text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    assert_int_equal(quality(prom, "application/openmetrics-text", true), 1000);
+    assert_int_equal(quality(prom, "text/plain", false), 500);
+}
+
 static json_t *render(const o11y_error_info *info, o11y_error_format f, int *status)
 {
     size_t len;
@@ -256,6 +284,7 @@ int main(void)
         cmocka_unit_test(catalog_has_the_contract_codes),
         cmocka_unit_test(registration_rules),
         cmocka_unit_test(negotiation),
+        cmocka_unit_test(accept_quality),
         cmocka_unit_test(envelope_shape),
         cmocka_unit_test(problem_details_shape),
         cmocka_unit_test(server_errors_never_leak),

@@ -303,8 +303,8 @@ static o11y_series *series(o11y_metrics *m, const char *name, const char *help, 
                           .label_names = labels,
                           .n_labels = label ? 1 : 0};
     o11y_metric *f = NULL;
-    if (o11y_metric_register(m, &o, &f) == O11Y_ECONFLICT)
-        f = o11y_metrics_find(m, name);
+    if (o11y_metric_register_or_get(m, &o, &f) != O11Y_OK)
+        return NULL;
     o11y_series *s = NULL;
     const char *values[] = {value};
     if (f && o11y_metric_series(f, label ? values : NULL, &s) != O11Y_OK)
