@@ -34,6 +34,11 @@ enum {
 enum o11y_metric_flags {
     O11Y_METRIC_WINDOWS = 1u << 0, /* keep 60 s and 5 min sliding windows (see o11y_series_read) */
     O11Y_METRIC_HIDDEN = 1u << 1,  /* not rendered in the exposition (internal bookkeeping) */
+    O11Y_METRIC_EXEMPLARS = 1u << 2, /* histograms: keep, per `le` bucket, the trace id of the
+                                        calling thread's current context with an observation
+                                        (at most one a second per bucket), rendered as
+                                        OpenMetrics exemplars, so a slow bucket leads to a trace
+                                        in the logs */
 };
 
 /* All-zero except name, help and type is a valid set of options. */

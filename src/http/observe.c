@@ -72,7 +72,7 @@ o11y_status o11y__service_metrics_init(o11y_service *svc, bool routes)
                O11Y_COUNTER, method_route_status, 3, 0, &svc->m_requests));
     TRY(family(svc, "http_server_request_duration_seconds",
                "Time from the request's first byte to its response, by route", O11Y_HISTOGRAM,
-               method_route, 2, O11Y_METRIC_WINDOWS, &svc->m_duration));
+               method_route, 2, O11Y_METRIC_WINDOWS | O11Y_METRIC_EXEMPLARS, &svc->m_duration));
     TRY(family(svc, "http_server_active_requests", "HTTP requests being handled", O11Y_GAUGE, NULL,
                0, 0, &active));
     TRY(family(svc, "o11y_http_errors_total", "4xx and 5xx answers by route (for the summary)",

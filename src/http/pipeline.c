@@ -379,12 +379,15 @@ void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed
         return; /* the server library refused the request before the pipeline saw it */
     int status = ex->res.status;
     double elapsed_ms = (double)(o11y__now_mono_ns() - req->start_ns) / 1e6;
+    /* The request's context is current for its observation too: exemplars carry its trace. */
+    o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
     o11y__record_request(svc, req->route, req->method, status, elapsed_ms / 1e3);
     o11y_gauge_add(svc->s_active, -1);
     atomic_fetch_sub_explicit(&svc->active_requests, 1, memory_order_relaxed);
-    if (!svc->access_log)
+    if (!svc->access_log) {
+        o11y_trace_set_current(prev);
         return;
-    o11y_trace_ctx *prev = o11y_trace_set_current(&req->trace);
+    }
     o11y__access_line a = {
         .method = o11y_method_name(req->method),
         .route = req->route ? req->route->template : "unmatched",

@@ -6,6 +6,7 @@
  * atomic adds there. Readers merge the shards with relaxed loads: a read may miss the
  * observations of the last few nanoseconds, never count one twice. */
 #include "metrics/metrics_internal.h"
+#include "o11y/trace.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -220,9 +221,75 @@ static void observe_outlier(o11y_series *s, double value)
         observe_into(s->metric, sh, slot == O11Y__SHARED_SLOT, value, O11Y__N_BUCKETS - 1);
 }
 
+/* The exemplar of value's `le` bucket: the current trace id, at most once a second per bucket
+ * (sampling: a busy route costs a clock read and a compare), skipped when another thread is
+ * writing it. */
+static void keep_exemplar(o11y_series *s, double value)
+{
+    const o11y_trace_ctx *ctx = o11y_trace_current();
+    if (!ctx || !ctx->trace_id_len || ctx->trace_id_len >= 64)
+        return;
+    const o11y_metric *m = s->metric;
+    o11y__exemplar *ex = atomic_load_explicit(&s->exemplars, memory_order_acquire);
+    if (!ex) {
+        o11y__exemplar *fresh = o11y__calloc(m->n_le + 1, sizeof *fresh);
+        if (!fresh)
+            return;
+        o11y__exemplar *expected = NULL;
+        if (atomic_compare_exchange_strong(&s->exemplars, &expected, fresh))
+            ex = fresh;
+        else
+            o11y__free(fresh), ex = expected;
+    }
+    size_t i = le_search(m, value); /* n_le: +Inf */
+    o11y__exemplar *e = &ex[i];
+    int64_t now_ns = o11y__now_mono_ns(), now_s = now_ns / 1000000000;
+    if (atomic_load_explicit(&e->at_s, memory_order_relaxed) == now_s)
+        return;
+    uint64_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
+    if ((seq & 1) || !atomic_compare_exchange_strong(&e->seq, &seq, seq + 1))
+        return;
+    uint64_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    atomic_store_explicit(&e->value_bits, bits, memory_order_relaxed);
+    atomic_store_explicit(&e->unix_ms, o11y__now_real_ns() / 1000000, memory_order_relaxed);
+    char padded[64] = {0};
+    memcpy(padded, ctx->trace_id, ctx->trace_id_len);
+    for (size_t w = 0; w < 8; w++) {
+        uint64_t word;
+        memcpy(&word, padded + 8 * w, 8);
+        atomic_store_explicit(&e->trace_words[w], word, memory_order_relaxed);
+    }
+    atomic_store_explicit(&e->at_s, now_s, memory_order_relaxed);
+    atomic_store_explicit(&e->seq, seq + 2, memory_order_release);
+}
+
+bool o11y__exemplar_read(const o11y_series *s, size_t le_index, o11y__exemplar_copy *out)
+{
+    o11y__exemplar *ex = atomic_load_explicit(&s->exemplars, memory_order_acquire);
+    if (!ex || le_index > s->metric->n_le)
+        return false;
+    o11y__exemplar *e = &ex[le_index];
+    uint64_t before = atomic_load_explicit(&e->seq, memory_order_acquire);
+    if (before == 0 || (before & 1))
+        return false;
+    uint64_t bits = atomic_load_explicit(&e->value_bits, memory_order_relaxed);
+    memcpy(&out->value, &bits, sizeof bits);
+    out->unix_ms = atomic_load_explicit(&e->unix_ms, memory_order_relaxed);
+    for (size_t w = 0; w < 8; w++) {
+        uint64_t word = atomic_load_explicit(&e->trace_words[w], memory_order_relaxed);
+        memcpy(out->trace_id + 8 * w, &word, 8);
+    }
+    out->trace_id[64] = '\0';
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&e->seq, memory_order_relaxed) == before;
+}
+
 void o11y_histogram_observe(o11y_series *s, double value)
 {
     const o11y_metric *m = s->metric;
+    if (O11Y_UNLIKELY(m->flags & O11Y_METRIC_EXEMPLARS) && value >= 0 && value < INFINITY)
+        keep_exemplar(s, value);
     if (O11Y_UNLIKELY(!(value >= 0 && value <= m->max_value))) {
         observe_outlier(s, value);
         return;
@@ -551,6 +618,7 @@ o11y_status o11y_metrics_create(o11y_metrics **out)
 
 static void series_free(o11y_series *s)
 {
+    o11y__free(atomic_load(&s->exemplars));
     for (int i = 0; i < O11Y__SLOTS; i++)
         o11y__free(atomic_load(&s->shards[i]));
     for (size_t i = 0; s->values && i < s->metric->n_labels; i++)

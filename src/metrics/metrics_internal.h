@@ -44,8 +44,28 @@ typedef struct o11y__snapshot {
     uint64_t *value;
 } o11y__snapshot;
 
+/* One exemplar of an `le` bucket (OpenMetrics): written by at most one thread at a time (the one
+ * that wins the sequence's CAS from even to odd), read when the sequence is even and unchanged
+ * around the copy. */
+typedef struct o11y__exemplar {
+    _Atomic uint64_t seq;
+    _Atomic int64_t at_s; /* CLOCK_MONOTONIC second of the last write */
+    /* Relaxed atomics, so a reader racing a writer is a retry, not a data race. */
+    _Atomic uint64_t value_bits;
+    _Atomic int64_t unix_ms;
+    _Atomic uint64_t trace_words[8]; /* the trace id, NUL-padded: at most 63 bytes */
+} o11y__exemplar;
+
+/* A copy of one, read by the exposition. */
+typedef struct o11y__exemplar_copy {
+    double value;
+    int64_t unix_ms;
+    char trace_id[65];
+} o11y__exemplar_copy;
+
 struct o11y_series {
     o11y_metric *metric;
+    _Atomic(o11y__exemplar *) exemplars; /* n_le + 1 of them, allocated on the first one */
     char **values;    /* the label values as given */
     char *label_text; /* a="x",b="y" escaped for the exposition, "" without labels */
     size_t label_len;
@@ -128,5 +148,9 @@ void o11y__stats_from_buckets(const o11y_metric *m, const uint64_t *b, uint64_t 
 
 /* Registers the process_* metrics (ECONFLICT-tolerant). */
 o11y_status o11y__metrics_register_process(o11y_metrics *m);
+
+/* A consistent copy of the exemplar of `le` boundary le_index (n_le: +Inf); false when there is
+ * none, or it is being written. */
+bool o11y__exemplar_read(const o11y_series *s, size_t le_index, o11y__exemplar_copy *out);
 
 #endif

@@ -113,6 +113,18 @@ static void render_series(o11y_series *s, void *arg)
             cumulative += rc->le[i];
             put_sample_name(b, m->name, "_bucket", s, i < m->n_le ? m->le_text[i] : "le=\"+Inf\"");
             o11y__json_u64(b, i < m->n_le ? cumulative : count);
+            o11y__exemplar_copy ex;
+            if (rc->f == O11Y_EXPO_OPENMETRICS && (m->flags & O11Y_METRIC_EXEMPLARS) &&
+                o11y__exemplar_read(s, i, &ex)) {
+                /* OpenMetrics 1.0: # {labels} value timestamp. The id was valid when kept (it
+                 * came from a trace context), so it needs no escaping. */
+                o11y__buf_lit(b, " # {trace_id=\"");
+                o11y__buf_cstr(b, ex.trace_id);
+                o11y__buf_lit(b, "\"} ");
+                put_double(b, ex.value);
+                o11y__buf_putc(b, ' ');
+                o11y__json_fixed3(b, (double)ex.unix_ms / 1000.0);
+            }
             o11y__buf_putc(b, '\n');
         }
         put_sample_name(b, m->name, "_sum", s, NULL);

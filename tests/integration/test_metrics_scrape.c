@@ -189,6 +189,32 @@ static void openmetrics_on_request(void **state)
     assert_true(r.body_len > 6 && strcmp(r.body + r.body_len - 6, "# EOF\n") == 0);
     assert_non_null(strstr(r.body, "# TYPE http_server_requests counter\n"));
     http_resp_free(&r);
+    /* Exemplars: a request's trace id on its duration bucket, so a slow bucket leads to the
+     * request's log lines. Only OpenMetrics carries them. */
+    const char *const traced[] = {"X-Trace-Id: exemplar-trace-1", NULL};
+    assert_int_equal(http(&svc, "GET", "/stats/episodes", traced, NULL, 0, &r), 0);
+    http_resp_free(&r);
+    char *line = NULL;
+    for (int i = 0; i < 100 && !line; i++) {
+        assert_int_equal(http(&svc, "GET", "/metrics", h, NULL, 0, &r), 0);
+        char *at = strstr(r.body, "# {trace_id=\"exemplar-trace-1\"} ");
+        if (at) {
+            char *start = at;
+            while (start > r.body && start[-1] != '\n')
+                start--;
+            line = strndup(start, (size_t)(strchr(at, '\n') - start));
+        }
+        http_resp_free(&r);
+        if (!line)
+            usleep(20000);
+    }
+    assert_non_null(line);
+    assert_non_null(strstr(line, "http_server_request_duration_seconds_bucket{"));
+    assert_non_null(strstr(line, "route=\"/stats/episodes\""));
+    free(line);
+    assert_int_equal(http(&svc, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    assert_null(strstr(r.body, "trace_id=")); /* Prometheus text 0.0.4 has no exemplars */
+    http_resp_free(&r);
 }
 
 static json_t *find_operation(json_t *list, const char *name)
