@@ -66,7 +66,7 @@ typedef struct o11y__exemplar_copy {
 struct o11y_series {
     o11y_metric *metric;
     _Atomic(o11y__exemplar *) exemplars; /* n_le + 1 of them, allocated on the first one */
-    char **values;    /* the label values as given */
+    char **values;                       /* the label values as given */
     char *label_text; /* a="x",b="y" escaped for the exposition, "" without labels */
     size_t label_len;
     uint64_t hash;

@@ -1,0 +1,42 @@
+/* options.h — generation-service's command line and environment: every flag described once,
+ * in options.c's table (name, environment variable, default, bounds, help), from which parsing,
+ * the environment fallbacks and --help all come. */
+#ifndef GS_OPTIONS_H
+#define GS_OPTIONS_H
+
+#include <o11y/redis.h>
+
+#include <stdio.h>
+
+#define GS_VERSION "0.1.0"
+
+typedef struct options {
+    const char *bind;
+    const char *db;
+    const char *log_file; /* NULL: standard output */
+    const char *log_level;
+    const char *log_format;
+    const char *service_name;
+    const char *redis;              /* --redis HOST:PORT, or NULL */
+    const char *redis_url;          /* --redis-url, or NULL */
+    o11y_redis_target redis_target; /* from either; host NULL: none */
+    char redis_buf[1100];           /* the target's strings */
+    const char *idempotency;        /* memory, sqlite or redis */
+    const char *llm_url; /* an OpenAI-compatible base URL (…/v1), or NULL: built-in generator */
+    const char *llm_model;
+    const char *llm_key_env;
+    unsigned long long port, max_body, db_max_bytes, threads;
+    unsigned long long health_interval_ms, health_timeout_ms, shutdown_delay_ms;
+    unsigned long long idem_ttl_s, idem_lease_s;
+    unsigned long long workers, queue, step_ms, heartbeat_ms, max_prompt, jobs_kept;
+    unsigned long long max_connections, max_per_client, head_timeout_s;
+} options;
+
+/* Fills o from the defaults, then the environment, then argv. Returns -1 to go on, or the exit
+ * status to end with (0 after --help or --version, 2 after an error, said on stderr naming the
+ * flag; a value that may hold a secret is never echoed). */
+int gs_options_parse(int argc, char **argv, options *o);
+/* The --help text, generated from the table. */
+void gs_options_usage(FILE *out);
+
+#endif
