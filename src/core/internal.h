@@ -132,5 +132,7 @@ enum { O11Y__UUID_LEN = 36 };
 void o11y__uuid7(int64_t unix_ms, char out[O11Y__UUID_LEN]);
 extern const char o11y__hex_digits[16];
 void o11y__hex_u64(uint64_t v, char out[16]);
+/* n bytes as 2n lowercase hex digits and a NUL into out. */
+void o11y__hex(const uint8_t *bytes, size_t n, char *out);
 
 #endif

@@ -74,6 +74,15 @@ uint64_t o11y__rand64(void)
     return result;
 }
 
+void o11y__hex(const uint8_t *bytes, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = o11y__hex_digits[bytes[i] >> 4];
+        out[2 * i + 1] = o11y__hex_digits[bytes[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 void o11y__hex_u64(uint64_t v, char out[16])
 {
     for (int i = 15; i >= 0; i--) {

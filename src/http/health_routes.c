@@ -2,7 +2,7 @@
  * They read the health object's stored results: no dependency I/O on a probe. */
 #include "http/http_internal.h"
 
-#include "health/health_internal.h"
+#include "health/api.h"
 
 #include <strings.h>
 

@@ -3,7 +3,7 @@
 #define O11Y_HTTP_INTERNAL_H
 
 #include "core/internal.h"
-#include "idempotency/idem_internal.h"
+#include "idempotency/api.h"
 #include "o11y/error.h"
 #include "o11y/health.h"
 #include "o11y/http.h"

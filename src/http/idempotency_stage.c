@@ -6,8 +6,7 @@
  * After the handler: a 5xx releases the key; anything else is stored for the TTL. */
 #include "http/http_internal.h"
 
-#include "idempotency/idem_internal.h"
-#include "log/log_internal.h"
+#include "idempotency/api.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -155,26 +154,12 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
         outcome(ex, O11Y__IDEM_OUTCOME_INVALID);
         return true;
     }
-    /* The scope: method, route, the client (when configured) and the key, hashed to a fixed
-     * size so a store never sees the raw key. */
-    uint8_t digest[32];
+    /* The scope: method, route, the principal (when configured) and the key. */
     const char *method = o11y_method_name(m);
     o11y_str client = svc->idem.client_header ? o11y_req_header(req, svc->idem.client_header)
                                               : (o11y_str){NULL, 0};
-    const o11y_str scope[] = {{method, strlen(method) + 1},
-                              {req->route->template, req->route->template_len + 1},
-                              client,
-                              {"\n", 1},
-                              key};
-    if (!o11y__sha256(scope, O11Y_ARRAY_LEN(scope), digest)) {
-        o11y_res_fail(&ex->res, &o11y_err_INTERNAL_ERROR, NULL, "SHA-256 unavailable");
-        return true;
-    }
-    for (unsigned i = 0; i < 32; i++) {
-        req->idem.id[2 * i] = o11y__hex_digits[digest[i] >> 4];
-        req->idem.id[2 * i + 1] = o11y__hex_digits[digest[i] & 15];
-    }
-    req->idem.id[64] = '\0';
+    o11y__idem_key_make(&req->idem, method,
+                        (o11y_str){req->route->template, req->route->template_len}, client, key);
     req->idem.client = client_identity(req, client);
     req->idem_key_len = key.len;
     return false;
@@ -195,23 +180,6 @@ static const char *find_header(const o11y_response *res, const char *name)
 }
 
 /*=== MARK: before and after the handler ===*/
-
-static bool fingerprint(o11y_request *req, uint8_t fp[O11Y_IDEM_FP_BYTES])
-{
-    uint8_t digest[32];
-    const char *method = o11y_method_name(req->method);
-    /* Method, path, query and body bytes, hashed where they lie: the body is not copied. */
-    const o11y_str parts[] = {{method, strlen(method) + 1},
-                              {req->uri, req->path_len},
-                              {"?", 1},
-                              {req->query, req->query_len},
-                              {"\n", 1},
-                              {req->body.ptr, req->body.len}};
-    if (!o11y__sha256(parts, O11Y_ARRAY_LEN(parts), digest))
-        return false;
-    memcpy(fp, digest, O11Y_IDEM_FP_BYTES);
-    return true;
-}
 
 /* Adds a header to an answer the pipeline makes; a full header list (16 entries, which these
  * answers never reach) leaves the answer without it rather than failing it. */
@@ -284,16 +252,15 @@ bool o11y__idem_before_handler(o11y__exchange *ex)
     if (!req->idem_key_len)
         return true;
     const o11y_idem_config *c = &svc->idem;
-    if (!fingerprint(req, req->idem_fp)) {
-        o11y_res_fail(res, &o11y_err_INTERNAL_ERROR, NULL, "SHA-256 unavailable");
-        return false;
-    }
+    o11y__idem_fingerprint(
+        req->idem_fp, o11y_method_name(req->method), (o11y_str){req->uri, req->path_len},
+        (o11y_str){req->query, req->query_len}, (o11y_str){req->body.ptr, req->body.len});
     char *blob = NULL;
     size_t len = 0;
     int64_t now = c->clock_ms(c->clock_ctx);
     o11y_idem_result r =
-        c->store->ops->begin(c->store->impl, &req->idem, req->idem_fp, now,
-                             (int64_t)c->lease_s * 1000, &req->idem_token, &blob, &len);
+        o11y__idem_begin(c->store, &req->idem, req->idem_fp, now, (int64_t)c->lease_s * 1000,
+                         &req->idem_token, &blob, &len);
     switch (r) {
     case O11Y_IDEM_NEW:
         req->idem_held = true;
@@ -338,7 +305,7 @@ void o11y__idem_after_handler(o11y__exchange *ex)
     /* Nothing stored for a 5xx, nor for a body the client can fix (CONTRACT section 4): a
      * retry with the same key runs the handler again. */
     if (res->status >= 500 || res->error == &o11y_err_VALIDATION_FAILED) {
-        c->store->ops->release(c->store->impl, &req->idem, req->idem_token);
+        o11y__idem_release(c->store, &req->idem, req->idem_token);
         return;
     }
     o11y__buf b;
@@ -362,8 +329,8 @@ void o11y__idem_after_handler(o11y__exchange *ex)
         o11y__idem_record_encode_status(&b, res->status);
     }
     o11y_idem_stored stored =
-        b.ptr ? c->store->ops->complete(c->store->impl, &req->idem, req->idem_token, req->idem_fp,
-                                        b.ptr, b.len, now, now + (int64_t)c->ttl_s * 1000)
+        b.ptr ? o11y__idem_complete(c->store, &req->idem, req->idem_token, req->idem_fp, b.ptr,
+                                    b.len, now, now + (int64_t)c->ttl_s * 1000)
               : O11Y_IDEM_NOT_STORED;
     o11y__buf_release(&b);
     if (stored != O11Y_IDEM_STORED) {

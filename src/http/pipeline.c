@@ -1,8 +1,7 @@
 /* http/pipeline.c — the stages every request goes through (see ARCHITECTURE "One request"). */
 #include "http/http_internal.h"
 
-#include "error/error_internal.h"
-#include "log/log_internal.h"
+#include "log/api.h"
 #include "o11y/error.h"
 
 #include <jansson.h>
@@ -316,13 +315,10 @@ static void render_error(o11y__exchange *ex)
         .trace_id = {req->trace.trace_id, req->trace.trace_id_len},
         .problem_base = req->svc->problem_base,
     };
-    o11y__buf b;
-    o11y__buf_init(&b, SIZE_MAX / 2);
     int status = 500;
-    o11y__error_render(&b, &info, req->error_format, &status);
-    o11y__free(details);
     size_t len = 0;
-    char *body = o11y__buf_take(&b, &len);
+    char *body = o11y_error_render(&info, req->error_format, &len, &status);
+    o11y__free(details);
     o11y__free(res->body);
     res->body = body;
     res->body_len = body ? len : 0;

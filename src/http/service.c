@@ -2,7 +2,7 @@
  * together, and its accessors. */
 #include "http/http_internal.h"
 
-#include "health/health_internal.h"
+#include "health/api.h"
 
 #include <stdio.h>
 

@@ -4,6 +4,7 @@
 #define O11Y_LOG_INTERNAL_H
 
 #include "core/internal.h"
+#include "log/api.h"
 #include "o11y/log.h"
 
 typedef struct o11y__line {
@@ -26,22 +27,5 @@ bool o11y__line_begin_json(o11y__line *l, o11y_logger *lg, o11y_log_level level,
 
 /* Closes the line (duration_ms when >= 0) and enqueues it. Never blocks. */
 void o11y__line_end(o11y__line *l, double duration_ms);
-
-/* A request's access line (CONTRACT section 3, "event":"http_request"), written by the log
- * module from these values on the calling thread's buffer: the http pipeline hands the values
- * over and never touches a line's insides. route is a template checked at registration (written
- * as is); the path is escaped and capped at 1,024 bytes. Level ERROR for a 5xx, else INFO. */
-typedef struct o11y__access_line {
-    const char *method;
-    const char *route;
-    size_t route_len;
-    const char *path;
-    size_t path_len;
-    int status;
-    uint64_t bytes;
-    bool aborted;
-    double elapsed_ms;
-} o11y__access_line;
-void o11y__log_access(o11y_logger *lg, const o11y__access_line *a);
 
 #endif

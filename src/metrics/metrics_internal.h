@@ -146,9 +146,6 @@ o11y_status o11y__series_accumulate(const o11y_series *s, o11y_window w, uint64_
 void o11y__stats_from_buckets(const o11y_metric *m, const uint64_t *b, uint64_t count, double sum,
                               o11y_series_stats *out);
 
-/* Registers the process_* metrics (ECONFLICT-tolerant). */
-o11y_status o11y__metrics_register_process(o11y_metrics *m);
-
 /* A consistent copy of the exemplar of `le` boundary le_index (n_le: +Inf); false when there is
  * none, or it is being written. */
 bool o11y__exemplar_read(const o11y_series *s, size_t le_index, o11y__exemplar_copy *out);

@@ -1,4 +1,5 @@
 /* metrics/process.c — the standard process_* metrics, read from /proc at each scrape. */
+#include "metrics/api.h"
 #include "metrics/metrics_internal.h"
 #include "o11y/metrics.h"
 
