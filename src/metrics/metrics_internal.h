@@ -150,4 +150,9 @@ void o11y__stats_from_buckets(const o11y_metric *m, const uint64_t *b, uint64_t 
  * none, or it is being written. */
 bool o11y__exemplar_read(const o11y_series *s, size_t le_index, o11y__exemplar_copy *out);
 
+/* Shared by the metrics files. */
+size_t o11y__le_search(const o11y_metric *m, double value); /* cells.c */
+size_t o11y__bucket_index_checked(uint64_t units);          /* cells.c */
+void *o11y__metrics_ticker_main(void *registry);            /* window.c */
+
 #endif
