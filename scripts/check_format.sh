@@ -7,6 +7,7 @@ command -v clang-format >/dev/null || { echo "check_format: clang-format is not 
 files=$(git ls-files '*.c' '*.h' 2>/dev/null || find src include services tests bench examples -name '*.[ch]')
 bad=0
 for f in $files; do
+    [ -f "$f" ] || continue # deleted, not yet committed
     if ! clang-format --dry-run -Werror "$f" >/dev/null 2>&1; then
         echo "not formatted: $f" >&2
         bad=1

@@ -132,6 +132,18 @@ enum { O11Y__UUID_LEN = 36 };
 void o11y__uuid7(int64_t unix_ms, char out[O11Y__UUID_LEN]);
 extern const char o11y__hex_digits[16];
 void o11y__hex_u64(uint64_t v, char out[16]);
+
+/* The library's one hash for tables and identities (FNV-1a, 64 bits): h continues a hash (start
+ * with O11Y__FNV_BASIS, or a random basis where a client must not aim at a bucket). Not for
+ * anything that needs to resist forgery: SHA-256 does that (idempotency). */
+#define O11Y__FNV_BASIS 0xCBF29CE484222325ull
+static inline uint64_t o11y__fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001B3ull;
+    return h;
+}
 /* n bytes as 2n lowercase hex digits and a NUL into out. */
 void o11y__hex(const uint8_t *bytes, size_t n, char *out);
 

@@ -122,9 +122,9 @@ static uint64_t client_identity(const o11y_request *req, o11y_str principal)
     }
     const uint8_t *p = principal.ptr ? (const uint8_t *)principal.ptr : req->peer;
     size_t len = principal.ptr ? principal.len : req->peer_len;
-    h = (h ^ (principal.ptr ? 'P' : 'A')) * 0x100000001B3ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 0x100000001B3ull;
+    const char kind = principal.ptr ? 'P' : 'A'; /* a principal never equals an address */
+    h = o11y__fnv1a(h, &kind, 1);
+    h = o11y__fnv1a(h, p, len);
     return h;
 }
 

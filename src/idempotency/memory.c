@@ -46,9 +46,7 @@ typedef struct mem_store {
 
 static uint64_t key_hash(const o11y_idem_key *k)
 {
-    uint64_t h = 0xCBF29CE484222325ull; /* FNV-1a over the whole id */
-    for (const char *p = k->id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 0x100000001B3ull;
+    uint64_t h = o11y__fnv1a(O11Y__FNV_BASIS, k->id, strlen(k->id));
     return h ^ (h >> 29);
 }
 

@@ -383,11 +383,11 @@ o11y_status o11y_metric_register_fn(o11y_metrics *reg, const char *name, const c
 
 static uint64_t hash_values(const char *const *values, size_t n)
 {
-    uint64_t h = 0xCBF29CE484222325ull;
+    uint64_t h = O11Y__FNV_BASIS;
+    static const unsigned char separator = 0xFF; /* ("a","bc") differs from ("ab","c") */
     for (size_t i = 0; i < n; i++) {
-        for (const unsigned char *p = (const unsigned char *)values[i]; *p; p++)
-            h = (h ^ *p) * 0x100000001B3ull;
-        h = (h ^ 0xFF) * 0x100000001B3ull; /* separator: ("a","bc") differs from ("ab","c") */
+        h = o11y__fnv1a(h, values[i], strlen(values[i]));
+        h = o11y__fnv1a(h, &separator, 1);
     }
     return h;
 }

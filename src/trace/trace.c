@@ -94,13 +94,6 @@ static void new_span_id(char out[17])
     out[16] = '\0';
 }
 
-static uint64_t fnv1a64(const char *s, size_t len, uint64_t h)
-{
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001B3ull;
-    return h;
-}
-
 /* Computed on demand rather than per request: only outgoing calls need it. */
 void o11y_trace_w3c_id(const o11y_trace_ctx *ctx, char out[33])
 {
@@ -123,8 +116,8 @@ void o11y_trace_w3c_id(const o11y_trace_ctx *ctx, char out[33])
     }
     if (!ok || zero || n != 32) {
         /* Not 128 bits of hex: two FNV-1a hashes with different offsets, never all zero. */
-        o11y__hex_u64(fnv1a64(s, len, 0xCBF29CE484222325ull), out);
-        o11y__hex_u64(fnv1a64(s, len, 0x84222325CBF29CE4ull) | 1, out + 16);
+        o11y__hex_u64(o11y__fnv1a(0xCBF29CE484222325ull, s, len), out);
+        o11y__hex_u64(o11y__fnv1a(0x84222325CBF29CE4ull, s, len) | 1, out + 16);
     }
     out[32] = '\0';
 }

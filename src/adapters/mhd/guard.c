@@ -73,10 +73,8 @@ static uint8_t addr_bytes(const struct sockaddr *sa, uint8_t out[16])
 
 static addr_count **addr_slot(o11y__guard *g, const uint8_t *addr, uint8_t len)
 {
-    uint32_t h = 2166136261u;
-    for (uint8_t i = 0; i < len; i++)
-        h = (h ^ addr[i]) * 16777619u;
-    addr_count **p = &g->by_addr[h & (ADDR_BUCKETS - 1)];
+    uint64_t h = o11y__fnv1a(O11Y__FNV_BASIS, addr, len);
+    addr_count **p = &g->by_addr[(h ^ (h >> 32)) & (ADDR_BUCKETS - 1)];
     while (*p && ((*p)->addr_len != len || memcmp((*p)->addr, addr, len) != 0))
         p = &(*p)->next;
     return p;
