@@ -12,6 +12,7 @@
 #include "o11y/metrics.h"
 #include "o11y/mhd.h"
 #include "o11y/operation.h"
+#include "o11y/ratelimit.h"
 #include "o11y/trace.h"
 
 #endif

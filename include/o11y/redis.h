@@ -5,6 +5,7 @@
 
 #include "o11y/health.h"
 #include "o11y/idempotency.h"
+#include "o11y/ratelimit.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,6 +43,14 @@ O11Y_API O11Y_WARN_UNUSED o11y_status o11y_health_add_redis_target(
  * O11Y_EINVAL or O11Y_ENOMEM. Thread-safe store (one connection under a mutex). */
 O11Y_API O11Y_WARN_UNUSED o11y_status o11y_idem_store_redis(const char *host, uint16_t port,
                                                             o11y_idem_store **out /* OUT */);
+
+/* The rate-limit store shared by every instance (o11y/ratelimit.h): one EVALSHA round trip per
+ * decision, atomic on the server and on its clock; reloaded after NOSCRIPT. A server that does
+ * not answer makes decide return O11Y_EBACKEND at once for a second (the stage fails open unless
+ * configured closed). Strings copied. Returns O11Y_OK, O11Y_EINVAL or O11Y_ENOMEM. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_ratelimit_store_redis(const o11y_redis_target *t,
+                                                                 o11y_ratelimit_store **out
+                                                                 /* OUT */);
 
 /* PING to host:port within the check's timeout. host is copied. Returns as
  * o11y_health_add_custom. */

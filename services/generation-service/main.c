@@ -51,6 +51,40 @@ static o11y_status register_checks(o11y_service *svc, const options *o, gs_store
     return st;
 }
 
+/* Rate limits (the contract's section 8): POST /generations per client by default, every route
+ * per client when asked; in memory, or in Redis shared by the instances. */
+static o11y_status open_ratelimit(o11y_service *svc, const options *o, o11y_ratelimit_store **out)
+{
+    *out = NULL;
+    if (!o->rl_generations_q && !o->rl_all_q)
+        return O11Y_OK;
+    o11y_status st = strcmp(o->rate_limit_store, "redis") == 0
+                         ? o11y_ratelimit_store_redis(&o->redis_target, out)
+                         : o11y_ratelimit_store_memory(NULL, out);
+    o11y_ratelimit_config rc = {.store = *out, .trusted_proxies = o->trusted_proxies};
+    if (st == O11Y_OK)
+        st = o11y_service_ratelimit(svc, &rc);
+    if (st != O11Y_OK) {
+        if (o->trusted_proxies)
+            fprintf(stderr, "generation-service: --trusted-proxies takes CIDRs, e.g. "
+                            "10.0.0.0/8,::1/128\n");
+        return st;
+    }
+    if (o->rl_generations_q) {
+        o11y_ratelimit_policy p = {.name = "generations",
+                                   .quota = o->rl_generations_q,
+                                   .window_s = o->rl_generations_w,
+                                   .route = "/generations",
+                                   .methods = O11Y_POST};
+        st = o11y_service_ratelimit_policy(svc, &p);
+    }
+    if (st == O11Y_OK && o->rl_all_q) {
+        o11y_ratelimit_policy p = {.name = "all", .quota = o->rl_all_q, .window_s = o->rl_all_w};
+        st = o11y_service_ratelimit_policy(svc, &p);
+    }
+    return st;
+}
+
 /* CONTRACT section 4 on every POST, PUT and PATCH, in the store chosen by --idempotency. */
 static o11y_status open_idempotency(o11y_service *svc, const options *o, o11y_idem_store **out)
 {
@@ -186,6 +220,9 @@ int main(int argc, char **argv)
         st = gs_generation_routes(svc, &app);
     if (st == O11Y_OK)
         st = register_checks(svc, &o, store);
+    o11y_ratelimit_store *limits = NULL;
+    if (st == O11Y_OK)
+        st = open_ratelimit(svc, &o, &limits);
     if (st == O11Y_OK)
         st = open_idempotency(svc, &o, &idem);
     if (st == O11Y_OK) {
@@ -214,6 +251,7 @@ int main(int argc, char **argv)
     o11y_service_destroy(svc); /* stops the health checks (one uses the store); flushes the log */
     gs_store_close(store);
     o11y_idem_store_destroy(idem);
+    o11y_ratelimit_store_destroy(limits);
     if (st != O11Y_OK)
         fprintf(stderr, "generation-service: %s\n", o11y_strerror(st));
     return st == O11Y_OK && rc <= 0 ? 0 : 1;

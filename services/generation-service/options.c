@@ -70,6 +70,14 @@ static const flag flags[] = {
       1000000, "open connections from one address at most"),
     N("request-head-timeout-s", "REQUEST_HEAD_TIMEOUT_S", "10", head_timeout_s, 1, 3600,
       "a request's line and headers must arrive within this"),
+    T("rate-limit-generations", "RATE_LIMIT_GENERATIONS", "30/60", rate_limit_generations, "Q/W",
+      "POST /generations per client: Q per W seconds; 0: off"),
+    T("rate-limit-all", "RATE_LIMIT_ALL", "0", rate_limit_all, "Q/W",
+      "every route per client but /health*, /metrics* and preflights; 0: off"),
+    T("rate-limit-store", "RATE_LIMIT_STORE", "memory", rate_limit_store, "S",
+      "memory, or redis (shared by instances; --redis or --redis-url)"),
+    T("trusted-proxies", "TRUSTED_PROXIES", NULL, trusted_proxies, "CIDR,...",
+      "proxies whose X-Forwarded-For names the client"),
     T("llm-url", "LLM_URL", NULL, llm_url, "URL",
       "an OpenAI-compatible backend (http://host:port/v1); default: the built-in generator"),
     T("llm-model", "LLM_MODEL", "gpt-4o-mini", llm_model, "M", "the model to ask for"),
@@ -178,6 +186,25 @@ static int check(options *o)
     }
     if (strcmp(o->idempotency, "redis") == 0 && !o->redis_target.host) {
         fprintf(stderr, "generation-service: --idempotency redis needs --redis or --redis-url\n");
+        return 2;
+    }
+    if (o11y_ratelimit_parse(o->rate_limit_generations, &o->rl_generations_q,
+                             &o->rl_generations_w) != O11Y_OK) {
+        fprintf(stderr, "generation-service: --rate-limit-generations takes Q/W (a quota per "
+                        "window in seconds, e.g. 30/60) or 0\n");
+        return 2;
+    }
+    if (o11y_ratelimit_parse(o->rate_limit_all, &o->rl_all_q, &o->rl_all_w) != O11Y_OK) {
+        fprintf(stderr, "generation-service: --rate-limit-all takes Q/W (e.g. 600/60) or 0\n");
+        return 2;
+    }
+    if (strcmp(o->rate_limit_store, "memory") && strcmp(o->rate_limit_store, "redis")) {
+        fprintf(stderr, "generation-service: --rate-limit-store takes memory or redis\n");
+        return 2;
+    }
+    if (strcmp(o->rate_limit_store, "redis") == 0 && !o->redis_target.host) {
+        fprintf(stderr, "generation-service: --rate-limit-store redis needs --redis or "
+                        "--redis-url\n");
         return 2;
     }
     return -1;

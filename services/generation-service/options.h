@@ -30,6 +30,10 @@ typedef struct options {
     unsigned long long idem_ttl_s, idem_lease_s;
     unsigned long long workers, queue, step_ms, heartbeat_ms, max_prompt, jobs_kept;
     unsigned long long max_connections, max_per_client, head_timeout_s;
+    const char *rate_limit_generations, *rate_limit_all;             /* "Q/W" or "0" */
+    unsigned rl_generations_q, rl_generations_w, rl_all_q, rl_all_w; /* parsed; q 0: off */
+    const char *rate_limit_store;                                    /* memory or redis */
+    const char *trusted_proxies;                                     /* CIDRs, or NULL */
 } options;
 
 /* Fills o from the defaults, then the environment, then argv. Returns -1 to go on, or the exit

@@ -64,6 +64,8 @@ typedef enum o11y__idem_outcome {
 } o11y__idem_outcome;
 extern const char *const o11y__idem_outcome_names[O11Y__IDEM_OUTCOMES];
 
+typedef struct o11y__ratelimit o11y__ratelimit; /* ratelimit_stage.c */
+
 struct o11y_service {
     char *name, *version, *problem_base, *project_param, *job_param;
     char *service_header; /* X-Service value */
@@ -85,6 +87,7 @@ struct o11y_service {
     o11y_stream *streams;  /* open streamed responses */
     o11y_idem_config idem; /* idem.store NULL: idempotency off */
     char *idem_client_header;
+    o11y__ratelimit *ratelimit; /* NULL: no rate limiting */
     o11y_metric *m_idem;
     o11y_series *s_idem[O11Y__IDEM_OUTCOMES];
 };
@@ -259,6 +262,12 @@ bool o11y__pipeline_body(o11y__exchange *ex, const char *data, size_t len);
 void o11y__pipeline_run(o11y__exchange *ex);
 /* Stage 4, when the response has been sent: the access line. */
 void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed);
+
+/* The rate-limit stage, after routing and before the body (true: the answer is final, 429 or a
+ * 503 when the store is down and the service fails closed). body_follows: the request declares a
+ * body, which the answer then leaves unread (the connection closes). */
+bool o11y__ratelimit_check(o11y__exchange *ex, bool body_follows);
+void o11y__ratelimit_free(o11y__ratelimit *rl);
 
 /* Idempotency stages: the key before the body (true: the response is final, 400); before the
  * handler (false: answered without it: replay, 409, 422, 503); after it (store or release). */

@@ -237,6 +237,8 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     if (!decode_params(ex))
         return true;
     set_context_from_params(req);
+    if (o11y__ratelimit_check(ex, content_length > 0 || std->transfer_encoding))
+        return true;
     bool has_body = effective & (O11Y_POST | O11Y_PUT | O11Y_PATCH);
     if (has_body && (req->route->flags[req->method_index] & O11Y_ROUTE_JSON) &&
         !is_json_type(std->content_type)) {

@@ -26,6 +26,7 @@ void o11y_service_destroy(o11y_service *svc)
     for (size_t i = 0; i < svc->n_routes; i++)
         o11y__route_free(svc->routes[i]);
     o11y__health_destroy(svc->health); /* its checks log and record until they stop */
+    o11y__ratelimit_free(svc->ratelimit);
     if (svc->owns_logger)
         o11y_logger_destroy(svc->logger);
     if (svc->owns_metrics)

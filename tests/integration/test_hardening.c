@@ -457,8 +457,19 @@ static void cancelled_jobs_trimmed_while_in_use_stay_valid(void **state)
      * and concurrent creates and cancels, with a small table so trimming runs all the time.
      * Under ASan or TSan (make test runs both) a lifetime bug fails here. */
     gs_proc p;
-    const char *const args[] = {"--queue",   "5000", "--workers",   "1", "--step-ms", "600000",
-                                "--threads", "8",    "--jobs-kept", "5", NULL};
+    const char *const args[] = {"--queue",
+                                "5000",
+                                "--workers",
+                                "1",
+                                "--step-ms",
+                                "600000",
+                                "--threads",
+                                "8",
+                                "--jobs-kept",
+                                "5",
+                                "--rate-limit-generations",
+                                "0",
+                                NULL};
     assert_int_equal(gs_start(&p, args), 0);
     churn c = {.p = &p, .max_ids = 4000, .lock = PTHREAD_MUTEX_INITIALIZER};
     c.ids = calloc((size_t)c.max_ids, sizeof *c.ids);
