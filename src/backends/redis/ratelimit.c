@@ -121,28 +121,35 @@ static o11y_status rl_decide(void *impl, const char *key, size_t len, unsigned q
         my_conn = atomic_fetch_add(&r->next, 1) % POOL;
     conn *c = &r->pool[my_conn];
     pthread_mutex_lock(&c->lock);
-    if (c->c && c->c->err) {
-        redisFree(c->c);
-        c->c = NULL;
-    }
-    char why[128];
-    if (!c->c)
-        c->c = redis_target_connect(&r->target, TIMEOUT_MS, why, sizeof why);
-    redisReply *reply = c->c ? evalsha(r, c->c, full, 8 + len, e, w, q) : NULL;
-    bool ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4;
-    for (size_t i = 0; ok && i < 4; i++)
-        ok = reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer >= 0;
-    if (ok) {
-        d->allowed = reply->element[0]->integer == 1;
-        d->remaining = (unsigned)reply->element[1]->integer;
-        d->reset_s = (unsigned)reply->element[2]->integer;
-        d->retry_after_s = (unsigned)reply->element[3]->integer;
-    }
-    if (reply)
-        freeReplyObject(reply);
-    if (!ok && c->c && c->c->err) {
-        redisFree(c->c);
-        c->c = NULL;
+    bool ok = false;
+    /* Twice at most: a connection made before the server restarted fails on its first use,
+     * and a fresh one then answers at once. */
+    for (int attempt = 0; attempt < 2 && !ok; attempt++) {
+        bool fresh = !c->c || c->c->err;
+        if (fresh) {
+            if (c->c)
+                redisFree(c->c);
+            char why[128];
+            c->c = redis_target_connect(&r->target, TIMEOUT_MS, why, sizeof why);
+        }
+        redisReply *reply = c->c ? evalsha(r, c->c, full, 8 + len, e, w, q) : NULL;
+        ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4;
+        for (size_t i = 0; ok && i < 4; i++)
+            ok = reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer >= 0;
+        if (ok) {
+            d->allowed = reply->element[0]->integer == 1;
+            d->remaining = (unsigned)reply->element[1]->integer;
+            d->reset_s = (unsigned)reply->element[2]->integer;
+            d->retry_after_s = (unsigned)reply->element[3]->integer;
+        }
+        if (reply)
+            freeReplyObject(reply);
+        if (!ok && c->c) { /* whatever went wrong, the next try starts on a new connection */
+            redisFree(c->c);
+            c->c = NULL;
+        }
+        if (fresh)
+            break; /* a new connection failed too: the server is down */
     }
     pthread_mutex_unlock(&c->lock);
     if (!ok)
