@@ -115,3 +115,36 @@ for mode in bare wrapped; do
     eval "ir_$mode=$per"
 done
 echo "added by o11y: $((ir_wrapped - ir_bare)) instructions per request"
+
+echo "== rate limiting: the memory store's decisions, the Redis store's round trips (bench_ratelimit)"
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$redis_port"
+"$bin/bench_ratelimit" "$redis_port"
+
+echo "== a limited route vs the same route unlimited: generation-service, GET /projects/{id} (wrk, interleaved)"
+svc=$build/services/generation-service/generation-service
+start_gs() { # port extra-args...
+    local port=$1; shift
+    "$svc" --port "$port" --db "$work/rl-$port.db" --log-file "$work/rl-$port.log" \
+        --threads "$threads" "$@" >/dev/null 2>&1 &
+    pids+=($!)
+    wait_port "$port"
+}
+free_p=$(free_port); start_gs "$free_p" --rate-limit-generations 0
+mem_p=$(free_port); start_gs "$mem_p" --rate-limit-all 1000000/86400
+red_p=$(free_port); start_gs "$red_p" --rate-limit-all 1000000/86400 --rate-limit-store redis \
+    --redis "127.0.0.1:$redis_port"
+declare -a free_r mem_r red_r
+for round in 1 2 3; do
+    free_r+=("$(rps_path "$free_p" /projects/proj_1)")
+    mem_r+=("$(rps_path "$mem_p" /projects/proj_1)")
+    red_r+=("$(rps_path "$red_p" /projects/proj_1)")
+done
+f=$(median "${free_r[@]}"); m=$(median "${mem_r[@]}"); r=$(median "${red_r[@]}")
+echo "unlimited:        ${free_r[*]} req/s (median $f)"
+echo "limited (memory): ${mem_r[*]} req/s (median $m)"
+echo "limited (redis):  ${red_r[*]} req/s (median $r)"
+awk -v f="$f" -v m="$m" -v r="$r" \
+    'BEGIN { printf "limited / unlimited = %.3f (memory), %.3f (redis)\n", m / f, r / f }'
