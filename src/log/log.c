@@ -491,7 +491,8 @@ static char *put_ctx_id(char *p, const char *key_json, size_t key_len, const cha
 #define PUT_CTX_ID(p, lit, v, n) put_ctx_id((p), (lit), sizeof(lit) - 1, (v), (n))
 
 /* Everything before the message: bounded (service name at most 256 bytes escaped, three ids of
- * at most 128), so it is written with one capacity check instead of one per piece. */
+ * at most 128, two span ids of 16), so it is written with one capacity check instead of one per
+ * piece. */
 static bool line_prefix(o11y__line *l, o11y_logger *lg, o11y_log_level level)
 {
     if (!o11y_logger_enabled(lg, level))
@@ -510,6 +511,9 @@ static bool line_prefix(o11y__line *l, o11y_logger *lg, o11y_log_level level)
         p = PUT_CTX_ID(p, ",\"trace_id\":\"", ctx->trace_id, ctx->trace_id_len);
         p = PUT_CTX_ID(p, ",\"job_id\":\"", ctx->job_id, ctx->job_id_len);
         p = PUT_CTX_ID(p, ",\"project_id\":\"", ctx->project_id, ctx->project_id_len);
+        p = PUT_CTX_ID(p, ",\"span_id\":\"", ctx->span_id, ctx->span_id[0] ? 16 : 0);
+        p = PUT_CTX_ID(p, ",\"parent_span_id\":\"", ctx->parent_span_id,
+                       ctx->parent_span_id[0] ? 16 : 0);
     }
     l->b.len = (size_t)(p - line_storage);
     return true;
@@ -886,7 +890,7 @@ static void pretty_line(const o11y_logger *lg, o11y__buf *b, const char *line, s
     json_object_foreach(j, key, v)
     {
         if (!strcmp(key, "timestamp") || !strcmp(key, "level") || !strcmp(key, "message") ||
-            !strcmp(key, "metadata"))
+            !strcmp(key, "metadata") || !strcmp(key, "span_id") || !strcmp(key, "parent_span_id"))
             continue;
         o11y__buf_lit(b, "  ");
         o11y__buf_cstr(b, key);

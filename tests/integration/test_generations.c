@@ -182,12 +182,29 @@ static void full_flow_in_order(void **state)
     json_t *lines = read_log(&svc);
     size_t i, about = 0;
     json_t *l;
+    /* The job's lines belong to the POST's span: the span id of its access line. */
+    const char *span = NULL;
+    json_array_foreach(lines, i, l)
+    {
+        const char *ev = json_string_value(json_object_get(l, "event"));
+        const char *t = json_string_value(json_object_get(l, "trace_id"));
+        const char *method =
+            json_string_value(json_object_get(json_object_get(l, "metadata"), "method"));
+        if (ev && t && method && !strcmp(ev, "http_request") && !strcmp(t, "flow-trace-1") &&
+            !strcmp(method, "POST"))
+            span = json_string_value(json_object_get(l, "span_id"));
+    }
+    assert_non_null(span);
+    assert_int_equal(strlen(span), 16);
+    assert_int_equal(strspn(span, "0123456789abcdef"), 16);
+    assert_true(strcmp(span, "0000000000000000") != 0);
     json_array_foreach(lines, i, l)
     {
         const char *gid =
             json_string_value(json_object_get(json_object_get(l, "metadata"), "generation_id"));
         if (gid && strcmp(gid, gen) == 0) {
             about++;
+            assert_string_equal(json_string_value(json_object_get(l, "span_id")), span);
             assert_string_equal(json_string_value(json_object_get(l, "trace_id")), "flow-trace-1");
             assert_string_equal(json_string_value(json_object_get(l, "job_id")), jobid);
             assert_string_equal(json_string_value(json_object_get(l, "project_id")), project);

@@ -331,7 +331,9 @@ static void two_instances_share_one_quota_in_redis(void **state)
     assert_int_equal(gs_stop(&a), 0);
     assert_int_equal(gs_stop(&b), 0);
     json_t *lines = read_log(&a);
-    size_t store_lines = json_array_size(log_events(lines, "rate_limit_store_error"));
+    json_t *store_errors = log_events(lines, "rate_limit_store_error");
+    size_t store_lines = json_array_size(store_errors);
+    json_decref(store_errors);
     json_decref(lines);
     assert_true(store_lines >= 1 && store_lines <= 3);
     redis_stop(redis);

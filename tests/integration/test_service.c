@@ -273,6 +273,24 @@ static void incoming_trace_ids(void **state)
     assert_string_equal(resp_header(&r, "X-Trace-Id", v, sizeof v),
                         "4bf92f3577b34da6a3ce929d0e0e4736");
     http_resp_free(&r);
+    /* The request is a span of its own whose parent is the traceparent's parent-id. */
+    json_t *access = log_wait(&svc, "http_request", "4bf92f3577b34da6a3ce929d0e0e4736", 1);
+    assert_int_equal(json_array_size(access), 1);
+    json_t *line = json_array_get(access, 0);
+    const char *span = json_string_value(json_object_get(line, "span_id"));
+    assert_non_null(span);
+    assert_int_equal(strlen(span), 16);
+    assert_int_equal(strspn(span, "0123456789abcdef"), 16);
+    assert_string_not_equal(span, "00f067aa0ba902b7");
+    assert_string_equal(json_string_value(json_object_get(line, "parent_span_id")),
+                        "00f067aa0ba902b7");
+    json_decref(access);
+    /* Without a traceparent: a span, no parent (absent, not null). */
+    access = log_wait(&svc, "http_request", "abc.DEF_1:2-3", 1);
+    line = json_array_get(access, 0);
+    assert_int_equal(strlen(json_string_value(json_object_get(line, "span_id"))), 16);
+    assert_null(json_object_get(line, "parent_span_id"));
+    json_decref(access);
 
     const char *const bad_tp[] = {
         "traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", NULL};
