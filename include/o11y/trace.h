@@ -56,6 +56,10 @@ O11Y_API void o11y_trace_ctx_from_headers(o11y_trace_ctx *ctx /* OUT */, o11y_st
 /* A fresh context with a new trace id and span id (work that starts without a request). */
 O11Y_API void o11y_trace_ctx_new(o11y_trace_ctx *ctx /* OUT */);
 
+/* A span of work under parent (an outgoing call, a step): *out gets parent's trace, job and
+ * project ids and flags, a new span id, and parent's span id as its parent. out may not alias
+ * parent. Always succeeds. */
+O11Y_API void o11y_trace_ctx_child(const o11y_trace_ctx *parent, o11y_trace_ctx *out /* OUT */);
 /* Set the job or project id; O11Y_EINVAL (ctx unchanged) when the value is not valid. */
 O11Y_API O11Y_WARN_UNUSED o11y_status o11y_trace_ctx_set_job_id(o11y_trace_ctx *ctx, const char *s,
                                                                 size_t len);

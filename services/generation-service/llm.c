@@ -1,19 +1,24 @@
 /* llm.c — the OpenAI-compatible backend: POST {base}/chat/completions with "stream": true, read
- * the server-sent "data:" lines as they come, report progress, stop on cancel. */
+ * the server-sent "data:" lines as they come, report progress, stop on cancel. The call is a
+ * span of its own under the job's: it carries the trace headers (X-Trace-Id, a traceparent
+ * naming the call's span, X-Job-Id, X-Project-Id) and writes one http_client_request line. */
 #include "llm.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <o11y/log.h>
+#include <o11y/trace.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { EXPECTED_CHARS = 2000, LINE_MAX_BYTES = 1 << 20 };
 
 typedef struct stream_state {
     const gs_llm_hooks *hooks;
     char *line; /* the partial line being received */
-    size_t line_len;
+    size_t line_len, line_cap;
     char *out;
     size_t out_len;
     int64_t tokens;
@@ -85,10 +90,14 @@ static size_t on_data(char *data, size_t size, size_t n, void *ctx)
         }
         if (s->line_len + 2 > LINE_MAX_BYTES)
             return 0; /* a runaway line: abort the transfer */
-        char *p = realloc(s->line, s->line_len + 2);
-        if (!p)
-            return 0;
-        s->line = p;
+        if (s->line_len + 2 > s->line_cap) {
+            size_t cap = s->line_cap ? s->line_cap * 2 : 256;
+            char *p = realloc(s->line, cap);
+            if (!p)
+                return 0;
+            s->line = p;
+            s->line_cap = cap;
+        }
         s->line[s->line_len++] = data[i];
     }
     return len;
@@ -99,6 +108,34 @@ static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t c, curl
     (void)a, (void)b, (void)c, (void)d;
     const gs_llm_hooks *h = ((stream_state *)ctx)->hooks;
     return h->cancelled && h->cancelled(h->ctx) ? 1 : 0; /* non-zero aborts the transfer */
+}
+
+/* The outgoing call's trace headers, from its span; each appended line is copied by curl. */
+static struct curl_slist *trace_headers(struct curl_slist *h, const o11y_trace_ctx *span)
+{
+    char line[O11Y_TRACE_ID_MAX + 32];
+    snprintf(line, sizeof line, "X-Trace-Id: %s", span->trace_id);
+    h = h ? curl_slist_append(h, line) : NULL;
+    char tp[O11Y_TRACEPARENT_LEN + 1];
+    o11y_trace_format_traceparent(span, tp);
+    snprintf(line, sizeof line, "traceparent: %s", tp);
+    h = h ? curl_slist_append(h, line) : NULL;
+    if (span->job_id_len) {
+        snprintf(line, sizeof line, "X-Job-Id: %s", span->job_id);
+        h = h ? curl_slist_append(h, line) : NULL;
+    }
+    if (span->project_id_len) {
+        snprintf(line, sizeof line, "X-Project-Id: %s", span->project_id);
+        h = h ? curl_slist_append(h, line) : NULL;
+    }
+    return h;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 gs_llm_result gs_llm_generate(const gs_llm *llm, const char *model, const char *prompt,
@@ -114,9 +151,17 @@ gs_llm_result gs_llm_generate(const gs_llm *llm, const char *model, const char *
     char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     stream_state s = {.hooks = hooks};
+    /* The call's span: a child of the job's (the POST's), or a trace of its own. */
+    o11y_trace_ctx span;
+    o11y_trace_ctx *job_ctx = o11y_trace_current();
+    if (job_ctx)
+        o11y_trace_ctx_child(job_ctx, &span);
+    else
+        o11y_trace_ctx_new(&span);
     CURL *curl = curl_easy_init();
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
-    headers = curl_slist_append(headers, "Accept: text/event-stream");
+    headers = headers ? curl_slist_append(headers, "Accept: text/event-stream") : NULL;
+    headers = trace_headers(headers, &span);
     char auth[600];
     if (llm->api_key && *llm->api_key) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", llm->api_key);
@@ -137,8 +182,31 @@ gs_llm_result gs_llm_generate(const gs_llm *llm, const char *model, const char *
         curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)llm->timeout_ms);
         curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
         curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        double started = now_ms();
         rc = curl_easy_perform(curl);
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        /* One line for the call, in its span. The URL is the operator's, but may hold
+         * credentials: only its host is written. */
+        char *host = NULL;
+        curl_easy_getinfo(curl, CURLINFO_EFFECTIVE_URL, &host);
+        CURLU *u = curl_url();
+        char *h = NULL;
+        if (u && host && curl_url_set(u, CURLUPART_URL, host, 0) == CURLUE_OK)
+            curl_url_get(u, CURLUPART_HOST, &h, 0);
+        o11y_trace_set_current(&span);
+        o11y_log_va(
+            NULL, rc == CURLE_OK && status >= 200 && status <= 299 ? O11Y_LOG_INFO : O11Y_LOG_WARN,
+            "http_client_request", "backend call completed", O11Y_STR("method", "POST"),
+            O11Y_STR("host", h ? h : ""), O11Y_STR("route", "/chat/completions"),
+            O11Y_INT("status", status),
+            O11Y_STR("outcome", rc == CURLE_OK                    ? "response"
+                                : rc == CURLE_OPERATION_TIMEDOUT  ? "timeout"
+                                : rc == CURLE_ABORTED_BY_CALLBACK ? "cancelled"
+                                                                  : "network_error"),
+            O11Y_DURATION_MS(now_ms() - started), O11Y__END);
+        o11y_trace_set_current(job_ctx);
+        curl_free(h);
+        curl_url_cleanup(u);
     }
     memset(auth, 0, sizeof auth);
     curl_slist_free_all(headers);

@@ -140,6 +140,13 @@ void o11y_trace_ctx_new(o11y_trace_ctx *ctx)
     o11y_trace_ctx_from_headers(ctx, (o11y_str){0}, (o11y_str){0}, (o11y_str){0}, (o11y_str){0});
 }
 
+void o11y_trace_ctx_child(const o11y_trace_ctx *parent, o11y_trace_ctx *out)
+{
+    *out = *parent;
+    memcpy(out->parent_span_id, parent->span_id, sizeof out->parent_span_id);
+    new_span_id(out->span_id);
+}
+
 void o11y_trace_ctx_from_headers(o11y_trace_ctx *ctx, o11y_str x_trace_id, o11y_str traceparent,
                                  o11y_str x_job_id, o11y_str x_project_id)
 {

@@ -20,6 +20,9 @@
 static struct MHD_Daemon *fake;
 static atomic_int fail_with; /* 0: stream; else the HTTP status to answer */
 static atomic_int bad_key;   /* requests with another Authorization */
+/* The trace headers of the last chat request (written by the fake's thread, read after the
+ * generation finished). */
+static char got_trace_id[160], got_traceparent[80], got_job_id[160];
 
 static const char *const chunks[] = {
     "data: {\"choices\":[{\"delta\":{\"content\":\"HOST: Welcome \"}}]}\n\n",
@@ -65,6 +68,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
         if (!auth || strcmp(auth, "Bearer sk-test-secret-123") != 0)
             atomic_fetch_add(&bad_key, 1);
+        const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Trace-Id");
+        const char *tp = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
+        const char *job = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Job-Id");
+        snprintf(got_trace_id, sizeof got_trace_id, "%s", t ? t : "");
+        snprintf(got_traceparent, sizeof got_traceparent, "%s", tp ? tp : "");
+        snprintf(got_job_id, sizeof got_job_id, "%s", job ? job : "");
         if (atomic_load(&fail_with)) {
             status = (unsigned)atomic_load(&fail_with);
             r = MHD_create_response_from_buffer(24, (void *)"{\"error\":\"internal oops\"}",
@@ -173,6 +182,58 @@ static void streams_from_the_backend(void **state)
     http_resp_free(&r);
 }
 
+/* The backend call is a span under the POST's: the backend receives the trace, the job and a
+ * traceparent naming the call's span, whose line names the POST's span as its parent. */
+static void the_backend_call_is_a_child_span(void **state)
+{
+    (void)state;
+    atomic_store(&fail_with, 0);
+    char gen[64];
+    json_t *g = run(gen);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "completed");
+    json_decref(g);
+    json_t *calls = log_wait(&svc, "http_client_request", got_trace_id, 1);
+    assert_int_equal(json_array_size(calls), 1);
+    json_t *call = json_array_get(calls, 0);
+    const char *span = json_string_value(json_object_get(call, "span_id"));
+    const char *parent = json_string_value(json_object_get(call, "parent_span_id"));
+    assert_non_null(span);
+    assert_non_null(parent);
+    json_t *md = json_object_get(call, "metadata");
+    assert_int_equal(json_integer_value(json_object_get(md, "status")), 200);
+    assert_string_equal(json_string_value(json_object_get(md, "host")), "127.0.0.1");
+    assert_string_equal(json_string_value(json_object_get(md, "outcome")), "response");
+    assert_string_equal(json_string_value(json_object_get(call, "job_id")), got_job_id);
+    assert_int_equal(strncmp(got_job_id, "job_", 4), 0);
+    /* traceparent: the same 128 bits as the UUIDv7 trace id, the call's span as parent-id. */
+    char hex[33];
+    size_t n = 0;
+    for (const char *p = got_trace_id; *p && n < 32; p++)
+        if (*p != '-')
+            hex[n++] = *p;
+    hex[n] = '\0';
+    char want[56];
+    snprintf(want, sizeof want, "00-%s-%s-01", hex, span);
+    assert_string_equal(got_traceparent, want);
+    /* The parent is the POST's span: its access line. */
+    json_t *access = log_wait(&svc, "http_request", got_trace_id, 1);
+    bool found = false;
+    size_t i;
+    json_t *l;
+    json_array_foreach(access, i, l)
+    {
+        const char *m =
+            json_string_value(json_object_get(json_object_get(l, "metadata"), "method"));
+        if (m && strcmp(m, "POST") == 0) {
+            found = true;
+            assert_string_equal(json_string_value(json_object_get(l, "span_id")), parent);
+        }
+    }
+    assert_true(found);
+    json_decref(access);
+    json_decref(calls);
+}
+
 static void backend_failure_fails_the_generation(void **state)
 {
     (void)state;
@@ -197,6 +258,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(streams_from_the_backend),
+        cmocka_unit_test(the_backend_call_is_a_child_span),
         cmocka_unit_test(backend_failure_fails_the_generation),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

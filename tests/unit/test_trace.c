@@ -169,6 +169,28 @@ static void setters_validate(void **state)
     assert_int_equal(ctx.project_id_len, 0);
 }
 
+static void a_child_is_a_new_span_of_the_same_trace(void **state)
+{
+    (void)state;
+    o11y_trace_ctx parent, child;
+    const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    o11y_trace_ctx_from_headers(&parent, (o11y_str){0}, (o11y_str){tp, sizeof tp - 1},
+                                (o11y_str){"job_1", 5}, (o11y_str){"proj_1", 6});
+    o11y_trace_ctx_child(&parent, &child);
+    assert_string_equal(child.trace_id, parent.trace_id);
+    assert_string_equal(child.job_id, "job_1");
+    assert_string_equal(child.project_id, "proj_1");
+    assert_int_equal(child.trace_flags, 1);
+    assert_string_equal(child.parent_span_id, parent.span_id);
+    assert_string_not_equal(child.span_id, parent.span_id);
+    assert_int_equal(strspn(child.span_id, "0123456789abcdef"), 16);
+    /* Its traceparent names the same trace and the child's span. */
+    char out[56];
+    o11y_trace_format_traceparent(&child, out);
+    assert_memory_equal(out, "00-4bf92f3577b34da6a3ce929d0e0e4736-", 36);
+    assert_memory_equal(out + 36, child.span_id, 16);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +201,7 @@ int main(void)
         cmocka_unit_test(ids_are_unique_uuid7),
         cmocka_unit_test(current_context_is_per_thread),
         cmocka_unit_test(setters_validate),
+        cmocka_unit_test(a_child_is_a_new_span_of_the_same_trace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
