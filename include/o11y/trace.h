@@ -69,6 +69,22 @@ O11Y_API O11Y_WARN_UNUSED o11y_status o11y_trace_ctx_set_project_id(o11y_trace_c
 /* Writes a new lowercase UUIDv7 and a NUL into out. Per-thread generator: no lock, no syscall. */
 O11Y_API void o11y_trace_new_id(char out[37]);
 
+/* What an outgoing call passes on of the incoming tracestate and baggage (CONTRACT section 2):
+ * a header longer than this is dropped whole. */
+enum { O11Y_TRACE_CARRIED_MAX = 8192 };
+
+/* Normalizes an incoming tracestate (W3C Trace Context section 3.3) for passing on: list
+ * members whose key or value is invalid are dropped, as is a later member with a key already
+ * seen; at most 32 are kept, in order, joined by ','. A value over O11Y_TRACE_CARRIED_MAX bytes
+ * is dropped whole. Writes the result and a NUL into out (cap bytes; len + 1 always suffices:
+ * the result is never longer than the input) and returns its length, 0 when nothing is left or
+ * out is too small. Never reads past len; pure, thread-safe. */
+O11Y_API size_t o11y_tracestate_normalize(const char *in, size_t len, char *out, size_t cap);
+/* The same for baggage (W3C Baggage): members are key=value with optional ;properties, keys
+ * tokens (RFC 9110), values baggage octets (percent-encoding kept as it is); invalid members are
+ * dropped, whitespace around the separators removed, at most 64 members kept. */
+O11Y_API size_t o11y_baggage_normalize(const char *in, size_t len, char *out, size_t cap);
+
 /* The calling thread's current context, or NULL. The library sets it for the duration of a
  * request's handler; log calls on this thread carry it. Returns borrowed, valid until the
  * current context changes. */

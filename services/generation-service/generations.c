@@ -77,7 +77,13 @@ static int create(o11y_request *req, o11y_response *res, void *user)
                       gs_store_last_error(app->store));
         return 0;
     }
-    if (gs_jobs_submit(app->jobs, &g, ctx) != 0) {
+    /* tracestate and baggage travel with the job to its backend call, well-formed members
+     * only (never a raw byte of the request). */
+    char tracestate[O11Y_TRACE_CARRIED_MAX + 1], baggage[O11Y_TRACE_CARRIED_MAX + 1];
+    o11y_str ts = o11y_req_header(req, "tracestate"), bg = o11y_req_header(req, "baggage");
+    o11y_tracestate_normalize(ts.ptr, ts.len, tracestate, sizeof tracestate);
+    o11y_baggage_normalize(bg.ptr, bg.len, baggage, sizeof baggage);
+    if (gs_jobs_submit(app->jobs, &g, ctx, tracestate, baggage) != 0) {
         snprintf(g.status, sizeof g.status, "failed");
         snprintf(g.error_code, sizeof g.error_code, "INTERRUPTED");
         snprintf(g.error_message, sizeof g.error_message, "The generation could not be queued");

@@ -41,6 +41,7 @@ struct gs_job {
     unsigned refs; /* under the jobs lock */
     gs_generation g;
     o11y_trace_ctx ctx;
+    char *tracestate, *baggage; /* the POST's, normalized; NULL: none */
     atomic_bool cancel;
     char cancel_reason[64];
     bool finished;
@@ -83,6 +84,8 @@ static void job_free(gs_job *job)
         free(job->events[i].frame);
     free(job->g.prompt);
     free(job->g.output);
+    free(job->tracestate);
+    free(job->baggage);
     free(job);
 }
 
@@ -333,9 +336,10 @@ static outcome run_llm(gs_jobs *j, gs_job *job)
     gs_llm_hooks hooks = {llm_progress, llm_cancelled, &c};
     char *output = NULL;
     int64_t tokens = 0;
-    gs_llm_result r = gs_llm_generate(j->cfg.llm, job->g.model, job->g.prompt, &hooks, &output,
-                                      &tokens, job->g.error_code, sizeof job->g.error_code,
-                                      job->g.error_message, sizeof job->g.error_message);
+    gs_llm_result r =
+        gs_llm_generate(j->cfg.llm, job->g.model, job->g.prompt, job->tracestate, job->baggage,
+                        &hooks, &output, &tokens, job->g.error_code, sizeof job->g.error_code,
+                        job->g.error_message, sizeof job->g.error_message);
     if (r == GS_LLM_CANCELLED)
         return atomic_load(&job->cancel) ? RUN_CANCELLED : RUN_INTERRUPTED;
     if (r == GS_LLM_FAILED)
@@ -528,19 +532,25 @@ void gs_jobs_unreserve(gs_jobs *j)
     pthread_mutex_unlock(&j->lock);
 }
 
-int gs_jobs_submit(gs_jobs *j, const gs_generation *g, const o11y_trace_ctx *ctx)
+int gs_jobs_submit(gs_jobs *j, const gs_generation *g, const o11y_trace_ctx *ctx,
+                   const char *tracestate, const char *baggage)
 {
     gs_job *job = calloc(1, sizeof *job);
+    bool copied = false;
     if (job) {
         job->g = *g;
         job->g.prompt = strdup(g->prompt);
         job->g.output = NULL;
         job->ctx = *ctx; /* a copy: the request's context ends with the request */
         job->refs = 1;   /* the table's */
+        job->tracestate = tracestate && *tracestate ? strdup(tracestate) : NULL;
+        job->baggage = baggage && *baggage ? strdup(baggage) : NULL;
+        copied = job->g.prompt && (!tracestate || !*tracestate || job->tracestate) &&
+                 (!baggage || !*baggage || job->baggage);
     }
     pthread_mutex_lock(&j->lock);
     j->reserved--;
-    if (!job || !job->g.prompt || j->stopping) {
+    if (!job || !copied || j->stopping) {
         pthread_mutex_unlock(&j->lock);
         if (job)
             job_free(job);

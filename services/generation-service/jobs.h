@@ -31,9 +31,12 @@ void gs_jobs_stop(gs_jobs *jobs);
 bool gs_jobs_reserve(gs_jobs *jobs);
 /* Gives back a reservation that will not be submitted. */
 void gs_jobs_unreserve(gs_jobs *jobs);
-/* Queues a generation into a reserved place (g is copied; its prompt too). Returns 0, or -1
- * when out of memory or stopping (the reservation is given back either way). */
-int gs_jobs_submit(gs_jobs *jobs, const gs_generation *g, const o11y_trace_ctx *ctx);
+/* Queues a generation into a reserved place (g is copied; its prompt too). ctx is the POST's
+ * trace context; tracestate and baggage (normalized, NULL or "" for none) are copied and passed
+ * on by the backend call. Returns 0, or -1 when out of memory or stopping (the reservation is
+ * given back either way). */
+int gs_jobs_submit(gs_jobs *jobs, const gs_generation *g, const o11y_trace_ctx *ctx,
+                   const char *tracestate, const char *baggage);
 /* Cancels a queued or running job; false when no such live job (finished or unknown). */
 bool gs_jobs_cancel(gs_jobs *jobs, const char *id, const char *reason);
 

@@ -110,8 +110,10 @@ static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t c, curl
     return h->cancelled && h->cancelled(h->ctx) ? 1 : 0; /* non-zero aborts the transfer */
 }
 
-/* The outgoing call's trace headers, from its span; each appended line is copied by curl. */
-static struct curl_slist *trace_headers(struct curl_slist *h, const o11y_trace_ctx *span)
+/* The outgoing call's trace headers, from its span, and the POST's tracestate and baggage as
+ * they came (normalized: nothing the grammars do not allow); curl copies each line. */
+static struct curl_slist *trace_headers(struct curl_slist *h, const o11y_trace_ctx *span,
+                                        const char *tracestate, const char *baggage)
 {
     char line[O11Y_TRACE_ID_MAX + 32];
     snprintf(line, sizeof line, "X-Trace-Id: %s", span->trace_id);
@@ -128,6 +130,15 @@ static struct curl_slist *trace_headers(struct curl_slist *h, const o11y_trace_c
         snprintf(line, sizeof line, "X-Project-Id: %s", span->project_id);
         h = h ? curl_slist_append(h, line) : NULL;
     }
+    char carried[O11Y_TRACE_CARRIED_MAX + 16];
+    if (tracestate && *tracestate) {
+        snprintf(carried, sizeof carried, "tracestate: %s", tracestate);
+        h = h ? curl_slist_append(h, carried) : NULL;
+    }
+    if (baggage && *baggage) {
+        snprintf(carried, sizeof carried, "baggage: %s", baggage);
+        h = h ? curl_slist_append(h, carried) : NULL;
+    }
     return h;
 }
 
@@ -139,6 +150,7 @@ static double now_ms(void)
 }
 
 gs_llm_result gs_llm_generate(const gs_llm *llm, const char *model, const char *prompt,
+                              const char *tracestate, const char *baggage,
                               const gs_llm_hooks *hooks, char **output, int64_t *tokens, char *code,
                               size_t code_len, char *message, size_t message_len)
 {
@@ -161,7 +173,7 @@ gs_llm_result gs_llm_generate(const gs_llm *llm, const char *model, const char *
     CURL *curl = curl_easy_init();
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     headers = headers ? curl_slist_append(headers, "Accept: text/event-stream") : NULL;
-    headers = trace_headers(headers, &span);
+    headers = trace_headers(headers, &span, tracestate, baggage);
     char auth[600];
     if (llm->api_key && *llm->api_key) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", llm->api_key);

@@ -24,6 +24,7 @@ typedef enum gs_llm_result { GS_LLM_DONE, GS_LLM_CANCELLED, GS_LLM_FAILED } gs_l
 /* Streams a completion for prompt. On DONE, *output (malloc'd) and *tokens; on FAILED, a code and
  * a message fit for a client (never the URL, the key or the backend's raw text). */
 gs_llm_result gs_llm_generate(const gs_llm *llm, const char *model, const char *prompt,
+                              const char *tracestate, const char *baggage,
                               const gs_llm_hooks *hooks, char **output, int64_t *tokens, char *code,
                               size_t code_len, char *message, size_t message_len);
 

@@ -22,7 +22,8 @@ static atomic_int fail_with; /* 0: stream; else the HTTP status to answer */
 static atomic_int bad_key;   /* requests with another Authorization */
 /* The trace headers of the last chat request (written by the fake's thread, read after the
  * generation finished). */
-static char got_trace_id[160], got_traceparent[80], got_job_id[160];
+static char got_trace_id[160], got_traceparent[80], got_job_id[160], got_tracestate[256],
+    got_baggage[256];
 
 static const char *const chunks[] = {
     "data: {\"choices\":[{\"delta\":{\"content\":\"HOST: Welcome \"}}]}\n\n",
@@ -74,6 +75,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         snprintf(got_trace_id, sizeof got_trace_id, "%s", t ? t : "");
         snprintf(got_traceparent, sizeof got_traceparent, "%s", tp ? tp : "");
         snprintf(got_job_id, sizeof got_job_id, "%s", job ? job : "");
+        const char *ts = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "tracestate");
+        const char *bg = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "baggage");
+        snprintf(got_tracestate, sizeof got_tracestate, "%s", ts ? ts : "(none)");
+        snprintf(got_baggage, sizeof got_baggage, "%s", bg ? bg : "(none)");
         if (atomic_load(&fail_with)) {
             status = (unsigned)atomic_load(&fail_with);
             r = MHD_create_response_from_buffer(24, (void *)"{\"error\":\"internal oops\"}",
@@ -127,13 +132,13 @@ static int group_teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-static json_t *run(char gen[64])
+static json_t *run_with(char gen[64], const char *extra1, const char *extra2)
 {
     char body[256];
     int n = snprintf(body, sizeof body,
                      "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"An interview\"}",
                      project, episode);
-    const char *const ct[] = {"Content-Type: application/json", NULL};
+    const char *const ct[] = {"Content-Type: application/json", extra1, extra2, NULL};
     http_resp r;
     assert_int_equal(http(&svc, "POST", "/generations", ct, body, (size_t)n, &r), 0);
     assert_int_equal(r.status, 202);
@@ -156,6 +161,11 @@ static json_t *run(char gen[64])
     return NULL;
 }
 
+static json_t *run(char gen[64])
+{
+    return run_with(gen, NULL, NULL);
+}
+
 static void streams_from_the_backend(void **state)
 {
     (void)state;
@@ -163,6 +173,8 @@ static void streams_from_the_backend(void **state)
     char gen[64];
     json_t *g = run(gen);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "completed");
+    assert_string_equal(got_tracestate, "(none)"); /* none came, none goes */
+    assert_string_equal(got_baggage, "(none)");
     assert_string_equal(json_string_value(json_object_get(g, "output")),
                         "HOST: Welcome to the show.\nGUEST: Thanks.");
     assert_int_equal(json_integer_value(json_object_get(g, "totalTokens")), 42);
@@ -189,9 +201,13 @@ static void the_backend_call_is_a_child_span(void **state)
     (void)state;
     atomic_store(&fail_with, 0);
     char gen[64];
-    json_t *g = run(gen);
+    /* tracestate and baggage pass on, their invalid members dropped. */
+    json_t *g = run_with(gen, "tracestate: rojo=00f067aa0ba902b7, Bad=1,k=a=b ,congo=t61rc",
+                         "baggage: userId = alice;p1, bad key=1");
     assert_string_equal(json_string_value(json_object_get(g, "status")), "completed");
     json_decref(g);
+    assert_string_equal(got_tracestate, "rojo=00f067aa0ba902b7,congo=t61rc");
+    assert_string_equal(got_baggage, "userId=alice;p1");
     json_t *calls = log_wait(&svc, "http_client_request", got_trace_id, 1);
     assert_int_equal(json_array_size(calls), 1);
     json_t *call = json_array_get(calls, 0);

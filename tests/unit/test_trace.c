@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #define S(lit) ((o11y_str){(lit), sizeof(lit) - 1})
@@ -191,6 +192,92 @@ static void a_child_is_a_new_span_of_the_same_trace(void **state)
     assert_memory_equal(out + 36, child.span_id, 16);
 }
 
+static const char *ts(const char *in)
+{
+    static char out[O11Y_TRACE_CARRIED_MAX + 1];
+    size_t n = o11y_tracestate_normalize(in, strlen(in), out, sizeof out);
+    assert_int_equal(n, strlen(out));
+    assert_true(n <= strlen(in));
+    return out;
+}
+
+static void tracestate_keeps_only_valid_members(void **state)
+{
+    (void)state;
+    assert_string_equal(ts("congo=t61rcWkgMzE"), "congo=t61rcWkgMzE");
+    assert_string_equal(ts(" rojo=00f067aa0ba902b7 ,\tcongo=t61rcWkgMzE\t"),
+                        "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+    assert_string_equal(ts("a=1,,b=2, ,"), "a=1,b=2"); /* empty members are allowed */
+    assert_string_equal(ts("tenant1@vendor=x,t@v-2*/=y"), "tenant1@vendor=x,t@v-2*/=y");
+    /* Each invalid member is dropped on its own. */
+    assert_string_equal(ts("Upper=1,ok=2"), "ok=2"); /* uppercase key */
+    assert_string_equal(ts("1abc=1,ok=2"), "ok=2");  /* simple key starts with a digit */
+    assert_string_equal(ts("k=a=b,ok=2"), "ok=2");   /* '=' in the value */
+    assert_string_equal(ts("k=,ok=2"), "ok=2");      /* empty value */
+    assert_string_equal(ts("novalue,ok=2"), "ok=2"); /* no '=' */
+    assert_string_equal(ts("k=\x01,ok=2"), "ok=2");  /* control character */
+    assert_string_equal(ts("t@=1,@v=1,t@Vend=1,ok=2"), "ok=2");
+    assert_string_equal(ts("t@abcdefghijklmno=1,ok=2"), "ok=2"); /* system-id over 14 */
+    assert_string_equal(ts("dup=1,other=2,dup=3"), "dup=1,other=2");
+    assert_string_equal(ts("\"evil\"\r\nX-Injected: 1"), "");
+    /* At most 32 members, the left-most. */
+    char many[33 * 8 + 1] = "", want[32 * 8] = "";
+    for (int i = 0; i < 33; i++) {
+        char m[16];
+        snprintf(m, sizeof m, "%sk%d=v", i ? "," : "", i);
+        strcat(many, m);
+        if (i < 32)
+            strcat(want, m);
+    }
+    assert_string_equal(ts(many), want);
+    /* Over 8,192 bytes: dropped whole. */
+    static char huge[O11Y_TRACE_CARRIED_MAX + 2];
+    memset(huge, 'a', sizeof huge - 1);
+    memcpy(huge, "k=", 2);
+    huge[sizeof huge - 1] = '\0';
+    assert_string_equal(ts(huge), "");
+    /* A key of 256 characters is valid, 257 is not. */
+    char key[300];
+    memset(key, 'k', 257);
+    memcpy(key + 256, "=v", 3);
+    assert_string_equal(ts(key), key);
+    memset(key, 'k', 257);
+    memcpy(key + 257, "=v", 3);
+    assert_string_equal(ts(key), "");
+    /* An output buffer too small keeps what fits, whole members only. */
+    char small[8];
+    assert_int_equal(o11y_tracestate_normalize("a=1,b=2,c=3", 11, small, sizeof small), 7);
+    assert_string_equal(small, "a=1,b=2");
+    assert_int_equal(o11y_tracestate_normalize(NULL, 3, small, sizeof small), 0);
+    assert_string_equal(small, "");
+}
+
+static const char *bg(const char *in)
+{
+    static char out[O11Y_TRACE_CARRIED_MAX + 1];
+    size_t n = o11y_baggage_normalize(in, strlen(in), out, sizeof out);
+    assert_int_equal(n, strlen(out));
+    assert_true(n <= strlen(in));
+    return out;
+}
+
+static void baggage_keeps_only_valid_members(void **state)
+{
+    (void)state;
+    assert_string_equal(bg("userId=alice"), "userId=alice");
+    assert_string_equal(bg(" userId = alice , isProduction=false"),
+                        "userId=alice,isProduction=false");
+    assert_string_equal(bg("k=v%2C1;prop1;p2 = x"), "k=v%2C1;prop1;p2=x");
+    assert_string_equal(bg("bad key=1,ok=2"), "ok=2");
+    assert_string_equal(bg("k=\"q\",ok=2"), "ok=2");
+    assert_string_equal(bg("k=a b,ok=2"), "ok=2");
+    assert_string_equal(bg("k=v;bad prop,ok=2"), "ok=2");
+    assert_string_equal(bg("novalue,ok=2"), "ok=2"); /* a member needs a value */
+    assert_string_equal(bg("k=\\,ok=2"), "ok=2");
+    assert_string_equal(bg(",,"), "");
+    assert_string_equal(bg("k=\r\nX: 1"), "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +289,8 @@ int main(void)
         cmocka_unit_test(current_context_is_per_thread),
         cmocka_unit_test(setters_validate),
         cmocka_unit_test(a_child_is_a_new_span_of_the_same_trace),
+        cmocka_unit_test(tracestate_keeps_only_valid_members),
+        cmocka_unit_test(baggage_keeps_only_valid_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
