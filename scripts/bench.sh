@@ -148,3 +148,20 @@ echo "limited (memory): ${mem_r[*]} req/s (median $m)"
 echo "limited (redis):  ${red_r[*]} req/s (median $r)"
 awk -v f="$f" -v m="$m" -v r="$r" \
     'BEGIN { printf "limited / unlimited = %.3f (memory), %.3f (redis)\n", m / f, r / f }'
+
+echo "== o11y-trace: scanning 1 GiB of log lines (cached) for one trace, vs grep -F on the same file"
+logs=$work/trace-bench.log
+"$bin/bench_trace_logs" "$logs" 1024 bench-target-trace
+cat "$logs" >/dev/null # into the page cache: both read it from memory
+tool=$build/tools/o11y-trace/o11y-trace
+seconds() { /usr/bin/time -f %e "$@" 2>&1 >/dev/null | tail -1; }
+declare -a ot_r grep_r
+for round in 1 2 3; do
+    ot_r+=("$(seconds "$tool" --json bench-target-trace "$logs")")
+    # grep must write its lines somewhere real: with stdout on /dev/null it stops at the first.
+    grep_r+=("$( { /usr/bin/time -f %e grep -F bench-target-trace "$logs" >"$work/grep.out"; } 2>&1)")
+done
+o=$(median "${ot_r[@]}"); g=$(median "${grep_r[@]}")
+echo "o11y-trace: ${ot_r[*]} s (median $o); grep -F: ${grep_r[*]} s (median $g)"
+awk -v o="$o" -v g="$g" 'BEGIN { printf "o11y-trace %.1f GB/s, grep -F %.1f GB/s (1 GiB = 1.074 GB)\n", 1.074 / o, 1.074 / g }'
+rm -f "$logs"

@@ -75,6 +75,12 @@ void create_episode(const gs_proc *p, const char *project, int number, char id[6
 /* A number field of /proc/PID/status ("Threads:", "VmRSS:"); -1 if unreadable. */
 long proc_status(pid_t pid, const char *field);
 
+/* Runs argv (NULL-terminated) to completion with stdout and stderr into the given files;
+ * returns its exit status, or -1 when it could not run or died of a signal. */
+int run_program(const char *const *argv, const char *out_path, const char *err_path);
+/* A whole file (NUL-terminated, malloc'd), or NULL. */
+char *slurp(const char *path, size_t *len);
+
 /* Polls the log (up to 5 s) until at least n lines carry event and, when trace_id is not NULL,
  * that trace id; returns them (new reference). */
 json_t *log_wait(const gs_proc *p, const char *event, const char *trace_id, size_t n);

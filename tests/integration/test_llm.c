@@ -248,6 +248,28 @@ static void the_backend_call_is_a_child_span(void **state)
     assert_true(found);
     json_decref(access);
     json_decref(calls);
+
+    /* o11y-trace rebuilds the tree: the POST, and the call under it. */
+    char out_path[160], err_path[160];
+    snprintf(out_path, sizeof out_path, "%s/trace.json", svc.dir);
+    snprintf(err_path, sizeof err_path, "%s/trace.err", svc.dir);
+    const char *const argv[] = {O11Y_TRACE_BINARY, "--json", got_trace_id, svc.log, NULL};
+    assert_int_equal(run_program(argv, out_path, err_path), 0);
+    char *text = slurp(out_path, NULL);
+    json_t *doc = json_loads(text, 0, NULL);
+    free(text);
+    json_t *spans = json_object_get(doc, "spans");
+    assert_int_equal(json_array_size(spans), 2);
+    json_t *root = json_array_get(spans, 0), *child = json_array_get(spans, 1);
+    assert_string_equal(json_string_value(json_object_get(root, "name")), "POST /generations");
+    assert_int_equal(json_integer_value(json_object_get(root, "depth")), 0);
+    assert_string_equal(json_string_value(json_object_get(child, "name")),
+                        "-> POST 127.0.0.1/chat/completions");
+    assert_int_equal(json_integer_value(json_object_get(child, "depth")), 1);
+    assert_int_equal(json_integer_value(json_object_get(child, "status")), 200);
+    assert_string_equal(json_string_value(json_object_get(child, "parentSpanId")),
+                        json_string_value(json_object_get(root, "spanId")));
+    json_decref(doc);
 }
 
 static void backend_failure_fails_the_generation(void **state)
