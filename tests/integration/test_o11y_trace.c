@@ -283,6 +283,28 @@ static void the_tree_for_people(void **state)
     free(err);
 }
 
+/* A forged line cannot drive the terminal: control characters print as '?'. */
+static void escape_sequences_never_reach_the_terminal(void **state)
+{
+    (void)state;
+    char path[200];
+    snprintf(path, sizeof path, "%s/forged.log", svc.dir);
+    const char line[] = "{\"timestamp\":\"2026-11-29T13:00:00.000Z\",\"level\":\"ERROR\","
+                        "\"service\":\"evil\\u001b]0;owned\\u0007\",\"trace_id\":\"forged-1\","
+                        "\"span_id\":\"aaaaaaaaaaaaaaaa\",\"event\":\"x\\u001b[2J\","
+                        "\"message\":\"\\u001b[31mred\\r\\nINFO fake line\"}\n";
+    write_file(path, line, sizeof line - 1);
+    char *out, *err;
+    const char *const args[] = {"forged-1", path, NULL};
+    assert_int_equal(tool(args, &out, &err), TOOL_OK);
+    assert_null(strchr(out, '\033'));
+    assert_null(strchr(out, '\r'));
+    assert_null(strchr(out, '\a'));
+    assert_non_null(strstr(out, "x?[2J: ?[31mred??INFO fake line"));
+    free(out);
+    free(err);
+}
+
 /* --follow prints the job's lines as they are written and ends with the job. */
 static void follow_a_live_job(void **state)
 {
@@ -333,6 +355,7 @@ int main(void)
         cmocka_unit_test(rotated_and_gzipped_files_in_a_directory),
         cmocka_unit_test(bad_input),
         cmocka_unit_test(the_tree_for_people),
+        cmocka_unit_test(escape_sequences_never_reach_the_terminal),
         cmocka_unit_test(follow_a_live_job),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

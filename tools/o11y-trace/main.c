@@ -118,13 +118,14 @@ int main(int argc, char **argv)
 
     span_set set = {0};
     collect c = {.set = &set};
-    c.ids = malloc(sizeof *c.ids);
-    if (!c.ids || !(c.ids[0] = strdup(id)))
-        return 2;
-    c.n_ids = 1;
     scan_stats stats = {0};
     scan_cursor *cursors = NULL;
     size_t n_cursors = 0;
+    int rc = 2;
+    c.ids = malloc(sizeof *c.ids);
+    if (!c.ids || !(c.ids[0] = strdup(id)))
+        goto done;
+    c.n_ids = 1;
     bool ok = scan_for(paths, n_paths, id, &c, &stats, follow ? &cursors : NULL, &n_cursors);
     /* A job id: the traces its lines belong to hold the rest (the POST's lines before the job
      * had its id). Scanned again, once per trace. */
@@ -136,7 +137,7 @@ int main(int argc, char **argv)
         stats.bytes += more.bytes;
     }
     if (!ok)
-        return 2;
+        goto done;
     if (follow && !interrupted) {
         struct sigaction sa = {.sa_handler = on_signal};
         sigaction(SIGINT, &sa, NULL);
@@ -152,7 +153,7 @@ int main(int argc, char **argv)
         }
     }
     spans_finish(&set);
-    int rc = set.n ? 0 : 1;
+    rc = set.n ? 0 : 1;
     if (json)
         spans_print_json(&set, stdout);
     else if (set.n)
@@ -163,6 +164,7 @@ int main(int argc, char **argv)
     if (set.unparsable || stats.long_lines)
         fprintf(stderr, "o11y-trace: skipped %zu lines that are not JSON, %llu over 1 MiB\n",
                 set.unparsable, (unsigned long long)stats.long_lines);
+done:
     spans_free(&set);
     for (size_t t = 0; t < c.n_ids; t++)
         free(c.ids[t]);

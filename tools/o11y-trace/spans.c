@@ -227,6 +227,20 @@ static size_t tree_order(const span_set *set, size_t *out, int *depths)
     return n;
 }
 
+/* Text from a log file, for a terminal: a control character (an escape sequence forged into
+ * a message) is printed as '?', so a file cannot drive the terminal. At most max bytes; pads
+ * to pad with spaces. */
+static void put_text(FILE *out, const char *s, size_t max, size_t pad)
+{
+    size_t n = 0;
+    for (; s[n] && n < max; n++) {
+        unsigned char c = (unsigned char)s[n];
+        fputc(c < 0x20 || c == 0x7f ? '?' : c, out);
+    }
+    for (; n < pad; n++)
+        fputc(' ', out);
+}
+
 static void print_duration(FILE *out, double ms)
 {
     if (ms < 1000)
@@ -256,11 +270,15 @@ static void print_lines(const span_set *set, const span *s, FILE *out, bool term
             continue;
         }
         bool bad = !strcmp(level, "ERROR") || !strcmp(level, "FATAL") || !strcmp(level, "WARN");
-        fprintf(out, "%*s  +%.0fms %s%-5s%s %s", depth * 2 + 2, "",
-                s->lines[k].at_ms - set->start_ms, terminal && bad ? "\033[31m" : "", level,
-                terminal && bad ? "\033[0m" : "", *event ? event : str(l, "message"));
-        if (*event && bad)
-            fprintf(out, ": %s", str(l, "message"));
+        fprintf(out, "%*s  +%.0fms %s", depth * 2 + 2, "", s->lines[k].at_ms - set->start_ms,
+                terminal && bad ? "\033[31m" : "");
+        put_text(out, level, 5, 5);
+        fprintf(out, "%s ", terminal && bad ? "\033[0m" : "");
+        put_text(out, *event ? event : str(l, "message"), 4096, 0);
+        if (*event && bad) {
+            fputs(": ", out);
+            put_text(out, str(l, "message"), 4096, 0);
+        }
         fputc('\n', out);
     }
 }
@@ -286,7 +304,10 @@ void spans_print_tree(const span_set *set, FILE *out, bool terminal, int width)
         int depth = depths[r];
         char label[200];
         snprintf(label, sizeof label, "%*s%s", depth * 2, "", s->name);
-        fprintf(out, "%-44.44s %-20.20s +", label, s->service);
+        put_text(out, label, 44, 44);
+        fputc(' ', out);
+        put_text(out, s->service, 20, 20);
+        fputs(" +", out);
         print_duration(out, s->start_ms - set->start_ms);
         fputc(' ', out);
         print_duration(out, s->end_ms - s->start_ms);
@@ -357,8 +378,14 @@ void spans_print_json(const span_set *set, FILE *out)
 void spans_print_live(const json_t *line, FILE *out)
 {
     const char *ts = str(line, "timestamp");
-    fprintf(out, "%.12s %-20.20s %-5s %s\n", strlen(ts) >= 23 ? ts + 11 : ts, str(line, "service"),
-            str(line, "level"), *str(line, "event") ? str(line, "event") : str(line, "message"));
+    put_text(out, strlen(ts) >= 23 ? ts + 11 : ts, 12, 12);
+    fputc(' ', out);
+    put_text(out, str(line, "service"), 20, 20);
+    fputc(' ', out);
+    put_text(out, str(line, "level"), 5, 5);
+    fputc(' ', out);
+    put_text(out, *str(line, "event") ? str(line, "event") : str(line, "message"), 4096, 0);
+    fputc('\n', out);
 }
 
 void spans_free(span_set *set)
