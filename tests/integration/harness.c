@@ -463,15 +463,19 @@ void redis_stop(pid_t pid)
     waitpid(pid, NULL, 0);
 }
 
-int run_program(const char *const *argv, const char *out_path, const char *err_path)
+int run_program(const char *const *argv, const char *dir, char **out, char **err)
 {
+    char out_path[256], err_path[256];
+    snprintf(out_path, sizeof out_path, "%s/run.out", dir);
+    snprintf(err_path, sizeof err_path, "%s/run.err", dir);
+    *out = *err = NULL;
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+        int out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int err_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (out_fd < 0 || err_fd < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
             _exit(127);
         execv(argv[0], (char *const *)argv);
         _exit(127);
@@ -480,6 +484,8 @@ int run_program(const char *const *argv, const char *out_path, const char *err_p
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
             return -1;
+    *out = slurp(out_path, NULL);
+    *err = slurp(err_path, NULL);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -511,4 +517,21 @@ char *slurp(const char *path, size_t *len)
             *len = n;
     }
     return buf;
+}
+
+int post_generation(const gs_proc *p, const char *project, const char *episode, const char *prompt,
+                    const char *const *extra_headers, http_resp *out)
+{
+    size_t cap = strlen(project) + strlen(episode) + strlen(prompt) + 64;
+    char *body = malloc(cap);
+    if (!body)
+        return -1;
+    int n = snprintf(body, cap, "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"%s\"}",
+                     project, episode, prompt);
+    const char *headers[8] = {"Content-Type: application/json"};
+    for (size_t i = 0; extra_headers && extra_headers[i] && i < 6; i++)
+        headers[i + 1] = extra_headers[i];
+    int rc = http(p, "POST", "/generations", headers, body, (size_t)n, out);
+    free(body);
+    return rc;
 }

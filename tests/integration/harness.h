@@ -72,12 +72,17 @@ json_t *log_events(json_t *lines, const char *event);
 void create_project(const gs_proc *p, char id[64]);
 /* Creates episode `number` (title "t") in the project; returns its id. */
 void create_episode(const gs_proc *p, const char *project, int number, char id[64]);
+/* POST /generations {projectId, episodeId, prompt} with Content-Type and up to 6 more header
+ * lines (NULL-terminated, or NULL); returns as http(). */
+int post_generation(const gs_proc *p, const char *project, const char *episode, const char *prompt,
+                    const char *const *extra_headers, http_resp *out);
 /* A number field of /proc/PID/status ("Threads:", "VmRSS:"); -1 if unreadable. */
 long proc_status(pid_t pid, const char *field);
 
-/* Runs argv (NULL-terminated) to completion with stdout and stderr into the given files;
- * returns its exit status, or -1 when it could not run or died of a signal. */
-int run_program(const char *const *argv, const char *out_path, const char *err_path);
+/* Runs argv (NULL-terminated) to completion, its stdout and stderr kept in files in dir and
+ * returned in *out and *err (malloc'd, NUL-terminated; "" when empty); returns its exit
+ * status, or -1 when it could not run or died of a signal. */
+int run_program(const char *const *argv, const char *dir, char **out, char **err);
 /* A whole file (NUL-terminated, malloc'd), or NULL. */
 char *slurp(const char *path, size_t *len);
 

@@ -53,15 +53,11 @@ static int group_teardown(void **state)
 static http_resp start_generation(const gs_proc *p, const char *proj, const char *ep,
                                   const char *prompt, const char *trace)
 {
-    size_t cap = strlen(proj) + strlen(ep) + strlen(prompt) + 64;
-    char *body = malloc(cap), h[128];
-    int n = snprintf(body, cap, "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"%s\"}",
-                     proj, ep, prompt);
+    char h[128];
     snprintf(h, sizeof h, "X-Trace-Id: %s", trace ? trace : "gen-test");
-    const char *const headers[] = {"Content-Type: application/json", h, NULL};
+    const char *const headers[] = {h, NULL};
     http_resp r;
-    assert_int_equal(http(p, "POST", "/generations", headers, body, (size_t)n, &r), 0);
-    free(body);
+    assert_int_equal(post_generation(p, proj, ep, prompt, headers, &r), 0);
     return r;
 }
 

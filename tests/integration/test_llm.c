@@ -134,13 +134,9 @@ static int group_teardown(void **state)
 
 static json_t *run_with(char gen[64], const char *extra1, const char *extra2)
 {
-    char body[256];
-    int n = snprintf(body, sizeof body,
-                     "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"An interview\"}",
-                     project, episode);
-    const char *const ct[] = {"Content-Type: application/json", extra1, extra2, NULL};
+    const char *const extra[] = {extra1, extra2, NULL};
     http_resp r;
-    assert_int_equal(http(&svc, "POST", "/generations", ct, body, (size_t)n, &r), 0);
+    assert_int_equal(post_generation(&svc, project, episode, "An interview", extra, &r), 0);
     assert_int_equal(r.status, 202);
     snprintf(gen, 64, "%s", json_string_value(json_object_get(r.json, "id")));
     http_resp_free(&r);
@@ -250,14 +246,12 @@ static void the_backend_call_is_a_child_span(void **state)
     json_decref(calls);
 
     /* o11y-trace rebuilds the tree: the POST, and the call under it. */
-    char out_path[160], err_path[160];
-    snprintf(out_path, sizeof out_path, "%s/trace.json", svc.dir);
-    snprintf(err_path, sizeof err_path, "%s/trace.err", svc.dir);
     const char *const argv[] = {O11Y_TRACE_BINARY, "--json", got_trace_id, svc.log, NULL};
-    assert_int_equal(run_program(argv, out_path, err_path), 0);
-    char *text = slurp(out_path, NULL);
+    char *text, *err;
+    assert_int_equal(run_program(argv, svc.dir, &text, &err), 0);
     json_t *doc = json_loads(text, 0, NULL);
     free(text);
+    free(err);
     json_t *spans = json_object_get(doc, "spans");
     assert_int_equal(json_array_size(spans), 2);
     json_t *root = json_array_get(spans, 0), *child = json_array_get(spans, 1);

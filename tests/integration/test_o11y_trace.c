@@ -30,12 +30,7 @@ static int tool(const char *const *args, char **out, char **err)
     for (size_t i = 0; args[i] && n < 15; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    char out_path[160], err_path[160];
-    snprintf(out_path, sizeof out_path, "%s/tool.out", svc.dir);
-    snprintf(err_path, sizeof err_path, "%s/tool.err", svc.dir);
-    int rc = run_program(argv, out_path, err_path);
-    *out = slurp(out_path, NULL);
-    *err = slurp(err_path, NULL);
+    int rc = run_program(argv, svc.dir, out, err);
     assert_non_null(*out);
     assert_non_null(*err);
     return rc;
@@ -65,15 +60,11 @@ static int group_setup(void **state)
     char project[64], episode[64];
     create_project(&svc, project);
     create_episode(&svc, project, 1, episode);
-    char body[256];
-    int n = snprintf(body, sizeof body,
-                     "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"bees\"}", project,
-                     episode);
-    const char *const h[] = {"Content-Type: application/json", "X-Trace-Id: ot-trace-1",
+    const char *const h[] = {"X-Trace-Id: ot-trace-1",
                              "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                              NULL};
     http_resp r;
-    if (http(&svc, "POST", "/generations", h, body, (size_t)n, &r) != 0 || r.status != 202)
+    if (post_generation(&svc, project, episode, "bees", h, &r) != 0 || r.status != 202)
         return -1;
     snprintf(job_id, sizeof job_id, "%s", json_string_value(json_object_get(r.json, "jobId")));
     char path[128];
@@ -315,24 +306,18 @@ static void follow_a_live_job(void **state)
     char project[64], episode[64];
     create_project(&slow, project);
     create_episode(&slow, project, 1, episode);
-    char body[256];
-    int n = snprintf(body, sizeof body,
-                     "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"bees\"}", project,
-                     episode);
-    const char *const h[] = {"Content-Type: application/json", "X-Trace-Id: ot-live-1", NULL};
+    const char *const h[] = {"X-Trace-Id: ot-live-1", NULL};
     http_resp r;
-    assert_int_equal(http(&slow, "POST", "/generations", h, body, (size_t)n, &r), 0);
+    assert_int_equal(post_generation(&slow, project, episode, "bees", h, &r), 0);
     assert_int_equal(r.status, 202);
     char job[64];
     snprintf(job, sizeof job, "%s", json_string_value(json_object_get(r.json, "jobId")));
     http_resp_free(&r);
-    char out_path[160], err_path[160];
-    snprintf(out_path, sizeof out_path, "%s/follow.out", slow.dir);
-    snprintf(err_path, sizeof err_path, "%s/follow.err", slow.dir);
     const char *const argv[] = {O11Y_TRACE_BINARY, "--follow", job, slow.log, NULL};
     /* The job takes about 1.5 s; the tool was started well before its end. */
-    assert_int_equal(run_program(argv, out_path, err_path), 0);
-    char *out = slurp(out_path, NULL);
+    char *out, *err;
+    assert_int_equal(run_program(argv, slow.dir, &out, &err), 0);
+    free(err);
     json_t *done = log_wait(&slow, "generation_completed", "ot-live-1", 1);
     assert_int_equal(json_array_size(done), 1);
     json_decref(done);

@@ -54,7 +54,7 @@ static void generation_body(const gs_proc *p, char *body, size_t len)
     snprintf(body, len, "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"p\"}", proj, ep);
 }
 
-static long post_generation(const gs_proc *p, const char *body, const char *key, http_resp *out)
+static long post_body(const gs_proc *p, const char *body, const char *key, http_resp *out)
 {
     char h[128];
     snprintf(h, sizeof h, "Idempotency-Key: %s", key ? key : "");
@@ -75,7 +75,7 @@ static void q_pass_then_429_with_the_fields_then_refill(void **state)
     char v[128];
     for (int i = 0; i < 3; i++) {
         http_resp r;
-        assert_int_equal(post_generation(&p, body, NULL, &r), 202);
+        assert_int_equal(post_body(&p, body, NULL, &r), 202);
         assert_string_equal(resp_header(&r, "RateLimit-Policy", v, sizeof v),
                             "\"generations\";q=3;w=2");
         char want[64];
@@ -84,7 +84,7 @@ static void q_pass_then_429_with_the_fields_then_refill(void **state)
         http_resp_free(&r);
     }
     http_resp r;
-    assert_int_equal(post_generation(&p, body, NULL, &r), 429);
+    assert_int_equal(post_body(&p, body, NULL, &r), 429);
     assert_string_equal(resp_code(&r), "RATE_LIMITED");
     assert_true(atoi(resp_header(&r, "Retry-After", v, sizeof v)) >= 1);
     assert_string_equal(resp_header(&r, "RateLimit-Policy", v, sizeof v),
@@ -100,10 +100,10 @@ static void q_pass_then_429_with_the_fields_then_refill(void **state)
     /* The whole quota is back after the window. */
     usleep(2100000);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(post_generation(&p, body, NULL, &r), 202);
+        assert_int_equal(post_body(&p, body, NULL, &r), 202);
         http_resp_free(&r);
     }
-    assert_int_equal(post_generation(&p, body, NULL, &r), 429);
+    assert_int_equal(post_body(&p, body, NULL, &r), 429);
     http_resp_free(&r);
     /* Counted, and the rate_limited line never holds the raw key. */
     assert_int_equal(http(&p, "GET", "/metrics", NULL, NULL, 0, &r), 0);
@@ -131,14 +131,14 @@ static void a_429_never_consumes_an_idempotency_key(void **state)
     char body[256];
     generation_body(&p, body, sizeof body);
     http_resp r;
-    assert_int_equal(post_generation(&p, body, "first", &r), 202);
+    assert_int_equal(post_body(&p, body, "first", &r), 202);
     http_resp_free(&r);
     /* Limited before the key is begun: nothing stored under it. */
-    assert_int_equal(post_generation(&p, body, "second", &r), 429);
+    assert_int_equal(post_body(&p, body, "second", &r), 429);
     http_resp_free(&r);
     usleep(2100000);
     /* The same key after the window: a fresh request (202), not a replay or a conflict. */
-    assert_int_equal(post_generation(&p, body, "second", &r), 202);
+    assert_int_equal(post_body(&p, body, "second", &r), 202);
     char v[16];
     assert_null(resp_header(&r, "Idempotent-Replayed", v, sizeof v));
     http_resp_free(&r);
