@@ -57,8 +57,8 @@ O11Y_API void o11y_trace_ctx_from_headers(o11y_trace_ctx *ctx /* OUT */, o11y_st
 O11Y_API void o11y_trace_ctx_new(o11y_trace_ctx *ctx /* OUT */);
 
 /* A span of work under parent (an outgoing call, a step): *out gets parent's trace, job and
- * project ids and flags, a new span id, and parent's span id as its parent. out may not alias
- * parent. Always succeeds. */
+ * project ids and flags, a new span id, and parent's span id as its parent. Neither may be NULL,
+ * nor alias the other. Always succeeds; thread-safe (touches only its arguments). */
 O11Y_API void o11y_trace_ctx_child(const o11y_trace_ctx *parent, o11y_trace_ctx *out /* OUT */);
 /* Set the job or project id; O11Y_EINVAL (ctx unchanged) when the value is not valid. */
 O11Y_API O11Y_WARN_UNUSED o11y_status o11y_trace_ctx_set_job_id(o11y_trace_ctx *ctx, const char *s,
@@ -78,7 +78,8 @@ enum { O11Y_TRACE_CARRIED_MAX = 8192 };
  * seen; at most 32 are kept, in order, joined by ','. A value over O11Y_TRACE_CARRIED_MAX bytes
  * is dropped whole. Writes the result and a NUL into out (cap bytes; len + 1 always suffices:
  * the result is never longer than the input) and returns its length, 0 when nothing is left or
- * out is too small. Never reads past len; pure, thread-safe. */
+ * out is too small. in NULL: 0 (out ""); out NULL or cap 0: 0, nothing written. Never reads
+ * past len; pure, thread-safe. */
 O11Y_API size_t o11y_tracestate_normalize(const char *in, size_t len, char *out, size_t cap);
 /* The same for baggage (W3C Baggage): members are key=value with optional ;properties, keys
  * tokens (RFC 9110), values baggage octets (percent-encoding kept as it is); invalid members are

@@ -408,13 +408,9 @@ typedef struct churn {
 static void *churn_post(void *arg)
 {
     churn *c = arg;
-    char body[256];
-    int n =
-        snprintf(body, sizeof body, "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"p\"}",
-                 c->proj, c->ep);
     while (!atomic_load(&c->stop)) {
         http_resp r;
-        if (http(c->p, "POST", "/generations", JSON_CT, body, (size_t)n, &r) == 0) {
+        if (post_generation(c->p, c->proj, c->ep, "p", NULL, &r) == 0) {
             pthread_mutex_lock(&c->lock);
             if (r.status == 202 && c->n_ids < c->max_ids)
                 snprintf(c->ids[c->n_ids++], 64, "%s",
@@ -706,13 +702,11 @@ static void streams_end_with_retry_on_shutdown_and_keep_their_trace(void **state
     char proj[64], ep[64];
     create_project(&p, proj);
     create_episode(&p, proj, 1, ep);
-    char body[256];
-    int n = snprintf(body, sizeof body,
-                     "{\"projectId\":\"%s\",\"episodeId\":\"%s\",\"prompt\":\"p\"}", proj, ep);
-    http_resp g = req_on(&p, "POST", "/generations", JSON_CT, body, (size_t)n);
+    http_resp g;
+    assert_int_equal(post_generation(&p, proj, ep, "p", NULL, &g), 0);
     assert_int_equal(g.status, 202);
     char req[512];
-    n = snprintf(
+    int n = snprintf(
         req, sizeof req,
         "GET /generations/%s/events HTTP/1.1\r\nHost: t\r\nX-Trace-Id: sse-trace-1\r\n\r\n",
         json_string_value(json_object_get(g.json, "id")));

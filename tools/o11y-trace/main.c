@@ -94,9 +94,10 @@ int main(int argc, char **argv)
             follow = true;
         else if (!strcmp(argv[i], "--width") && i + 1 < argc)
             width = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--help"))
-            return usage(stdout) ? 0 : 0;
-        else
+        else if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else
             return usage(stderr);
     }
     if (argc - i < 2)
