@@ -1,4 +1,4 @@
-/* llm.h — an OpenAI-compatible chat-completions backend over libcurl, streamed. */
+/* llm.h — an OpenAI-compatible chat-completions backend through the client kit, streamed. */
 #ifndef GS_LLM_H
 #define GS_LLM_H
 
@@ -6,7 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct o11y_client o11y_client;
+
 typedef struct gs_llm {
+    o11y_client *client;  /* made on base_url: calls, retries, trace headers, the call's line */
     const char *base_url; /* e.g. http://127.0.0.1:8080/v1 (chat: base_url + /chat/completions) */
     const char *model;    /* used when a request names none */
     const char *api_key;  /* sent as a bearer token; never logged; NULL: none */

@@ -7,6 +7,7 @@
 #include "routes.h"
 #include "store.h"
 
+#include <o11y/client.h>
 #include <o11y/curl.h>
 #include <o11y/o11y.h>
 #include <o11y/redis.h>
@@ -201,7 +202,22 @@ int main(int argc, char **argv)
         return 1;
     }
     o11y_idem_store *idem = NULL;
-    gs_llm llm = {.base_url = o.llm_url,
+    o11y_client *llm_client = NULL;
+    if (o.llm_url) {
+        o11y_client_config cc;
+        o11y_client_config_init(&cc);
+        cc.base_url = o.llm_url;
+        cc.service_name = o11y_service_name(svc);
+        cc.metrics = o11y_service_metrics(svc);
+        if (o11y_client_create(&cc, &llm_client) != O11Y_OK) {
+            fprintf(stderr, "generation-service: --llm-url takes an http(s) URL without a query\n");
+            o11y_service_destroy(svc);
+            gs_store_close(store);
+            return 2;
+        }
+    }
+    gs_llm llm = {.client = llm_client,
+                  .base_url = o.llm_url,
                   .model = o.llm_model,
                   .api_key = getenv(o.llm_key_env),
                   .timeout_ms = 120000};
@@ -247,7 +263,8 @@ int main(int argc, char **argv)
             st = O11Y_OK, rc = 1; /* said above */
         }
     }
-    gs_jobs_stop(app.jobs);    /* after the server: no request can reach a job any more */
+    gs_jobs_stop(app.jobs); /* after the server: no request can reach a job any more */
+    o11y_client_destroy(llm_client);
     o11y_service_destroy(svc); /* stops the health checks (one uses the store); flushes the log */
     gs_store_close(store);
     o11y_idem_store_destroy(idem);

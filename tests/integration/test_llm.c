@@ -18,8 +18,13 @@
 #include <cmocka.h>
 
 static struct MHD_Daemon *fake;
-static atomic_int fail_with; /* 0: stream; else the HTTP status to answer */
-static atomic_int bad_key;   /* requests with another Authorization */
+static atomic_int fail_with;  /* 0: stream; else the HTTP status to answer */
+static atomic_int bad_key;    /* requests with another Authorization */
+static atomic_int fail_first; /* answer this many more chat requests 503 first */
+static atomic_int chat_requests;
+static atomic_int port_of_fake;
+/* The Idempotency-Keys of the first two chat requests since the counter was reset. */
+static char got_keys[2][160];
 /* The trace headers of the last chat request (written by the fake's thread, read after the
  * generation finished). */
 static char got_trace_id[160], got_traceparent[80], got_job_id[160], got_tracestate[256],
@@ -79,7 +84,17 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         const char *bg = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "baggage");
         snprintf(got_tracestate, sizeof got_tracestate, "%s", ts ? ts : "(none)");
         snprintf(got_baggage, sizeof got_baggage, "%s", bg ? bg : "(none)");
-        if (atomic_load(&fail_with)) {
+        int nth = atomic_fetch_add(&chat_requests, 1);
+        const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+        if (nth < 2)
+            snprintf(got_keys[nth], sizeof got_keys[nth], "%s", key ? key : "(none)");
+        if (atomic_load(&fail_first) > 0) {
+            atomic_fetch_sub(&fail_first, 1);
+            status = 503;
+            r = MHD_create_response_from_buffer(24, (void *)"{\"error\":\"internal oops\"}",
+                                                MHD_RESPMEM_PERSISTENT);
+            MHD_add_response_header(r, "Retry-After", "0");
+        } else if (atomic_load(&fail_with)) {
             status = (unsigned)atomic_load(&fail_with);
             r = MHD_create_response_from_buffer(24, (void *)"{\"error\":\"internal oops\"}",
                                                 MHD_RESPMEM_PERSISTENT);
@@ -110,8 +125,8 @@ static int group_setup(void **state)
     if (!fake)
         return -1;
     char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1",
-             MHD_get_daemon_info(fake, MHD_DAEMON_INFO_BIND_PORT)->port);
+    atomic_store(&port_of_fake, MHD_get_daemon_info(fake, MHD_DAEMON_INFO_BIND_PORT)->port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", atomic_load(&port_of_fake));
     setenv("TEST_LLM_KEY", "sk-test-secret-123", 1);
     const char *const args[] = {
         "--llm-url", url, "--llm-key-env", "TEST_LLM_KEY", "--health-interval-ms", "200", NULL};
@@ -213,7 +228,9 @@ static void the_backend_call_is_a_child_span(void **state)
     assert_non_null(parent);
     json_t *md = json_object_get(call, "metadata");
     assert_int_equal(json_integer_value(json_object_get(md, "status")), 200);
-    assert_string_equal(json_string_value(json_object_get(md, "host")), "127.0.0.1");
+    char host[32];
+    snprintf(host, sizeof host, "127.0.0.1:%d", atomic_load(&port_of_fake));
+    assert_string_equal(json_string_value(json_object_get(md, "host")), host);
     assert_string_equal(json_string_value(json_object_get(md, "outcome")), "response");
     assert_string_equal(json_string_value(json_object_get(call, "job_id")), got_job_id);
     assert_int_equal(strncmp(got_job_id, "job_", 4), 0);
@@ -257,8 +274,10 @@ static void the_backend_call_is_a_child_span(void **state)
     json_t *root = json_array_get(spans, 0), *child = json_array_get(spans, 1);
     assert_string_equal(json_string_value(json_object_get(root, "name")), "POST /generations");
     assert_int_equal(json_integer_value(json_object_get(root, "depth")), 0);
-    assert_string_equal(json_string_value(json_object_get(child, "name")),
-                        "-> POST 127.0.0.1/chat/completions");
+    char name[80];
+    snprintf(name, sizeof name, "-> POST 127.0.0.1:%d/chat/completions",
+             atomic_load(&port_of_fake));
+    assert_string_equal(json_string_value(json_object_get(child, "name")), name);
     assert_int_equal(json_integer_value(json_object_get(child, "depth")), 1);
     assert_int_equal(json_integer_value(json_object_get(child, "status")), 200);
     assert_string_equal(json_string_value(json_object_get(child, "parentSpanId")),
@@ -286,12 +305,41 @@ static void backend_failure_fails_the_generation(void **state)
     atomic_store(&fail_with, 0);
 }
 
+/* A 503 before the first token is retried (the job id is the Idempotency-Key: the same on both
+ * attempts), under the same trace; the generation completes. */
+static void a_busy_backend_is_retried(void **state)
+{
+    (void)state;
+    atomic_store(&fail_with, 0);
+    atomic_store(&chat_requests, 0);
+    atomic_store(&fail_first, 1);
+    char gen[64];
+    json_t *g = run(gen);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "completed");
+    json_decref(g);
+    assert_int_equal(atomic_load(&chat_requests), 2);
+    assert_int_equal(strncmp(got_keys[0], "job_", 4), 0);
+    assert_string_equal(got_keys[0], got_keys[1]);
+    json_t *retries = log_wait(&svc, "http_client_retry", got_trace_id, 1);
+    assert_int_equal(json_array_size(retries), 1);
+    json_t *md = json_object_get(json_array_get(retries, 0), "metadata");
+    assert_int_equal(json_integer_value(json_object_get(md, "status")), 503);
+    json_decref(retries);
+    /* the client histogram is in the service's exposition */
+    http_resp r;
+    assert_int_equal(http(&svc, "GET", "/metrics", NULL, NULL, 0, &r), 0);
+    assert_non_null(strstr(r.body, "http_client_request_duration_seconds_count{method=\"POST\""));
+    assert_non_null(strstr(r.body, "status=\"503\"} 1"));
+    http_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(streams_from_the_backend),
         cmocka_unit_test(the_backend_call_is_a_child_span),
         cmocka_unit_test(backend_failure_fails_the_generation),
+        cmocka_unit_test(a_busy_backend_is_retried),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
