@@ -534,7 +534,12 @@ static void rate_limited_waits_for_retry_after(void **state)
 
 /*=== a raw HTTP server with scripted answers ===*/
 
-typedef enum reply_mode { REPLY_FIXED, REPLY_NEVER, REPLY_HUGE_LINE } reply_mode;
+typedef enum reply_mode {
+    REPLY_FIXED,     /* send reply, close */
+    REPLY_NEVER,     /* read the request, never answer */
+    REPLY_HOLD,      /* send reply, then keep the connection open and silent */
+    REPLY_HUGE_LINE, /* an event stream with a 100 MB line */
+} reply_mode;
 
 typedef struct script {
     int fd, port;
@@ -578,7 +583,9 @@ static void *script_main(void *arg)
         read_head(fd, head, sizeof head);
         if (atomic_fetch_add(&s->requests, 1) == 0)
             snprintf(s->first_head, sizeof s->first_head, "%s", head);
-        if (s->mode == REPLY_NEVER && s->n_held < 16) {
+        if ((s->mode == REPLY_NEVER || s->mode == REPLY_HOLD) && s->n_held < 16) {
+            if (s->mode == REPLY_HOLD)
+                send(fd, s->reply, strlen(s->reply), MSG_NOSIGNAL);
             s->held[s->n_held++] = fd;
             continue;
         }
@@ -811,6 +818,60 @@ static void a_100_mb_line_ends_the_stream(void **state)
     assert_int_equal(atomic_load(&s.requests), 1); /* not retried: it would come again */
     long rss_kb = proc_status(getpid(), "VmRSS:");
     assert_true(rss_kb > 0 && rss_kb < 200 * 1024);
+    o11y_client_response_clear(&r);
+    o11y_client_destroy(c);
+    script_stop(&s);
+}
+
+/* A stream that names no ids cannot be resumed once it delivered: reconnecting would start it
+ * over, so the drop is final. */
+static void a_stream_without_ids_is_not_resumed_midway(void **state)
+{
+    (void)state;
+    script s;
+    script_start(&s, REPLY_FIXED,
+                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n"
+                 "\r\ndata: one\n\ndata: two\n\n");
+    o11y_client *c = client_to(s.port, 1, 5000, NULL);
+    collected got = {0};
+    o11y_sse_opts o = {.on_event = collect_event, .ctx = &got};
+    o11y_client_request rq = {.path = "/events"};
+    o11y_client_response r;
+    assert_int_equal(o11y_client_sse(c, &rq, &o, &r), O11Y_EBACKEND);
+    assert_int_equal(got.n, 2);
+    assert_string_equal(r.error.code, "NETWORK_ERROR");
+    assert_string_equal(r.error.message, "The event stream ended before its final event");
+    assert_int_equal(atomic_load(&s.requests), 1);
+    o11y_client_response_clear(&r);
+    o11y_client_destroy(c);
+    script_stop(&s);
+}
+
+/* Silence past twice the heartbeat is a drop: reconnect (with the last id), up to the limit. */
+static void heartbeat_silence_is_a_drop(void **state)
+{
+    (void)state;
+    script s;
+    script_start(&s, REPLY_HOLD,
+                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
+                 "retry: 50\n: hello\n\nid: 4\nevent: progress\ndata: {}\n\n");
+    o11y_client *c = client_to(s.port, 1, 5000, NULL);
+    collected got = {0};
+    o11y_sse_opts o = {
+        .on_event = collect_event, .ctx = &got, .heartbeat_ms = 150, .max_reconnects = 2};
+    o11y_client_request rq = {.path = "/events"};
+    o11y_client_response r;
+    double t0 = now_ms();
+    assert_int_equal(o11y_client_sse(c, &rq, &o, &r), O11Y_EBACKEND);
+    double took = now_ms() - t0;
+    /* id 4 came once; the replays of it were skipped */
+    assert_int_equal(got.n, 1);
+    assert_string_equal(got.ids[0], "4");
+    assert_string_equal(r.error.message, "The event stream went silent past its heartbeat");
+    /* the first connection delivered, then two in a row without a new event: the limit */
+    assert_int_equal(atomic_load(&s.requests), 3);
+    assert_true(took >= 3 * 300);
+    assert_non_null(strstr(s.first_head, "Accept: text/event-stream"));
     o11y_client_response_clear(&r);
     o11y_client_destroy(c);
     script_stop(&s);
@@ -1191,6 +1252,8 @@ int main(void)
         cmocka_unit_test(a_server_that_never_answers_meets_the_deadline),
         cmocka_unit_test(garbage_lines_in_a_stream_are_ignored),
         cmocka_unit_test(a_100_mb_line_ends_the_stream),
+        cmocka_unit_test(a_stream_without_ids_is_not_resumed_midway),
+        cmocka_unit_test(heartbeat_silence_is_a_drop),
         cmocka_unit_test(a_stream_cut_mid_event_resumes_exactly_once),
         cmocka_unit_test(keys_persist_and_follow_the_rules),
         cmocka_unit_test(a_create_repeated_after_a_crash_creates_once),
