@@ -165,3 +165,6 @@ o=$(median "${ot_r[@]}"); g=$(median "${grep_r[@]}")
 echo "o11y-trace: ${ot_r[*]} s (median $o); grep -F: ${grep_r[*]} s (median $g)"
 awk -v o="$o" -v g="$g" 'BEGIN { printf "o11y-trace %.1f GB/s, grep -F %.1f GB/s (1 GiB = 1.074 GB)\n", 1.074 / o, 1.074 / g }'
 rm -f "$logs"
+
+echo "== client kit: o11y_client_call vs plain libcurl, the same GET on one kept-alive loopback connection (bench_client)"
+"$bin/bench_client" 20000
