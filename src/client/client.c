@@ -444,6 +444,14 @@ void client_type_error(const o11y_client *c, o11y_client_error *err, int status,
                 msg = json_string_value(json_object_get(src, "detail"));
             if (!msg)
                 msg = json_string_value(json_object_get(src, "title"));
+            const o11y_error_def *def = msg ? NULL : o11y_error_lookup(err->code);
+            if (!msg && def)
+                msg = def->message;
+            char fallback[32];
+            if (!msg) { /* a server that names a code and no message: still something to show */
+                snprintf(fallback, sizeof fallback, "HTTP %d", status);
+                msg = fallback;
+            }
             err->message = dup_text(msg);
             json_t *details = json_object_get(src, "details");
             if (json_is_object(details))
@@ -652,7 +660,7 @@ o11y_status o11y_client_call(o11y_client *c, const o11y_client_request *req,
                 ceiling = c->backoff_cap_ms;
             wait = (double)client_random_below(ceiling);
             int64_t ra = client_retry_after_ms(ah.retry_after);
-            if (ra > wait)
+            if ((double)ra > wait)
                 wait = (double)ra;
             /* An attempt needs some time of its own: one that could have less than
              * ATTEMPT_MIN_MS before the deadline is not started. */

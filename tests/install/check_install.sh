@@ -84,13 +84,45 @@ cc "${std[@]}" -DO11Y_STATIC_DEFINE $(pkg-config --cflags o11y-sqlite) "$work/sq
 for m in o11y o11y-sqlite o11y-redis o11y-curl; do
     pkg-config --static --libs "$m" >/dev/null
 done
+# The client kit (libo11y-curl), shared and static through pkg-config.
+cat > "$work/client_consumer.c" <<'C'
+#include <o11y/client.h>
+#include <stdio.h>
+#include <string.h>
+int main(void)
+{
+    o11y_client_config cfg;
+    o11y_client_config_init(&cfg);
+    cfg.base_url = "http://127.0.0.1:9";
+    o11y_client *c = NULL;
+    o11y_client_keys *k = NULL;
+    char key[O11Y_CLIENT_KEY_MAX + 1];
+    if (o11y_client_create(&cfg, &c) != O11Y_OK || o11y_client_keys_open(NULL, &k) != O11Y_OK ||
+        o11y_client_keys_get_or_create(k, "op", key) != O11Y_OK || strlen(key) != 36)
+        return 1;
+    printf("ok client %s\n", o11y_client_user_message("RATE_LIMITED", 429));
+    o11y_client_keys_close(k);
+    o11y_client_destroy(c);
+    return 0;
+}
+C
+cc "${std[@]}" $(pkg-config --cflags o11y-curl) "$work/client_consumer.c" \
+    -o "$work/client_consumer" $(pkg-config --libs o11y-curl)
+LD_LIBRARY_PATH=$libdir "$work/client_consumer" | grep -q '^ok client'
+# Our archives, with libcurl shared: Debian ships libcurl's own dependencies (ldap, zstd, ...)
+# without archives, so a fully static libcurl is not a stock-system build.
+cc "${std[@]}" $(pkg-config --cflags o11y-curl) "$work/client_consumer.c" \
+    -o "$work/client_consumer_static" -L"$libdir" -l:libo11y-curl.a $(static_of o11y) \
+    $(pkg-config --libs libcurl)
+"$work/client_consumer_static" | grep -q '^ok client'
+
 # The README example, through pkg-config.
 cc "${std[@]}" $(pkg-config --cflags o11y) "$src/examples/hello.c" \
     -o "$work/hello" $(pkg-config --libs o11y)
 
 # CMake, through find_package(o11y), without and with components.
 mkdir -p "$work/cmake-consumer"
-cp "$work/consumer.c" "$work/sqlite_consumer.c" "$work/cmake-consumer/"
+cp "$work/consumer.c" "$work/sqlite_consumer.c" "$work/client_consumer.c" "$work/cmake-consumer/"
 cat > "$work/cmake-consumer/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.25)
 project(consumer C)
@@ -101,6 +133,8 @@ add_executable(sqlite_consumer sqlite_consumer.c)
 target_link_libraries(sqlite_consumer PRIVATE o11y::o11y_sqlite)
 add_executable(sqlite_consumer_static sqlite_consumer.c)
 target_link_libraries(sqlite_consumer_static PRIVATE o11y::o11y_sqlite_static)
+add_executable(client_consumer client_consumer.c)
+target_link_libraries(client_consumer PRIVATE o11y::o11y_curl)
 CM
 cmake -S "$work/cmake-consumer" -B "$work/cmake-consumer/build" \
     -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
@@ -108,6 +142,8 @@ cmake --build "$work/cmake-consumer/build" >/dev/null
 "$work/cmake-consumer/build/consumer" | grep -q '^ok'
 "$work/cmake-consumer/build/sqlite_consumer" "$work/idem3.db" | grep -q '^ok sqlite'
 "$work/cmake-consumer/build/sqlite_consumer_static" "$work/idem4.db" | grep -q '^ok sqlite'
+# (it calls only the kit: libo11y.so.0 is its library's dependency, which RUNPATH does not cover)
+LD_LIBRARY_PATH=$libdir "$work/cmake-consumer/build/client_consumer" | grep -q "^ok client"
 # A component that does not exist is an error.
 cat > "$work/cmake-consumer/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.25)
