@@ -308,6 +308,60 @@ static void user_messages_can_be_overridden(void **state)
     gs_cleanup(&p);
 }
 
+/* A full database and a removed one, as the kit types them: 503 EPISODE_SAVE_FAILED (retried
+ * with a key, not without) and 503 SERVICE_UNAVAILABLE. */
+static void storage_failures_are_typed(void **state)
+{
+    (void)state;
+    gs_proc p;
+    const char *args[] = {"--db-max-bytes", "98304", NULL};
+    assert_int_equal(gs_start(&p, args), 0);
+    char project[64];
+    create_project(&p, project);
+    o11y_client *c = client_to(p.port, 3, 10000, NULL);
+    static char body[20000];
+    char path[128];
+    snprintf(path, sizeof path, "/projects/%s/episodes", project);
+    o11y_trace_ctx t;
+    o11y_trace_ctx_new(&t);
+    o11y_client_response r;
+    o11y_status st = O11Y_OK;
+    for (int i = 1; i <= 50 && st == O11Y_OK; i++) {
+        int n = snprintf(body, sizeof body, "{\"number\":%d,\"title\":\"t\",\"content\":\"", i);
+        memset(body + n, 'c', 16000);
+        snprintf(body + n + 16000, 8, "\"}");
+        st = call(c, "POST", path, body, NULL, &t, &r);
+        if (st == O11Y_OK)
+            o11y_client_response_clear(&r);
+    }
+    assert_int_equal(st, O11Y_EBACKEND);
+    expect_error(&r, 503, "EPISODE_SAVE_FAILED", &t);
+    assert_true(r.error.retryable);
+    assert_int_equal(r.attempts, 1); /* a POST without a key */
+    assert_null(strstr(r.error.message, "SQL"));
+    o11y_client_response_clear(&r);
+    o11y_client_request rq = {
+        .method = "POST", .path = path, .body = body, .idempotency_key = "full-db", .trace = &t};
+    assert_int_equal(o11y_client_call(c, &rq, &r), O11Y_EBACKEND);
+    assert_string_equal(r.error.code, "EPISODE_SAVE_FAILED");
+    assert_int_equal(r.attempts, 3); /* with one: retried, the same key each time */
+    o11y_client_response_clear(&r);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -f %s %s-wal %s-shm", p.db, p.db, p.db);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "/projects/%s", project);
+    o11y_client *once = client_to(p.port, 1, 10000, NULL);
+    assert_int_equal(call(once, "POST", "/projects", "{\"name\":\"lost\"}", NULL, &t, &r),
+                     O11Y_EBACKEND);
+    expect_error(&r, 503, "SERVICE_UNAVAILABLE", &t);
+    assert_string_equal(r.error.message, "A dependency is unavailable"); /* no internals */
+    o11y_client_response_clear(&r);
+    o11y_client_destroy(once);
+    o11y_client_destroy(c);
+    assert_int_equal(gs_stop(&p), 0);
+    gs_cleanup(&p);
+}
+
 /* 503 GENERATION_QUEUE_FULL is retried with the same trace id, after Retry-After; a 422 and a
  * POST without a key are not retried. */
 static void queue_full_is_retried_and_422_is_not(void **state)
@@ -1243,6 +1297,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_error_is_typed),
         cmocka_unit_test(user_messages_can_be_overridden),
+        cmocka_unit_test(storage_failures_are_typed),
         cmocka_unit_test(queue_full_is_retried_and_422_is_not),
         cmocka_unit_test(in_use_is_retried_until_the_replay),
         cmocka_unit_test(rate_limited_waits_for_retry_after),
