@@ -38,6 +38,7 @@ struct o11y_mhd_server {
     o11y_service *svc;
     uint16_t port;
     unsigned drain_timeout_ms;
+    atomic_bool stopping; /* new connections are closed at accept */
 };
 
 void o11y_mhd_config_init(o11y_mhd_config *cfg)
@@ -70,6 +71,8 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 {
     (void)addrlen;
     o11y_mhd_server *srv = cls;
+    if (atomic_load_explicit(&srv->stopping, memory_order_relaxed))
+        return MHD_NO;
     return o11y__guard_admit(srv->binding.guard, addr) ? MHD_YES : MHD_NO;
 }
 
@@ -472,11 +475,22 @@ void o11y_mhd_stop(o11y_mhd_server *srv)
 {
     if (!srv)
         return;
-    /* New connections are refused from here on: the socket stops listening now, and is closed
-     * only after the daemon's threads are gone (one may still hold it in its epoll set). */
-    MHD_socket listen_fd = MHD_quiesce_daemon(srv->daemon);
-    if (listen_fd != MHD_INVALID_SOCKET)
-        shutdown(listen_fd, SHUT_RDWR);
+    /* New connections are refused from here on. The listening socket is closed by putting an
+     * idle socket on its descriptor (dup2): the kernel then closes the listening socket (a
+     * client's SYN gets a reset) and drops it from every worker's epoll set, while the daemon
+     * keeps a valid descriptor to close at the end. A connection that raced into the accept
+     * queue is closed at accept. Not MHD_quiesce_daemon: in libmicrohttpd 0.9.75 with a thread
+     * pool on epoll, quiesce and a worker both remove the listening socket from the worker's
+     * epoll set and the loser's failure is a panic (abort), which CI met once in a few hundred
+     * stops; nor shutdown(2) alone, which leaves the socket readable in the epoll sets and a
+     * worker spinning on accept for the whole drain. */
+    atomic_store(&srv->stopping, true);
+    const union MHD_DaemonInfo *lfd = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_LISTEN_FD);
+    int idle = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd && lfd->listen_fd != MHD_INVALID_SOCKET && idle >= 0)
+        dup2(idle, lfd->listen_fd);
+    if (idle >= 0)
+        close(idle);
     o11y__streams_close_all(srv->svc); /* streams end; suspended connections wake to see it */
     int64_t deadline = o11y__now_mono_ns() + (int64_t)srv->drain_timeout_ms * 1000000;
     while (atomic_load(&srv->svc->active_requests) > 0 && o11y__now_mono_ns() < deadline) {
@@ -484,8 +498,6 @@ void o11y_mhd_stop(o11y_mhd_server *srv)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(srv->daemon);
-    if (listen_fd != MHD_INVALID_SOCKET)
-        close(listen_fd);
     o11y__guard_stop(srv->binding.guard); /* every connection has been closed */
     o11y__free(srv);
 }
