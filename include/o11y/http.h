@@ -108,6 +108,53 @@ O11Y_API O11Y_WARN_UNUSED o11y_status o11y_service_route(o11y_service *svc, unsi
                                                          o11y_handler_fn fn, void *user,
                                                          unsigned flags);
 
+/*=== browsers ===*/
+
+/* Cross-origin requests (CONTRACT section 9). */
+typedef struct o11y_cors_config {
+    /* Comma-separated exact origins as browsers send them ("https://app.example.com,
+     * http://localhost:5173": scheme, lowercase host, optional port, no path), at most 64; or
+     * "*" (any origin, without credentials). Copied. */
+    const char *origins;
+    bool allow_credentials;    /* Access-Control-Allow-Credentials: true (not with "*") */
+    const char *allow_headers; /* request headers a preflight allows beyond the contract's
+                                  (comma-separated names); NULL: none; copied */
+    unsigned max_age_s;        /* Access-Control-Max-Age; 0: 600 */
+    O11Y_RESERVED;             /* zero: room to grow (common.h) */
+} o11y_cors_config;
+
+/* Turns CORS on. Every response then carries Vary: Origin; one to an allowed Origin also
+ * Access-Control-Allow-Origin (the configured string, never the request's bytes) and
+ * Access-Control-Expose-Headers (the trace headers, Retry-After, the idempotency and rate-limit
+ * fields), errors, replays and streams included. A preflight (OPTIONS with
+ * Access-Control-Request-Method) is answered by the pipeline: 204 with the route's methods, the
+ * allowed headers and Max-Age; 403 ORIGIN_NOT_ALLOWED for another origin; 404 without a route;
+ * never rate-limited, never a handler. Returns O11Y_OK, O11Y_EINVAL (an origin or header list
+ * that is not valid, "*" with credentials, called twice) or O11Y_ENOMEM. Call before serving. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_service_cors(o11y_service *svc,
+                                                        const o11y_cors_config *cfg);
+
+/* The frontend log intake (CONTRACT section 10). */
+typedef struct o11y_client_logs_config {
+    const char *route;  /* NULL: "/client-logs"; copied */
+    size_t max_records; /* per batch; 0: 100 */
+    size_t max_bytes;   /* per batch; 0: 65,536 */
+    O11Y_RESERVED;      /* zero: room to grow (common.h) */
+} o11y_client_logs_config;
+
+/* Adds POST route: {"logs":[record, ...]} from the browser kit, each record
+ * {timestamp, level, message, traceId?, spanId?, jobId?, projectId?, event?, sessionId?,
+ * metadata?, durationMs?}. Each valid record becomes one line of the service's log with
+ * "source":"browser" in the record's own trace context (an invalid id is left out), masking
+ * applied; levels debug, info, warn and error only. Answers 202 {"accepted":N,"rejected":M}
+ * (a record without a message or with another level is rejected alone); a body that is not such
+ * a batch or holds more than max_records is 400 VALIDATION_FAILED, over max_bytes 413. The body
+ * may come as application/json or text/plain (navigator.sendBeacon). Rate-limit it with a
+ * policy on its route (o11y/ratelimit.h). cfg NULL: the defaults. Returns as
+ * o11y_service_route, or O11Y_EINVAL when the intake is already on. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_service_client_logs(o11y_service *svc,
+                                                               const o11y_client_logs_config *cfg);
+
 /*=== the request (borrowed by the handler; everything returned is valid until it returns) ===*/
 
 O11Y_API o11y_method o11y_req_method(const o11y_request *req);

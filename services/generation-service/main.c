@@ -57,7 +57,8 @@ static o11y_status register_checks(o11y_service *svc, const options *o, gs_store
 static o11y_status open_ratelimit(o11y_service *svc, const options *o, o11y_ratelimit_store **out)
 {
     *out = NULL;
-    if (!o->rl_generations_q && !o->rl_all_q)
+    bool logs = strcmp(o->client_logs, "on") == 0 && o->rl_logs_q;
+    if (!o->rl_generations_q && !o->rl_all_q && !logs)
         return O11Y_OK;
     o11y_status st = strcmp(o->rate_limit_store, "redis") == 0
                          ? o11y_ratelimit_store_redis(&o->redis_target, out)
@@ -81,6 +82,14 @@ static o11y_status open_ratelimit(o11y_service *svc, const options *o, o11y_rate
     }
     if (st == O11Y_OK && o->rl_all_q) {
         o11y_ratelimit_policy p = {.name = "all", .quota = o->rl_all_q, .window_s = o->rl_all_w};
+        st = o11y_service_ratelimit_policy(svc, &p);
+    }
+    if (st == O11Y_OK && logs) { /* CONTRACT section 10: the intake is limited per client */
+        o11y_ratelimit_policy p = {.name = "client-logs",
+                                   .quota = o->rl_logs_q,
+                                   .window_s = o->rl_logs_w,
+                                   .route = "/client-logs",
+                                   .methods = O11Y_POST};
         st = o11y_service_ratelimit_policy(svc, &p);
     }
     return st;
@@ -236,6 +245,15 @@ int main(int argc, char **argv)
         st = gs_generation_routes(svc, &app);
     if (st == O11Y_OK)
         st = register_checks(svc, &o, store);
+    if (st == O11Y_OK && strcmp(o.client_logs, "on") == 0)
+        st = o11y_service_client_logs(svc, NULL);
+    if (st == O11Y_OK && o.cors_origins) {
+        o11y_cors_config cc = {.origins = o.cors_origins};
+        st = o11y_service_cors(svc, &cc);
+        if (st == O11Y_EINVAL)
+            fprintf(stderr, "generation-service: --cors-origins takes origins such as "
+                            "https://app.example.com,http://localhost:5173, or *\n");
+    }
     o11y_ratelimit_store *limits = NULL;
     if (st == O11Y_OK)
         st = open_ratelimit(svc, &o, &limits);

@@ -78,6 +78,12 @@ static const flag flags[] = {
       "memory, or redis (shared by instances; --redis or --redis-url)"),
     T("trusted-proxies", "TRUSTED_PROXIES", NULL, trusted_proxies, "CIDR,...",
       "proxies whose X-Forwarded-For names the client"),
+    T("cors-origins", "CORS_ORIGINS", NULL, cors_origins, "ORIGIN,...",
+      "browsers' origins allowed to call (https://app.example.com,...), or *; default: CORS off"),
+    T("client-logs", "CLIENT_LOGS", "on", client_logs, "on|off",
+      "POST /client-logs: the frontend kit's log records into this log"),
+    T("rate-limit-client-logs", "RATE_LIMIT_CLIENT_LOGS", "10/1", rate_limit_client_logs, "Q/W",
+      "POST /client-logs per client; 0: off"),
     T("llm-url", "LLM_URL", NULL, llm_url, "URL",
       "an OpenAI-compatible backend (http://host:port/v1); default: the built-in generator"),
     T("llm-model", "LLM_MODEL", "gpt-4o-mini", llm_model, "M", "the model to ask for"),
@@ -196,6 +202,15 @@ static int check(options *o)
     }
     if (o11y_ratelimit_parse(o->rate_limit_all, &o->rl_all_q, &o->rl_all_w) != O11Y_OK) {
         fprintf(stderr, "generation-service: --rate-limit-all takes Q/W (e.g. 600/60) or 0\n");
+        return 2;
+    }
+    if (o11y_ratelimit_parse(o->rate_limit_client_logs, &o->rl_logs_q, &o->rl_logs_w) != O11Y_OK) {
+        fprintf(stderr,
+                "generation-service: --rate-limit-client-logs takes Q/W (e.g. 10/1) or 0\n");
+        return 2;
+    }
+    if (strcmp(o->client_logs, "on") && strcmp(o->client_logs, "off")) {
+        fprintf(stderr, "generation-service: --client-logs takes on or off\n");
         return 2;
     }
     if (strcmp(o->rate_limit_store, "memory") && strcmp(o->rate_limit_store, "redis")) {

@@ -34,6 +34,10 @@ typedef struct options {
     unsigned rl_generations_q, rl_generations_w, rl_all_q, rl_all_w; /* parsed; q 0: off */
     const char *rate_limit_store;                                    /* memory or redis */
     const char *trusted_proxies;                                     /* CIDRs, or NULL */
+    const char *cors_origins;           /* comma-separated origins or "*", NULL: CORS off */
+    const char *client_logs;            /* on or off: the frontend log intake */
+    const char *rate_limit_client_logs; /* "Q/W" or "0" */
+    unsigned rl_logs_q, rl_logs_w;
 } options;
 
 /* Fills o from the defaults, then the environment, then argv. Returns -1 to go on, or the exit

@@ -66,6 +66,9 @@ extern const char *const o11y__idem_outcome_names[O11Y__IDEM_OUTCOMES];
 
 typedef struct o11y__ratelimit o11y__ratelimit; /* ratelimit_stage.c */
 
+typedef struct o11y__cors o11y__cors;
+typedef struct o11y__client_logs o11y__client_logs;
+
 struct o11y_service {
     char *name, *version, *problem_base, *project_param, *job_param;
     char *service_header; /* X-Service value */
@@ -87,7 +90,9 @@ struct o11y_service {
     o11y_stream *streams;  /* open streamed responses */
     o11y_idem_config idem; /* idem.store NULL: idempotency off */
     char *idem_client_header;
-    o11y__ratelimit *ratelimit; /* NULL: no rate limiting */
+    o11y__ratelimit *ratelimit;     /* NULL: no rate limiting */
+    o11y__cors *cors;               /* NULL: no CORS headers, preflights are 405 */
+    o11y__client_logs *client_logs; /* the frontend log intake's settings, NULL: off */
     o11y_metric *m_idem;
     o11y_series *s_idem[O11Y__IDEM_OUTCOMES];
 };
@@ -120,7 +125,9 @@ typedef struct o11y__std_headers {
     bool space_before_colon;     /* a header name ending in blanks (RFC 9112 section 5.1) */
     bool conflicting_length;     /* two Content-Length values that differ */
     o11y_str idempotency_key;
-    unsigned idempotency_keys; /* header lines seen: two or more is invalid */
+    unsigned idempotency_keys;   /* header lines seen: two or more is invalid */
+    unsigned traceparents;       /* header lines seen: two or more is invalid (W3C) */
+    o11y_str origin, acr_method; /* Origin, Access-Control-Request-Method */
 } o11y__std_headers;
 
 /* Fills h from one header (name case-insensitive); other names are ignored. */
@@ -220,6 +227,9 @@ struct o11y_request {
     uint8_t idem_fp[O11Y_IDEM_FP_BYTES];
     uint64_t idem_token;
     bool idem_held;
+    /* CORS: the allowed origin as configured (NULL: none or not allowed), a preflight. */
+    const char *cors_origin;
+    bool preflight, preflight_ok;
 };
 
 enum { O11Y__URI_INLINE = 512, O11Y__HEADERS_INLINE = 512, O11Y__ARENA_INLINE = 256 };
@@ -267,6 +277,15 @@ void o11y__pipeline_done(o11y__exchange *ex, uint64_t bytes_sent, bool completed
  * 503 when the store is down and the service fails closed). body_follows: the request declares a
  * body, which the answer then leaves unread (the connection closes). */
 bool o11y__ratelimit_check(o11y__exchange *ex, bool body_follows);
+
+/* CORS (cors.c): which configured origin the request's Origin is, and whether it is a
+ * preflight; the preflight's answer (204 or 403); the headers every response gets. */
+void o11y__cors_match(o11y__exchange *ex, const o11y__std_headers *std);
+void o11y__cors_preflight(o11y__exchange *ex);
+void o11y__cors_headers(o11y__exchange *ex,
+                        void (*add)(o11y_response *, const char *, size_t, const char *, size_t));
+void o11y__cors_free(o11y__cors *c);
+void o11y__client_logs_free(o11y__client_logs *cl);
 void o11y__ratelimit_free(o11y__ratelimit *rl);
 
 /* Idempotency stages: the key before the body (true: the response is final, 400); before the

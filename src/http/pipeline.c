@@ -117,6 +117,8 @@ void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_l
     case 6:
         if (NAME_IS(name, name_len, "Accept"))
             keep_first(&h->accept, value, value_len);
+        else if (NAME_IS(name, name_len, "Origin"))
+            keep_first(&h->origin, value, value_len);
         break;
     case 8:
         if (NAME_IS(name, name_len, "X-Job-Id"))
@@ -127,8 +129,14 @@ void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_l
             keep_first(&h->x_trace_id, value, value_len);
         break;
     case 11:
-        if (NAME_IS(name, name_len, "traceparent"))
+        if (NAME_IS(name, name_len, "traceparent")) {
             keep_first(&h->traceparent, value, value_len);
+            h->traceparents++;
+        }
+        break;
+    case 29:
+        if (NAME_IS(name, name_len, "Access-Control-Request-Method"))
+            keep_first(&h->acr_method, value, value_len);
         break;
     case 12:
         if (NAME_IS(name, name_len, "X-Project-Id"))
@@ -182,8 +190,11 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     req->get_header = get_header;
     req->header_ctx = header_ctx;
     req->method = o11y_method_parse(method, strlen(method));
-    o11y_trace_ctx_from_headers(&req->trace, std->x_trace_id, std->traceparent, std->x_job_id,
-                                std->x_project_id);
+    /* Two traceparent lines are invalid (W3C Trace Context section 3.2): a new trace. */
+    o11y_trace_ctx_from_headers(&req->trace, std->x_trace_id,
+                                std->traceparents > 1 ? (o11y_str){NULL, 0} : std->traceparent,
+                                std->x_job_id, std->x_project_id);
+    o11y__cors_match(ex, std);
     req->error_format = o11y_error_negotiate(std->accept.ptr, std->accept.len);
     int64_t content_length = std->content_length;
     atomic_fetch_add_explicit(&svc->active_requests, 1, memory_order_relaxed);
@@ -226,6 +237,10 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
         return true;
     }
     memcpy(req->params, raw, sizeof raw);
+    if (req->preflight) { /* answered here: never rate-limited, never a handler */
+        o11y__cors_preflight(ex);
+        return true;
+    }
     o11y_method effective =
         req->method == O11Y_HEAD && !(req->route->methods & O11Y_HEAD) ? O11Y_GET : req->method;
     req->method_index = o11y__method_index(effective);
@@ -363,6 +378,8 @@ void o11y__pipeline_run(o11y__exchange *ex)
     o11y__json_fixed3(&b, (double)(req->handler_end_ns - req->handler_start_ns) / 1e6);
     add_header_lit(res, "X-Processing-Time", ms, b.len);
     add_header_lit(res, "X-Service", req->svc->service_header, strlen(req->svc->service_header));
+    if (req->svc->cors)
+        o11y__cors_headers(ex, add_header);
     if (res->close)
         add_header_lit(res, "Connection", "close", 5);
 }

@@ -27,6 +27,8 @@ void o11y_service_destroy(o11y_service *svc)
         o11y__route_free(svc->routes[i]);
     o11y__health_destroy(svc->health); /* its checks log and record until they stop */
     o11y__ratelimit_free(svc->ratelimit);
+    o11y__cors_free(svc->cors);
+    o11y__client_logs_free(svc->client_logs);
     if (svc->owns_logger)
         o11y_logger_destroy(svc->logger);
     if (svc->owns_metrics)

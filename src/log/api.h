@@ -23,4 +23,10 @@ typedef struct o11y__access_line {
 } o11y__access_line;
 void o11y__log_access(o11y_logger *lg, const o11y__access_line *a);
 
+/* A line written for someone else (the frontend log intake: source "browser"): as
+ * o11y_log_fields, with a top-level "source" after the message and event, and a message of a
+ * given length (it may come from a request, escaped and capped like any value). */
+void o11y__log_sourced(o11y_logger *lg, o11y_log_level level, const char *source, const char *event,
+                       const char *message, size_t message_len, const o11y_field *fields, size_t n);
+
 #endif

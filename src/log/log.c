@@ -669,6 +669,26 @@ static void log_fields(o11y_logger *lg, o11y_log_level level, const char *event,
     o11y__line_end(&l, duration);
 }
 
+void o11y__log_sourced(o11y_logger *lg, o11y_log_level level, const char *source, const char *event,
+                       const char *message, size_t message_len, const o11y_field *fields, size_t n)
+{
+    if (!lg)
+        lg = o11y_logger_default();
+    o11y__line l;
+    if (!o11y__line_begin(&l, lg, level, event, message, message_len))
+        return;
+    o11y__buf_lit(&l.b, ",\"source\":");
+    o11y__json_str(&l.b, source, strlen(source), 64);
+    int depth = 0;
+    bool first[MAX_DEPTH + 1] = {false};
+    double duration = -1;
+    for (size_t i = 0; i < n && fields[i].type != O11Y_FIELD_END;)
+        i += put_field(&l, &fields[i], n - i, &depth, first, &duration);
+    while (depth-- > 0)
+        o11y__buf_putc(&l.b, '}');
+    o11y__line_end(&l, duration);
+}
+
 void o11y_log_fields(o11y_logger *lg, o11y_log_level level, const char *event, const char *message,
                      const o11y_field *fields, size_t n_fields)
 {

@@ -23,7 +23,7 @@ static gs_store *store;
 static gs_app app;
 static o11y_idem_store *idem;
 static char project[64], episode[64], generation[64];
-static char paths[8][256];
+static char paths[9][256];
 static char db_path[64];
 
 static void remove_db(void)
@@ -41,7 +41,7 @@ static const struct {
     int path;
 } routes[] = {
     {"POST", 0}, {"GET", 1}, {"POST", 2},   {"GET", 2}, {"GET", 3}, {"PATCH", 3}, {"DELETE", 3},
-    {"POST", 4}, {"GET", 5}, {"DELETE", 5}, {"GET", 6}, {"PUT", 1}, {"GET", 7},
+    {"POST", 4}, {"GET", 5}, {"DELETE", 5}, {"GET", 6}, {"PUT", 1}, {"GET", 7},   {"POST", 8},
 };
 
 static o11y_str no_header(void *ctx, const char *name)
@@ -105,6 +105,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
                    .default_model = "builtin-scriptwriter"};
     if (!app.jobs || gs_routes_register(svc, store) != O11Y_OK ||
         gs_generation_routes(svc, &app) != O11Y_OK ||
+        o11y_service_client_logs(svc, NULL) != O11Y_OK ||
         o11y_idem_store_memory(NULL, &idem) != O11Y_OK)
         abort();
     o11y_idem_config ic = {.store = idem, .ttl_s = 60};
@@ -128,6 +129,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(paths[5], sizeof paths[5], "/generations/%s", generation);
     snprintf(paths[6], sizeof paths[6], "/stats/episodes?days=3");
     snprintf(paths[7], sizeof paths[7], "/metrics/summary");
+    snprintf(paths[8], sizeof paths[8], "/client-logs");
     snprintf(db_path, sizeof db_path, "%s", db);
     atexit(remove_db);
     return 0;

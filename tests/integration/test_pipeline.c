@@ -363,6 +363,32 @@ static int firehose_without_reading(int port, int *fd_out)
     return atomic_load(&firehose_end);
 }
 
+/* What o11y_service_cors refuses, on a service of its own (CORS is set once, before serving). */
+static void cors_configuration_is_refused_when_wrong(void **state)
+{
+    (void)state;
+    o11y_service_config cfg;
+    o11y_service_config_init(&cfg);
+    cfg.log.file_path = "/dev/null";
+    o11y_service *s = NULL;
+    assert_int_equal(o11y_service_create(&cfg, &s), O11Y_OK);
+    o11y_cors_config any_with_credentials = {.origins = "*", .allow_credentials = true};
+    assert_int_equal(o11y_service_cors(s, &any_with_credentials), O11Y_EINVAL);
+    o11y_cors_config bad_headers = {.origins = "http://a.example", .allow_headers = "X-A\r\nX: y"};
+    assert_int_equal(o11y_service_cors(s, &bad_headers), O11Y_EINVAL);
+    o11y_cors_config none = {.origins = ""};
+    assert_int_equal(o11y_service_cors(s, &none), O11Y_EINVAL);
+    assert_int_equal(o11y_service_cors(s, NULL), O11Y_EINVAL);
+    o11y_cors_config good = {.origins = "http://a.example,https://b.example:8443",
+                             .allow_credentials = true,
+                             .allow_headers = "X-Client-Version"};
+    assert_int_equal(o11y_service_cors(s, &good), O11Y_OK);
+    assert_int_equal(o11y_service_cors(s, &good), O11Y_EINVAL); /* once */
+    assert_int_equal(o11y_service_client_logs(s, NULL), O11Y_OK);
+    assert_int_equal(o11y_service_client_logs(s, NULL), O11Y_EINVAL);
+    o11y_service_destroy(s);
+}
+
 static void a_client_that_stops_reading_is_closed_as_too_slow(void **state)
 {
     (void)state;
@@ -414,6 +440,7 @@ int main(void)
         cmocka_unit_test(path_sets_the_job_and_the_context_reaches_the_handler),
         cmocka_unit_test(json_routes_and_the_body_limit),
         cmocka_unit_test(response_headers_are_checked),
+        cmocka_unit_test(cors_configuration_is_refused_when_wrong),
         cmocka_unit_test(a_client_that_stops_reading_is_closed_as_too_slow),
         cmocka_unit_test(a_client_that_takes_nothing_is_closed_as_stalled),
     };
