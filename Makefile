@@ -11,7 +11,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PORT       ?= 8001
 CMAKE_DEV   = -DO11Y_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all deps build-deps build run test test-normal test-asan test-tsan test-fuzz fuzz bench install clean
+.PHONY: all deps build-deps build run test test-normal test-ts test-asan test-tsan test-fuzz fuzz bench install clean
 
 all: build
 
@@ -30,12 +30,16 @@ run: build
 	@mkdir -p var
 	exec $(BUILD)/services/generation-service/generation-service --port $(PORT) --db var/generation.db
 
-# The normal build, then AddressSanitizer + UBSan, then ThreadSanitizer on the concurrency tests,
-# then each fuzz target over its seed corpus for a few seconds.
-test: test-normal test-asan test-tsan test-fuzz
+# The normal build, then the TypeScript kit against it, then AddressSanitizer + UBSan, then
+# ThreadSanitizer on the concurrency tests, then each fuzz target over its seed corpus for a few
+# seconds.
+test: test-normal test-ts test-asan test-tsan test-fuzz
 
 test-normal: deps build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-ts: deps build
+	@scripts/test_ts.sh $(BUILD)
 
 test-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) $(CMAKE_DEV) -DO11Y_SANITIZE=ON -DO11Y_BUILD_BENCH=OFF >/dev/null

@@ -353,6 +353,21 @@ static int episode_stats(o11y_request *req, o11y_response *res, void *user)
     return o11y_res_json(res, 200, stats) == O11Y_OK ? 0 : 1;
 }
 
+/* The OpenAPI document (openapi.json, embedded by cmake/embed.cmake). */
+extern const unsigned char gs_openapi_json[];
+extern const size_t gs_openapi_json_len;
+
+static int openapi(o11y_request *req, o11y_response *res, void *user)
+{
+    (void)req, (void)user;
+    if (o11y_res_header(res, "Cache-Control", "public, max-age=300") != O11Y_OK)
+        return 1;
+    return o11y_res_body(res, 200, "application/json", gs_openapi_json, gs_openapi_json_len) ==
+                   O11Y_OK
+               ? 0
+               : 1;
+}
+
 o11y_status gs_routes_register(o11y_service *svc, gs_store *store)
 {
     static const struct {
@@ -369,6 +384,7 @@ o11y_status gs_routes_register(o11y_service *svc, gs_store *store)
         {O11Y_PATCH, "/projects/{projectId}/episodes/{episodeId}", update_episode, O11Y_ROUTE_JSON},
         {O11Y_DELETE, "/projects/{projectId}/episodes/{episodeId}", delete_episode, 0},
         {O11Y_GET, "/stats/episodes", episode_stats, 0},
+        {O11Y_GET, "/openapi.json", openapi, 0},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         o11y_status st = o11y_service_route(svc, routes[i].methods, routes[i].path, routes[i].fn,
