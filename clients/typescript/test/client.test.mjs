@@ -42,19 +42,19 @@ describe("typed errors", () => {
   test("every code the service produces", async () => {
     const t = newTraceContext();
     const cases = [
-      [api.post("/projects", {}, { trace: t }), 400, "VALIDATION_FAILED"],
-      [api.get("/nothing", { trace: t }), 404, "NOT_FOUND"],
-      [api.get("/projects/proj_00000000000000000000000000000000", { trace: t }), 404, "PROJECT_NOT_FOUND"],
-      [api.get(`/projects/${project}/episodes/ep_00000000000000000000000000000000`, { trace: t }), 404, "EPISODE_NOT_FOUND"],
-      [api.get("/generations/gen_00000000000000000000000000000000", { trace: t }), 404, "GENERATION_NOT_FOUND"],
-      [api.delete("/projects", { trace: t }), 405, "METHOD_NOT_ALLOWED"],
-      [api.post(`/projects/${project}/episodes`, { number: 1, title: "again" }, { trace: t }), 409, "EPISODE_NUMBER_CONFLICT"],
-      [api.post("/projects", { name: "x".repeat(3000) }, { trace: t }), 413, "PAYLOAD_TOO_LARGE"],
-      [api.post("/projects", "{}", { trace: t, headers: { "Content-Type": "text/plain" } }), 415, "UNSUPPORTED_MEDIA_TYPE"],
-      [api.post("/generations", { projectId: other, episodeId: episode, prompt: "x" }, { trace: t }), 422, "BUSINESS_RULE_VIOLATION"],
-      [api.post("/projects", { name: "a" }, { trace: t, headers: { "Idempotency-Key": "k".repeat(300) } }), 400, "IDEMPOTENCY_KEY_INVALID"],
+      [() => api.post("/projects", {}, { trace: t }), 400, "VALIDATION_FAILED"],
+      [() => api.get("/nothing", { trace: t }), 404, "NOT_FOUND"],
+      [() => api.get("/projects/proj_00000000000000000000000000000000", { trace: t }), 404, "PROJECT_NOT_FOUND"],
+      [() => api.get(`/projects/${project}/episodes/ep_00000000000000000000000000000000`, { trace: t }), 404, "EPISODE_NOT_FOUND"],
+      [() => api.get("/generations/gen_00000000000000000000000000000000", { trace: t }), 404, "GENERATION_NOT_FOUND"],
+      [() => api.delete("/projects", { trace: t }), 405, "METHOD_NOT_ALLOWED"],
+      [() => api.post(`/projects/${project}/episodes`, { number: 1, title: "again" }, { trace: t }), 409, "EPISODE_NUMBER_CONFLICT"],
+      [() => api.post("/projects", { name: "x".repeat(3000) }, { trace: t }), 413, "PAYLOAD_TOO_LARGE"],
+      [() => api.post("/projects", "{}", { trace: t, headers: { "Content-Type": "text/plain" } }), 415, "UNSUPPORTED_MEDIA_TYPE"],
+      [() => api.post("/generations", { projectId: other, episodeId: episode, prompt: "x" }, { trace: t }), 422, "BUSINESS_RULE_VIOLATION"],
+      [() => api.post("/projects", { name: "a" }, { trace: t, headers: { "Idempotency-Key": "k".repeat(300) } }), 400, "IDEMPOTENCY_KEY_INVALID"],
     ];
-    for (const [call, status, code] of cases) expectError(await typed(call), status, code, t);
+    for (const [call, status, code] of cases) expectError(await typed(call()), status, code, t);
     const conflict = await typed(api.post(`/projects/${project}/episodes`, { number: 1, title: "x" }, { trace: t }));
     assert.equal(conflict.details.projectId, project);
     assert.equal(conflict.isRetryable(), false);
@@ -64,6 +64,7 @@ describe("typed errors", () => {
     /* problem details carry the same facts */
     const p = await typed(api.get("/projects/proj_00000000000000000000000000000000", { trace: t, accept: "application/problem+json" }));
     expectError(p, 404, "PROJECT_NOT_FOUND", t);
+    /* (each call is made only when awaited: a rejection is never left unhandled) */
     /* the service saw each call under the trace it was given */
     const seen = await svc.waitLines((l) => l.event === "http_request" && l.trace_id === t.traceId, 15);
     assert.ok(seen.length >= 15);
