@@ -42,13 +42,13 @@ test-ts: deps build
 	@scripts/test_ts.sh $(BUILD)
 
 test-asan: deps
-	@cmake -S . -B $(ASAN_BUILD) $(CMAKE_DEV) -DO11Y_SANITIZE=ON -DO11Y_BUILD_BENCH=OFF >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) $(CMAKE_DEV) -DO11Y_SANITIZE=ON -DO11Y_BUILD_BENCH=OFF -DO11Y_BUILD_CONSOLE=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE "install|lint"
 
 test-tsan: deps
-	@cmake -S . -B $(TSAN_BUILD) $(CMAKE_DEV) -DO11Y_TSAN=ON -DO11Y_BUILD_BENCH=OFF >/dev/null
+	@cmake -S . -B $(TSAN_BUILD) $(CMAKE_DEV) -DO11Y_TSAN=ON -DO11Y_BUILD_BENCH=OFF -DO11Y_BUILD_CONSOLE=OFF >/dev/null
 	@cmake --build $(TSAN_BUILD) -j $(JOBS)
 	@cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		ctest --output-on-failure -j $(JOBS) -L concurrency
@@ -57,7 +57,7 @@ test-tsan: deps
 define fuzz_run
 	@if command -v clang >/dev/null 2>&1; then \
 		cmake -S . -B $(FUZZ_BUILD) $(CMAKE_DEV) -DCMAKE_C_COMPILER=clang -DO11Y_FUZZ=ON \
-			-DO11Y_BUILD_TESTS=OFF -DO11Y_BUILD_BENCH=OFF -DO11Y_FUZZ_SECONDS=$(1) >/dev/null && \
+			-DO11Y_BUILD_TESTS=OFF -DO11Y_BUILD_BENCH=OFF -DO11Y_BUILD_CONSOLE=OFF -DO11Y_FUZZ_SECONDS=$(1) >/dev/null && \
 		cmake --build $(FUZZ_BUILD) -j $(JOBS) && \
 		cd $(FUZZ_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L fuzz -j $(JOBS); \
 	else \

@@ -168,3 +168,18 @@ rm -f "$logs"
 
 echo "== client kit: o11y_client_call vs plain libcurl, the same GET on one kept-alive loopback connection (bench_client)"
 "$bin/bench_client" 20000
+
+echo "== the TypeScript kit and the console: bundle sizes (esbuild --minify, then gzip -9)"
+ts=clients/typescript
+if [ -x "$ts/node_modules/.bin/esbuild" ]; then
+    "$ts/node_modules/.bin/esbuild" "$ts/src/index.ts" --bundle --minify --format=esm \
+        --target=es2022 --log-level=error --outfile="$work/kit.js"
+    "$ts/node_modules/.bin/esbuild" "$ts/console/main.ts" --bundle --minify --format=esm \
+        --target=es2022 --log-level=error --outfile="$work/console.js"
+    for f in kit console; do
+        printf '%-8s %6d bytes minified, %6d gzip\n' "$f" "$(wc -c <"$work/$f.js")" \
+            "$(gzip -9 -c "$work/$f.js" | wc -c)"
+    done
+else
+    echo "(npm ci in clients/typescript first)"
+fi

@@ -5,7 +5,7 @@ set -euo pipefail
 
 want=${1:-test}
 build_pkgs=(cmake make gcc pkgconf libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libhiredis-dev libmd-dev zlib1g-dev)
-test_pkgs=(libcmocka-dev curl valgrind prometheus redis-server sqlite3 e2fsprogs clang libclang-rt-14-dev clang-format abigail-tools)
+test_pkgs=(libcmocka-dev curl valgrind prometheus redis-server sqlite3 e2fsprogs clang libclang-rt-14-dev clang-format abigail-tools chromium)
 bench_pkgs=(wrk valgrind redis-server time)
 
 pkgs=("${build_pkgs[@]}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make test's TypeScript step: the kit (clients/typescript) is installed from its lockfile,
-# its generated API types are checked against the OpenAPI document, it is compiled strictly,
-# and its tests run against the generation-service just built (BUILD_DIR).
+# its generated API types are checked against the OpenAPI document, it and the console are
+# compiled strictly, and its tests run against the generation-service just built (BUILD_DIR),
+# the console's in headless Chromium (screenshots in BUILD_DIR/test-artifacts/browser).
 #   scripts/test_ts.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
@@ -16,4 +17,5 @@ if [ "$major" -lt 20 ]; then
     exit 1
 fi
 npm ci --no-audit --no-fund --loglevel=error
-GS_BINARY="$build/services/generation-service/generation-service" npm test
+GS_BINARY="$build/services/generation-service/generation-service" CONSOLE_DIR="$build/console" \
+    O11Y_ARTIFACTS="$build/test-artifacts/browser" npm test

@@ -1,5 +1,6 @@
 /* main.c — generation-service: flags and environment, then one o11y service served over
  * libmicrohttpd until SIGINT/SIGTERM. */
+#include "console.h"
 #include "errors.h"
 #include "generations.h"
 #include "jobs.h"
@@ -247,6 +248,19 @@ int main(int argc, char **argv)
         st = register_checks(svc, &o, store);
     if (st == O11Y_OK && strcmp(o.client_logs, "on") == 0)
         st = o11y_service_client_logs(svc, NULL);
+    gs_console *console = NULL;
+    if (st == O11Y_OK && o.console_dir && *o.console_dir) {
+        char why[512] = "";
+        st = gs_console_register(svc, o.console_dir, &console, why, sizeof why);
+        if (st != O11Y_OK)
+            fprintf(stderr, "generation-service: --console-dir: %s\n", why);
+        else if (console)
+            o11y_log_info("web console served at /console", O11Y_STR("dir", o.console_dir),
+                          O11Y_INT("files", (int64_t)gs_console_files(console)));
+        else
+            o11y_log_info("no web console: the directory holds no index.html",
+                          O11Y_STR("dir", o.console_dir));
+    }
     if (st == O11Y_OK && o.cors_origins) {
         o11y_cors_config cc = {.origins = o.cors_origins};
         st = o11y_service_cors(svc, &cc);
@@ -283,6 +297,7 @@ int main(int argc, char **argv)
     }
     gs_jobs_stop(app.jobs); /* after the server: no request can reach a job any more */
     o11y_client_destroy(llm_client);
+    gs_console_free(console);
     o11y_service_destroy(svc); /* stops the health checks (one uses the store); flushes the log */
     gs_store_close(store);
     o11y_idem_store_destroy(idem);

@@ -78,6 +78,8 @@ static const flag flags[] = {
       "memory, or redis (shared by instances; --redis or --redis-url)"),
     T("trusted-proxies", "TRUSTED_PROXIES", NULL, trusted_proxies, "CIDR,...",
       "proxies whose X-Forwarded-For names the client"),
+    T("console-dir", "CONSOLE_DIR", GS_DEFAULT_CONSOLE_DIR, console_dir, "DIR",
+      "the web console's files, served at /console (default: the one make built)"),
     T("cors-origins", "CORS_ORIGINS", NULL, cors_origins, "ORIGIN,...",
       "browsers' origins allowed to call (https://app.example.com,...), or *; default: CORS off"),
     T("client-logs", "CLIENT_LOGS", "on", client_logs, "on|off",

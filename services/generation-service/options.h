@@ -35,6 +35,7 @@ typedef struct options {
     const char *rate_limit_store;                                    /* memory or redis */
     const char *trusted_proxies;                                     /* CIDRs, or NULL */
     const char *cors_origins;           /* comma-separated origins or "*", NULL: CORS off */
+    const char *console_dir;            /* the built web console, served at /console */
     const char *client_logs;            /* on or off: the frontend log intake */
     const char *rate_limit_client_logs; /* "Q/W" or "0" */
     unsigned rl_logs_q, rl_logs_w;

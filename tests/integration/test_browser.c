@@ -427,6 +427,83 @@ static void the_intake_is_rate_limited_and_can_be_off(void **state)
     gs_cleanup(&p);
 }
 
+/* The console's files from --console-dir: content types, caching, ETags, a redirect. */
+static void the_console_is_served_with_types_and_caching(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/o11y-console-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *files[][2] = {{"index.html", "<!doctype html><title>c</title>"},
+                              {"console.js", "console.log(1)"},
+                              {"console.css", "body{}"}};
+    for (size_t i = 0; i < 3; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i][0]);
+        FILE *f = fopen(path, "w");
+        fputs(files[i][1], f);
+        fclose(f);
+    }
+    gs_proc p;
+    const char *args[] = {"--console-dir", dir, NULL};
+    assert_int_equal(gs_start(&p, args), 0);
+    http_resp r;
+    assert_int_equal(http(&p, "GET", "/console", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 301);
+    assert_string_equal(header(&r, "Location"), "/console/index.html");
+    http_resp_free(&r);
+    assert_int_equal(http(&p, "GET", "/console/index.html", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "Content-Type"), "text/html; charset=utf-8");
+    assert_string_equal(header(&r, "Cache-Control"), "no-cache");
+    assert_string_equal(header(&r, "X-Content-Type-Options"), "nosniff");
+    assert_non_null(strstr(header(&r, "Content-Security-Policy"), "script-src 'self'"));
+    assert_non_null(header(&r, "X-Trace-Id"));
+    assert_string_equal(r.body, files[0][1]);
+    http_resp_free(&r);
+    assert_int_equal(http(&p, "GET", "/console/console.js", NULL, NULL, 0, &r), 0);
+    assert_string_equal(header(&r, "Content-Type"), "text/javascript; charset=utf-8");
+    assert_string_equal(header(&r, "Cache-Control"), "public, max-age=300");
+    char etag[64];
+    snprintf(etag, sizeof etag, "If-None-Match: %s", header(&r, "ETag"));
+    http_resp_free(&r);
+    const char *cond[] = {etag, NULL};
+    assert_int_equal(http(&p, "GET", "/console/console.js", cond, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 304);
+    assert_int_equal(r.body_len, 0);
+    http_resp_free(&r);
+    assert_int_equal(http(&p, "GET", "/console/console.css", NULL, NULL, 0, &r), 0);
+    assert_string_equal(header(&r, "Content-Type"), "text/css; charset=utf-8");
+    http_resp_free(&r);
+    /* nothing else: no other file, no way out of the folder */
+    const char *missing[] = {"/console/nope.js", "/console/..%2fgs.db", "/console/%2e%2e",
+                             "/console/.hidden"};
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+        assert_int_equal(http(&p, "GET", missing[i], NULL, NULL, 0, &r), 0);
+        assert_int_equal(r.status, 404);
+        assert_string_equal(resp_code(&r), "NOT_FOUND");
+        http_resp_free(&r);
+    }
+    assert_int_equal(gs_stop(&p), 0);
+    gs_cleanup(&p);
+    /* a folder without index.html: no console, the service runs */
+    char empty[] = "/tmp/o11y-noconsole-XXXXXX";
+    assert_non_null(mkdtemp(empty));
+    const char *none[] = {"--console-dir", empty, NULL};
+    assert_int_equal(gs_start(&p, none), 0);
+    assert_int_equal(http(&p, "GET", "/console", NULL, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 404);
+    http_resp_free(&r);
+    assert_int_equal(gs_stop(&p), 0);
+    gs_cleanup(&p);
+    rmdir(empty);
+    for (size_t i = 0; i < 3; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i][0]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -436,6 +513,7 @@ int main(void)
         cmocka_unit_test(browser_records_become_log_lines),
         cmocka_unit_test(bad_batches_are_refused_whole),
         cmocka_unit_test(the_intake_is_rate_limited_and_can_be_off),
+        cmocka_unit_test(the_console_is_served_with_types_and_caching),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -298,12 +298,12 @@ export interface components {
         EpisodeCreate: {
             number: number;
             title: string;
-            content?: string | null;
+            content?: string;
         };
         EpisodeUpdate: {
             number?: number;
             title?: string;
-            content?: string | null;
+            content?: string;
         };
         Episode: {
             id: string;
