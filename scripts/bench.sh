@@ -183,3 +183,10 @@ if [ -x "$ts/node_modules/.bin/esbuild" ]; then
 else
     echo "(npm ci in clients/typescript first)"
 fi
+
+echo "== the console in Chromium vs curl: from the click (or the POST) to the first progress event"
+if [ -x /usr/bin/chromium ] && [ -f "$build/console/console.js" ]; then
+    node bench/console_latency.mjs "$build/services/generation-service/generation-service" "$build/console"
+else
+    echo "(needs chromium and the built console: scripts/deps.sh test, then make)"
+fi
