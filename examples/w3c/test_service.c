@@ -79,7 +79,10 @@ static int test(o11y_request *req, o11y_response *res, void *user)
      * pipeline already started a new trace when it was not). */
     o11y_str tp = o11y_req_header(req, "traceparent");
     o11y_traceparent parsed;
-    bool valid = tp.ptr && o11y_traceparent_parse(tp.ptr, tp.len, &parsed) == O11Y_OK;
+    /* the pipeline restarted the trace when the traceparent was invalid or came twice: then the
+     * context's parent is not the incoming one */
+    bool valid = tp.ptr && o11y_traceparent_parse(tp.ptr, tp.len, &parsed) == O11Y_OK &&
+                 strcmp(o11y_req_trace(req)->parent_span_id, parsed.parent_id) == 0;
     o11y_str ts = o11y_req_header(req, "tracestate");
     char *tracestate = valid && ts.ptr ? strndup(ts.ptr, ts.len) : NULL;
     size_t i;

@@ -168,7 +168,9 @@ O11Y_API o11y_str o11y_req_param(const o11y_request *req, const char *name);
 /* The first value of a query parameter, percent-decoded ('+' is a space). Returns false when
  * absent or not decodable (bad escape, NUL, invalid UTF-8). */
 O11Y_API bool o11y_req_query(o11y_request *req, const char *name, o11y_str *out /* OUT */);
-/* A request header (first occurrence, case-insensitive name); {NULL, 0} when absent. */
+/* A request header (first occurrence, case-insensitive name); {NULL, 0} when absent. The list
+ * headers tracestate and baggage sent in several lines (up to eight) come back as one value,
+ * the lines joined with ',' (RFC 9110 section 5.3; W3C Trace Context section 3.3). */
 O11Y_API o11y_str o11y_req_header(const o11y_request *req, const char *name);
 O11Y_API o11y_str o11y_req_body(const o11y_request *req);
 /* The request's trace context, also the thread's current context during the handler. */

@@ -66,6 +66,8 @@ extern const char *const o11y__idem_outcome_names[O11Y__IDEM_OUTCOMES];
 
 typedef struct o11y__ratelimit o11y__ratelimit; /* ratelimit_stage.c */
 
+enum { O11Y__LIST_TRACESTATE = 0, O11Y__LIST_BAGGAGE = 1 };
+
 typedef struct o11y__cors o11y__cors;
 typedef struct o11y__client_logs o11y__client_logs;
 
@@ -125,8 +127,11 @@ typedef struct o11y__std_headers {
     bool space_before_colon;     /* a header name ending in blanks (RFC 9112 section 5.1) */
     bool conflicting_length;     /* two Content-Length values that differ */
     o11y_str idempotency_key;
-    unsigned idempotency_keys;   /* header lines seen: two or more is invalid */
-    unsigned traceparents;       /* header lines seen: two or more is invalid (W3C) */
+    unsigned idempotency_keys; /* header lines seen: two or more is invalid */
+    unsigned traceparents;     /* header lines seen: two or more is invalid (W3C) */
+    /* tracestate and baggage are lists: several lines are one list (RFC 9110 section 5.3) */
+    o11y_str lists[2][8]; /* O11Y__LIST_TRACESTATE, O11Y__LIST_BAGGAGE */
+    uint8_t list_lines[2];
     o11y_str origin, acr_method; /* Origin, Access-Control-Request-Method */
 } o11y__std_headers;
 
@@ -227,6 +232,9 @@ struct o11y_request {
     uint8_t idem_fp[O11Y_IDEM_FP_BYTES];
     uint64_t idem_token;
     bool idem_held;
+    /* tracestate / baggage sent in several lines, joined with ',' (NULL ptr: one line or none,
+     * read through get_header). */
+    o11y_str joined[2];
     /* CORS: the allowed origin as configured (NULL: none or not allowed), a preflight. */
     const char *cors_origin;
     bool preflight, preflight_ok;

@@ -109,6 +109,41 @@ static void keep_first(o11y_str *slot, const char *v, size_t len)
         *slot = (o11y_str){v, len};
 }
 
+static void add_list_line(o11y__std_headers *h, int list, const char *v, size_t len)
+{
+    if (h->list_lines[list] < 8)
+        h->lists[list][h->list_lines[list]] = (o11y_str){v, len};
+    if (h->list_lines[list] < UINT8_MAX)
+        h->list_lines[list]++;
+}
+
+/* A list header sent in several lines, joined into one value in the request's arena. More than
+ * eight lines, or more than the carried maximum, is left as its first line (the normalizers then
+ * keep what is valid of it). */
+static void join_list(o11y_request *req, const o11y__std_headers *std, int list)
+{
+    unsigned n = std->list_lines[list];
+    if (n < 2 || n > 8)
+        return;
+    size_t total = n - 1;
+    for (unsigned i = 0; i < n; i++)
+        total += std->lists[list][i].len;
+    if (total > O11Y_TRACE_CARRIED_MAX)
+        return;
+    char *p = o11y__arena_alloc(&req->arena, total + 1);
+    if (!p)
+        return;
+    size_t at = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (i)
+            p[at++] = ',';
+        memcpy(p + at, std->lists[list][i].ptr, std->lists[list][i].len);
+        at += std->lists[list][i].len;
+    }
+    p[at] = '\0';
+    req->joined[list] = (o11y_str){p, at};
+}
+
 void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_len,
                            const char *value, size_t value_len)
 {
@@ -124,9 +159,15 @@ void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_l
         if (NAME_IS(name, name_len, "X-Job-Id"))
             keep_first(&h->x_job_id, value, value_len);
         break;
+    case 7:
+        if (NAME_IS(name, name_len, "baggage"))
+            add_list_line(h, O11Y__LIST_BAGGAGE, value, value_len);
+        break;
     case 10:
         if (NAME_IS(name, name_len, "X-Trace-Id"))
             keep_first(&h->x_trace_id, value, value_len);
+        else if (NAME_IS(name, name_len, "tracestate"))
+            add_list_line(h, O11Y__LIST_TRACESTATE, value, value_len);
         break;
     case 11:
         if (NAME_IS(name, name_len, "traceparent")) {
@@ -195,6 +236,8 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
                                 std->traceparents > 1 ? (o11y_str){NULL, 0} : std->traceparent,
                                 std->x_job_id, std->x_project_id);
     o11y__cors_match(ex, std);
+    join_list(req, std, O11Y__LIST_TRACESTATE);
+    join_list(req, std, O11Y__LIST_BAGGAGE);
     req->error_format = o11y_error_negotiate(std->accept.ptr, std->accept.len);
     int64_t content_length = std->content_length;
     atomic_fetch_add_explicit(&svc->active_requests, 1, memory_order_relaxed);

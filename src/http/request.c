@@ -222,6 +222,10 @@ o11y_str o11y_req_header(const o11y_request *req, const char *name)
 {
     if (!req->get_header || !name)
         return (o11y_str){NULL, 0};
+    if (req->joined[O11Y__LIST_TRACESTATE].ptr && strcasecmp(name, "tracestate") == 0)
+        return req->joined[O11Y__LIST_TRACESTATE];
+    if (req->joined[O11Y__LIST_BAGGAGE].ptr && strcasecmp(name, "baggage") == 0)
+        return req->joined[O11Y__LIST_BAGGAGE];
     return req->get_header(req->header_ctx, name);
 }
 

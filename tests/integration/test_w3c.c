@@ -252,6 +252,42 @@ static void every_element_is_called_with_its_arguments(void **state)
     http_resp_free(&r);
 }
 
+/* Headers in several lines: two traceparents are invalid (a new trace); tracestate lines are
+ * one list. */
+static void repeated_headers_follow_the_specification(void **state)
+{
+    (void)state;
+    pthread_mutex_lock(&lock);
+    n_calls = 0;
+    pthread_mutex_unlock(&lock);
+    char body[256];
+    snprintf(body, sizeof body, "[{\"url\":\"http://127.0.0.1:%d/c\",\"arguments\":[]}]",
+             harness_port);
+    const char *split[] = {"Content-Type: application/json",
+                           "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                           "tracestate: a=1,b=2", "tracestate: c=3", NULL};
+    gs_proc p = {.port = service_port};
+    http_resp r;
+    assert_int_equal(http(&p, "POST", "/test", split, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 200);
+    http_resp_free(&r);
+    assert_string_equal(calls[0].tracestate, "a=1,b=2,c=3");
+    assert_int_equal(strncmp(calls[0].traceparent, "00-0af7651916cd43dd8448eb211c80319c-", 36), 0);
+    pthread_mutex_lock(&lock);
+    n_calls = 0;
+    pthread_mutex_unlock(&lock);
+    const char *twice[] = {"Content-Type: application/json",
+                           "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                           "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203332-01",
+                           "tracestate: a=1", NULL};
+    assert_int_equal(http(&p, "POST", "/test", twice, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 200);
+    http_resp_free(&r);
+    assert_int_not_equal(strncmp(calls[0].traceparent + 3, "0af7651916cd43dd8448eb211c80319c", 32),
+                         0);
+    assert_string_equal(calls[0].tracestate, "(none)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -259,6 +295,7 @@ int main(void)
         cmocka_unit_test(an_invalid_traceparent_restarts_the_trace_without_tracestate),
         cmocka_unit_test(tracestate_keeps_32_valid_members),
         cmocka_unit_test(every_element_is_called_with_its_arguments),
+        cmocka_unit_test(repeated_headers_follow_the_specification),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
