@@ -190,3 +190,31 @@ if [ -x /usr/bin/chromium ] && [ -f "$build/console/console.js" ]; then
 else
     echo "(needs chromium and the built console: scripts/deps.sh test, then make)"
 fi
+
+echo "== generation-service on libmicrohttpd vs h2o, one server thread each (wrk -t1 -c50 -d4s, interleaved)"
+if [ -x "$build/services/generation-service/generation-service" ] && \
+   "$build/services/generation-service/generation-service" --help | grep -q h2o; then
+    for round in 1 2; do
+        for srv in mhd h2o; do
+            port=$(free_port)
+            "$build/services/generation-service/generation-service" --server "$srv" --port "$port" \
+                --db "$work/adapters-$srv.db" --log-file "$work/adapters-$srv.log" --threads 1 \
+                --rate-limit-generations 0 &
+            pid=$!
+            wait_port "$port"
+            printf '%s round %d: ' "$srv" "$round"
+            wrk -t1 -c50 -d4s "http://127.0.0.1:$port/projects/proj_00000000000000000000000000000000" \
+                | awk '/Requests\/sec/ {print $2 " requests/s"}'
+            kill "$pid"; wait "$pid" 2>/dev/null || true
+        done
+    done
+    echo "== h2o: HTTP/2 (h2c, 10 connections x 10 streams) vs HTTP/1.1 (10 connections), h2load"
+    port=$(free_port)
+    "$build/services/generation-service/generation-service" --server h2o --port "$port" \
+        --db "$work/h2.db" --log-file "$work/h2.log" --threads 1 &
+    pid=$!
+    wait_port "$port"
+    h2load -n 100000 -c 10 -m 10 "http://127.0.0.1:$port/health/live" | grep -E "finished in"
+    h2load --h1 -n 100000 -c 10 -m 1 "http://127.0.0.1:$port/health/live" | grep -E "finished in"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+fi

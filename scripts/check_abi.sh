@@ -13,7 +13,7 @@ build=${1:?usage: check_abi.sh [--update] BUILD_DIR}
 command -v abidiff >/dev/null || { echo "check_abi: abigail-tools is not installed" >&2; exit 1; }
 mkdir -p abi
 status=0
-for lib in libo11y libo11y-sqlite libo11y-redis libo11y-curl; do
+for lib in libo11y libo11y-sqlite libo11y-redis libo11y-curl libo11y-h2o; do
     so=$build/$lib.so
     base=abi/$lib.abi
     if [ $update = 1 ]; then

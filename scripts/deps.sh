@@ -4,8 +4,8 @@
 set -euo pipefail
 
 want=${1:-test}
-build_pkgs=(cmake make gcc pkgconf libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libhiredis-dev libmd-dev zlib1g-dev)
-test_pkgs=(libcmocka-dev curl valgrind prometheus redis-server sqlite3 e2fsprogs clang libclang-rt-14-dev clang-format abigail-tools chromium)
+build_pkgs=(cmake make gcc pkgconf libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libhiredis-dev libmd-dev zlib1g-dev libh2o-evloop-dev libssl-dev)
+test_pkgs=(libcmocka-dev curl valgrind prometheus redis-server sqlite3 e2fsprogs clang libclang-rt-14-dev clang-format abigail-tools chromium nghttp2-client)
 bench_pkgs=(wrk valgrind redis-server time)
 
 pkgs=("${build_pkgs[@]}")

@@ -9,6 +9,9 @@
 #include "store.h"
 
 #include <o11y/client.h>
+#ifdef GS_HAVE_H2O
+#include <o11y/h2o.h>
+#endif
 #include <o11y/curl.h>
 #include <o11y/o11y.h>
 #include <o11y/redis.h>
@@ -284,7 +287,24 @@ int main(int argc, char **argv)
         mc.max_connections_per_client = (unsigned)o.max_per_client;
         mc.request_head_timeout_s = (unsigned)o.head_timeout_s;
         raise_fd_limit((rlim_t)o.max_connections * 2 + 256);
-        st = o11y_mhd_run(svc, &mc);
+        if (strcmp(o.server, "h2o") == 0) {
+#ifdef GS_HAVE_H2O
+            o11y_h2o_config hc;
+            o11y_h2o_config_init(&hc);
+            hc.bind_address = o.bind;
+            hc.port = (uint16_t)o.port;
+            hc.threads = (unsigned)o.threads;
+            hc.shutdown_delay_ms = (unsigned)o.shutdown_delay_ms;
+            hc.tls_cert_file = o.tls_cert;
+            hc.tls_key_file = o.tls_key;
+            st = o11y_h2o_run(svc, &hc);
+#else
+            fprintf(stderr, "generation-service: built without h2o (libh2o-evloop-dev)\n");
+            st = O11Y_EINVAL;
+#endif
+        } else {
+            st = o11y_mhd_run(svc, &mc);
+        }
         if (st != O11Y_OK) {
             const char *why =
                 st == O11Y_EIO ? listen_failure(o.bind, (uint16_t)o.port) : o11y_strerror(st);

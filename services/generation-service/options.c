@@ -78,6 +78,10 @@ static const flag flags[] = {
       "memory, or redis (shared by instances; --redis or --redis-url)"),
     T("trusted-proxies", "TRUSTED_PROXIES", NULL, trusted_proxies, "CIDR,...",
       "proxies whose X-Forwarded-For names the client"),
+    T("server", "SERVER", "mhd", server, "mhd|h2o",
+      "the HTTP server library: libmicrohttpd, or h2o (HTTP/2: h2c, or TLS with --tls-cert)"),
+    T("tls-cert", "TLS_CERT", NULL, tls_cert, "PEM", "certificate chain (with --server h2o)"),
+    T("tls-key", "TLS_KEY", NULL, tls_key, "PEM", "its private key (with --server h2o)"),
     T("console-dir", "CONSOLE_DIR", GS_DEFAULT_CONSOLE_DIR, console_dir, "DIR",
       "the web console's files, served at /console (default: the one make built)"),
     T("cors-origins", "CORS_ORIGINS", NULL, cors_origins, "ORIGIN,...",
@@ -209,6 +213,15 @@ static int check(options *o)
     if (o11y_ratelimit_parse(o->rate_limit_client_logs, &o->rl_logs_q, &o->rl_logs_w) != O11Y_OK) {
         fprintf(stderr,
                 "generation-service: --rate-limit-client-logs takes Q/W (e.g. 10/1) or 0\n");
+        return 2;
+    }
+    if (strcmp(o->server, "mhd") && strcmp(o->server, "h2o")) {
+        fprintf(stderr, "generation-service: --server takes mhd or h2o\n");
+        return 2;
+    }
+    if ((o->tls_cert || o->tls_key) && (!o->tls_cert || !o->tls_key || strcmp(o->server, "h2o"))) {
+        fprintf(stderr, "generation-service: --tls-cert and --tls-key go together, with "
+                        "--server h2o\n");
         return 2;
     }
     if (strcmp(o->client_logs, "on") && strcmp(o->client_logs, "off")) {

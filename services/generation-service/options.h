@@ -36,6 +36,8 @@ typedef struct options {
     const char *trusted_proxies;                                     /* CIDRs, or NULL */
     const char *cors_origins;           /* comma-separated origins or "*", NULL: CORS off */
     const char *console_dir;            /* the built web console, served at /console */
+    const char *server;                 /* mhd or h2o */
+    const char *tls_cert, *tls_key;     /* PEM files (h2o: HTTP/2 by ALPN) */
     const char *client_logs;            /* on or off: the frontend log intake */
     const char *rate_limit_client_logs; /* "Q/W" or "0" */
     unsigned rl_logs_q, rl_logs_w;

@@ -161,7 +161,13 @@ struct o11y_stream {
     void *conn;
     void (*suspend)(void *conn);
     void (*resume)(void *conn);
-    int fd;                          /* the connection's socket, -1 if unknown */
+    int fd; /* the connection's socket, -1 if unknown */
+    /* o11y_stream_server_attach: finishing waits until no resume is running, so an adapter may
+     * free its connection state once the stream has ended (libmicrohttpd's own lock keeps
+     * that adapter safe without it). */
+    bool sync_end;
+    int resuming;
+    pthread_cond_t resumed;
     size_t max_unsent_bytes;         /* 0: no bound */
     struct o11y_stream *next, *prev; /* the service's open streams */
     o11y_service *svc;
@@ -252,6 +258,7 @@ typedef struct o11y__exchange {
     bool fallback;      /* answered by an application's own handler (o11y_mhd_embed) */
     void *fallback_cls; /* that handler's req_cls */
     uint64_t bytes_sent;
+    o11y__std_headers std; /* gathered header by header (o11y_exchange_add_header) */
     struct o11y__exchange *next_free;
     /* Not cleared between uses: written before read. */
     char uri_inline[O11Y__URI_INLINE];

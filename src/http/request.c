@@ -60,6 +60,7 @@ o11y__exchange *o11y__exchange_new(o11y_service *svc, const char *uri, size_t ur
     copy[uri_len] = '\0';
     ex->req.uri = copy;
     ex->req.svc = svc;
+    ex->std.content_length = -1;
     ex->req.start_ns = o11y__now_mono_ns();
     const char *q = memchr(uri, '?', uri_len);
     ex->req.path_len = q ? (size_t)(q - uri) : uri_len;

@@ -9,6 +9,7 @@ static void unref(o11y_stream *s)
     bool last = --s->refs == 0;
     pthread_mutex_unlock(&s->lock);
     if (last) {
+        pthread_cond_destroy(&s->resumed);
         pthread_mutex_destroy(&s->lock);
         o11y__free(s);
     }
@@ -26,6 +27,7 @@ o11y_stream *o11y_res_stream(o11y_response *res, int status, const char *content
         return NULL;
     }
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->resumed, NULL);
     s->refs = 2; /* the caller's, and the connection's */
     s->read = read;
     s->done = done;
@@ -49,11 +51,21 @@ void o11y_stream_wake(o11y_stream *s)
             s->wake_pending = true;
         }
     }
+    if (resume && s->sync_end)
+        s->resuming++;
     pthread_mutex_unlock(&s->lock);
     /* Outside the lock: the server may hold its own lock while it calls back into ours. The
-     * connection cannot end meanwhile: the server does not touch a suspended connection. */
-    if (resume)
+     * connection cannot end meanwhile: libmicrohttpd does not touch a suspended connection, and
+     * other adapters' finish waits for resuming to drop to zero. */
+    if (resume) {
         s->resume(s->conn);
+        if (s->sync_end) {
+            pthread_mutex_lock(&s->lock);
+            if (--s->resuming == 0)
+                pthread_cond_broadcast(&s->resumed);
+            pthread_mutex_unlock(&s->lock);
+        }
+    }
 }
 
 o11y_status o11y_stream_set_farewell(o11y_stream *s, const char *text, size_t len)
@@ -156,6 +168,8 @@ void o11y__stream_finish(o11y_stream *s, o11y_stream_end end)
     s->suspended = false;
     if (s->end_known)
         end = s->end;
+    while (s->sync_end && s->resuming > 0)
+        pthread_cond_wait(&s->resumed, &s->lock);
     pthread_mutex_unlock(&s->lock);
     if (first && s->done)
         s->done(s->ctx, end);

@@ -78,6 +78,12 @@ int gs_start(gs_proc *p, const char *const *extra)
         const char *base[] = {GS_BINARY, "--port", port, "--db", p->db, "--log-file", p->log};
         for (size_t i = 0; i < sizeof base / sizeof base[0]; i++)
             argv[n++] = base[i];
+        /* GS_SERVER picks the server library, so one test binary checks both adapters. */
+        const char *server = getenv("GS_SERVER");
+        if (server && *server) {
+            argv[n++] = "--server";
+            argv[n++] = server;
+        }
         for (int i = 0; extra && extra[i] && n < 46; i++)
             argv[n++] = extra[i];
         argv[n] = NULL;

@@ -1,0 +1,105 @@
+/* o11y/adapter.h — what a server library's adapter drives: the pipeline's stages for one
+ * request, the response they produce, and streamed responses. The libmicrohttpd adapter is
+ * built into libo11y; others (libo11y-h2o) are built on this header alone. An application
+ * never needs it.
+ *
+ *     o11y_exchange *ex = o11y_exchange_new(svc, target, target_len);
+ *     for each request header line: o11y_exchange_add_header(ex, name, nlen, value, vlen);
+ *     o11y_exchange_set_peer(ex, peer_sockaddr);
+ *     bool final = o11y_exchange_begin(ex, method, lookup, lookup_ctx);
+ *     if (!(final && o11y_exchange_refuses_body(ex)))
+ *         for each piece of body: o11y_exchange_body(ex, data, len);
+ *     o11y_exchange_run(ex);           (the handler, error rendering, the standard headers)
+ *     send o11y_exchange_status/content_type/header_at/body, or its stream;
+ *     o11y_exchange_done(ex, bytes_sent, completed);   (access line, metrics; frees ex)
+ *
+ * One exchange is used by one thread at a time; exchange_new and done on the same thread. */
+#ifndef O11Y_ADAPTER_H
+#define O11Y_ADAPTER_H
+
+#include "o11y/common.h"
+#include "o11y/http.h"
+
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct o11y__exchange o11y_exchange;
+
+/* Looks up a request header by name (case-insensitive): its first value, {NULL, 0} when
+ * absent. The adapter's; valid until the exchange is done. */
+typedef o11y_str (*o11y_header_lookup_fn)(void *ctx, const char *name);
+
+/* A new exchange for the raw request target (path and query, as received: not decoded).
+ * NULL when out of memory. */
+O11Y_API o11y_exchange *o11y_exchange_new(o11y_service *svc, const char *target, size_t len);
+/* Each request header line, in order, before begin. The bytes are borrowed until done. */
+O11Y_API void o11y_exchange_add_header(o11y_exchange *ex, const char *name, size_t name_len,
+                                       const char *value, size_t value_len);
+/* The peer's address (struct sockaddr of AF_INET or AF_INET6; others are ignored). */
+O11Y_API void o11y_exchange_set_peer(o11y_exchange *ex, const void *sockaddr);
+/* Stage 1: trace context, size and smuggling checks, routing, rate limits, the idempotency
+ * key. True when the answer is already decided (the body is then read and dropped, or, when
+ * o11y_exchange_refuses_body, not read and the connection closed). */
+O11Y_API bool o11y_exchange_begin(o11y_exchange *ex, const char *method,
+                                  o11y_header_lookup_fn lookup, void *lookup_ctx);
+/* The answer must go before the body is read, and the connection close after it. */
+O11Y_API bool o11y_exchange_refuses_body(const o11y_exchange *ex);
+/* Stage 2: a piece of the body. False once it is over the limit (the answer is then 413). */
+O11Y_API bool o11y_exchange_body(o11y_exchange *ex, const void *data, size_t len);
+/* Stage 3: the handler (unless the answer is decided), error rendering, standard headers. */
+O11Y_API void o11y_exchange_run(o11y_exchange *ex);
+
+/*=== the response, after run ===*/
+
+O11Y_API int o11y_exchange_status(const o11y_exchange *ex);
+/* "" when the response has no Content-Type. */
+O11Y_API const char *o11y_exchange_content_type(const o11y_exchange *ex);
+O11Y_API size_t o11y_exchange_header_count(const o11y_exchange *ex);
+/* The i-th response header (NUL-terminated name and value, valid until done); false past the
+ * end. Iterating is O(i): walk them in order with the cursor form below. */
+O11Y_API bool o11y_exchange_header_next(const o11y_exchange *ex, size_t *cursor /* IN/OUT */,
+                                        const char **name /* OUT */, const char **value /* OUT */);
+/* The body (NULL, 0 for none or a stream). Valid until done. */
+O11Y_API const void *o11y_exchange_body_bytes(const o11y_exchange *ex, size_t *len /* OUT */);
+/* The connection should close after this response. */
+O11Y_API bool o11y_exchange_close_after(const o11y_exchange *ex);
+/* The streamed response, or NULL. */
+O11Y_API o11y_stream *o11y_exchange_stream(const o11y_exchange *ex);
+/* Stage 4, once the response has been sent (or the client went away): the access line and the
+ * metrics, and the exchange is freed. A stream must have been ended first
+ * (o11y_stream_server_end). */
+O11Y_API void o11y_exchange_done(o11y_exchange *ex, uint64_t bytes_sent, bool completed);
+
+/*=== streamed responses, the server's side ===*/
+
+/* Ties a stream to its connection: suspend(conn) is called (on the reading thread, under the
+ * stream's lock) when the reader found nothing to send; resume(conn) is called from any thread
+ * when there is something again (or the stream must end), and must make the reader run again
+ * on the connection's thread. Once o11y_stream_server_end has returned, no resume is running
+ * and none will come: the adapter may free conn. */
+O11Y_API void o11y_stream_server_attach(o11y_stream *s, o11y_exchange *ex, void *conn,
+                                        void (*suspend)(void *conn), void (*resume)(void *conn));
+/* The next bytes to send: > 0 bytes written into buf, 0 nothing now (the stream suspended
+ * itself: resume will come), < 0 the stream is over. */
+O11Y_API long o11y_stream_server_read(o11y_stream *s, char *buf, size_t max);
+/* The connection is over: the stream's owner hears why (once). Returns the bytes the stream
+ * sent, for o11y_exchange_done. */
+O11Y_API uint64_t o11y_stream_server_end(o11y_stream *s, o11y_stream_end why);
+
+/*=== the server's life ===*/
+
+/* Every open stream sends its farewell and ends (a stopping server calls it first). */
+O11Y_API void o11y_service_close_streams(o11y_service *svc);
+/* Requests begun and not done. */
+O11Y_API long o11y_service_active_requests(const o11y_service *svc);
+/* The service's request body limit (an adapter's own limit should sit above it, so the
+ * pipeline's 413 in the contract's envelope is the one a client sees). */
+O11Y_API size_t o11y_service_max_body(const o11y_service *svc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,44 @@
+/* o11y/h2o.h — the h2o server adapter (libo11y-h2o; pkg-config o11y-h2o; CMake component h2o):
+ * HTTP/1.1, HTTP/2 over TLS (ALPN), h2c with prior knowledge, an event loop per thread, streamed
+ * responses without a thread per stream, and the same pipeline as the libmicrohttpd adapter. */
+#ifndef O11Y_H2O_H
+#define O11Y_H2O_H
+
+#include "o11y/http.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct o11y_h2o_config {
+    const char *bind_address;  /* NULL: "127.0.0.1"; an IPv4 or IPv6 literal */
+    uint16_t port;             /* 0: any free port (o11y_h2o_port) */
+    unsigned threads;          /* event loops, each with its own listening socket; 0: one per CPU */
+    const char *tls_cert_file; /* both set: TLS, HTTP/2 and HTTP/1.1 by ALPN; else cleartext */
+    const char *tls_key_file;
+    unsigned drain_timeout_ms;  /* after stop: in-flight requests this long at most; 0: 10,000 */
+    unsigned shutdown_delay_ms; /* o11y_h2o_run: after SIGTERM, serve this long first */
+    unsigned io_timeout_s;      /* a connection silent this long is closed; 0: 30 */
+    O11Y_RESERVED;              /* zero: room to grow (common.h) */
+} o11y_h2o_config;
+
+typedef struct o11y_h2o_server o11y_h2o_server;
+
+/* The defaults: 127.0.0.1, any free port, a loop per CPU, cleartext, 10 s drain, 30 s I/O. */
+O11Y_API void o11y_h2o_config_init(o11y_h2o_config *cfg);
+/* Starts serving svc. Returns O11Y_OK, O11Y_EINVAL (bad address, one TLS file without the
+ * other), O11Y_EIO (cannot listen, or the certificate or key cannot be loaded) or O11Y_ENOMEM. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_h2o_start(o11y_service *svc, const o11y_h2o_config *cfg,
+                                                     o11y_h2o_server **out /* OUT */);
+/* The port actually bound. */
+O11Y_API uint16_t o11y_h2o_port(const o11y_h2o_server *srv);
+/* Stops: new connections are refused, open streams send their farewell and end, in-flight
+ * requests get drain_timeout_ms, then the loops stop and everything is freed. NULL: nothing. */
+O11Y_API void o11y_h2o_stop(o11y_h2o_server *srv);
+/* Starts, serves until SIGINT or SIGTERM (SIGHUP reopens the log), then stops; as o11y_mhd_run. */
+O11Y_API O11Y_WARN_UNUSED o11y_status o11y_h2o_run(o11y_service *svc, const o11y_h2o_config *cfg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

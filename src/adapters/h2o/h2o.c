@@ -1,0 +1,684 @@
+/* adapters/h2o/h2o.c — h2o (libh2o-evloop) driving the pipeline through o11y/adapter.h: the only
+ * file that includes h2o's headers. An event loop per thread, each with a listening socket of its
+ * own on the same port (SO_REUSEPORT: the kernel spreads connections, no accept lock);
+ * HTTP/1.1, HTTP/2 over TLS chosen by ALPN, h2c with prior knowledge. A streamed response is an
+ * h2o generator: it sends what the stream has, and when the stream has nothing it simply waits;
+ * the stream's wake (from any thread) reaches the loop as an h2o_multithread message. */
+#define H2O_USE_LIBUV 0
+#define H2O_USE_EPOLL 1
+#include "o11y/h2o.h"
+
+#include "o11y/adapter.h"
+#include "o11y/health.h"
+#include "o11y/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <h2o.h>
+#include <h2o/multithread.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { MSG_WAKE, MSG_CLOSE_LISTENER, MSG_EXIT };
+
+typedef struct loop_msg {
+    h2o_multithread_message_t super; /* first: what the queue links */
+    int kind;
+} loop_msg;
+
+typedef struct loop_thread {
+    o11y_h2o_server *srv;
+    pthread_t thread;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept;
+    int listen_fd;
+    h2o_socket_t *listener; /* NULL once closed */
+    h2o_multithread_queue_t *queue;
+    h2o_multithread_receiver_t receiver;
+    loop_msg close_msg, exit_msg;
+    bool exit;
+    bool idle;        /* no connection left when the loop ended: the context can be disposed of */
+    atomic_bool busy; /* stopping: a connection is still receiving a request or saying goodbye */
+} loop_thread;
+
+typedef struct route_handler {
+    h2o_handler_t super;
+    o11y_h2o_server *srv;
+} route_handler;
+
+struct o11y_h2o_server {
+    o11y_service *svc;
+    h2o_globalconf_t config;
+    SSL_CTX *ssl;
+    loop_thread *loops;
+    unsigned n_loops;
+    uint16_t port;
+    unsigned drain_timeout_ms;
+    atomic_uint listeners_closed;
+};
+
+/* A request's state beyond its exchange: freed with the request's memory pool, when the access
+ * line is written. */
+typedef struct request_state {
+    o11y_exchange *ex;
+    struct stream_state *stream;
+    uint64_t bytes;
+} request_state;
+
+/* A streamed response. Its memory is the adapter's (not the request's pool): a wake may be
+ * queued when the request ends, and the loop frees it when the message has been seen. */
+typedef struct stream_state {
+    h2o_generator_t gen; /* first: h2o hands it back */
+    loop_msg wake;       /* kind MSG_WAKE */
+    atomic_bool queued;  /* wake is in the loop's queue */
+    loop_thread *lt;
+    h2o_req_t *req; /* NULL once the request is over */
+    o11y_stream *s;
+    uint64_t bytes;
+    bool sending, over, gone;
+    char buf[8192];
+} stream_state;
+
+void o11y_h2o_config_init(o11y_h2o_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->bind_address = "127.0.0.1";
+    cfg->drain_timeout_ms = 10000;
+    cfg->io_timeout_s = 30;
+}
+
+/*=== requests ===*/
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static o11y_str lookup(void *ctx, const char *name)
+{
+    h2o_req_t *req = ctx;
+    size_t n = strlen(name);
+    for (size_t i = 0; i < req->headers.size; i++) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (h->name->len == n && strncasecmp(h->name->base, name, n) == 0)
+            return (o11y_str){h->value.base, h->value.len};
+    }
+    return (o11y_str){NULL, 0};
+}
+
+static void free_stream(stream_state *st)
+{
+    free(st);
+}
+
+/* The request's pool is being cleared: the request is over. */
+static void on_request_over(void *p)
+{
+    request_state *rs = p;
+    bool completed = true;
+    if (rs->stream) {
+        stream_state *st = rs->stream;
+        completed = st->over;
+        /* After this returns no wake is in flight or will come (o11y_stream_server_attach). */
+        rs->bytes = o11y_stream_server_end(st->s, st->over   ? O11Y_STREAM_COMPLETED
+                                                  : st->gone ? O11Y_STREAM_CLIENT_CLOSED
+                                                             : O11Y_STREAM_SERVER_STOPPING);
+        st->req = NULL;
+        if (atomic_load(&st->queued))
+            st->gone = true; /* the loop frees it when it sees the message */
+        else
+            free_stream(st);
+    }
+    o11y_exchange_done(rs->ex, rs->bytes, completed);
+}
+
+static void pump(stream_state *st)
+{
+    if (!st->req || st->sending || st->over)
+        return;
+    long n = o11y_stream_server_read(st->s, st->buf, sizeof st->buf);
+    if (n > 0) {
+        st->sending = true;
+        h2o_iovec_t v = h2o_iovec_init(st->buf, (size_t)n);
+        h2o_send(st->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+    } else if (n < 0) {
+        st->over = true;
+        h2o_send(st->req, NULL, 0, H2O_SEND_STATE_FINAL);
+    }
+    /* n == 0: the stream suspended itself; its wake comes as a message */
+}
+
+static void on_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    (void)req;
+    stream_state *st = (stream_state *)gen;
+    st->sending = false;
+    pump(st);
+}
+
+static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    (void)req;
+    stream_state *st = (stream_state *)gen;
+    st->gone = !st->over; /* the client went away (or the connection broke) */
+}
+
+static void stream_suspend(void *conn)
+{
+    (void)conn; /* nothing to do: the generator sends only when the stream has something */
+}
+
+/* Any thread: the stream has something again (or must end). */
+static void stream_resume(void *conn)
+{
+    stream_state *st = conn;
+    if (!atomic_exchange(&st->queued, true))
+        h2o_multithread_send_message(&st->lt->receiver, &st->wake.super);
+}
+
+static void respond(loop_thread *lt, h2o_req_t *req, request_state *rs)
+{
+    o11y_exchange *ex = rs->ex;
+    int status = o11y_exchange_status(ex);
+    bool h2 = req->version >= 0x200;
+    req->res.status = status;
+    req->res.reason = reason(status);
+    const char *ct = o11y_exchange_content_type(ex);
+    if (ct[0]) {
+        h2o_iovec_t v = h2o_strdup(&req->pool, ct, strlen(ct));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, v.base, v.len);
+    }
+    size_t cursor = 0;
+    const char *name, *value;
+    while (o11y_exchange_header_next(ex, &cursor, &name, &value)) {
+        size_t nlen = strlen(name);
+        if (nlen == 10 && strcasecmp(name, "Connection") == 0) {
+            req->http1_is_persistent = 0; /* HTTP/1.1 closes; HTTP/2 has no such header */
+            continue;
+        }
+        h2o_iovec_t n = h2o_strdup(&req->pool, name, nlen);
+        if (h2) /* HTTP/2 field names are lowercase (RFC 9113 section 8.2.1) */
+            for (size_t i = 0; i < n.len; i++)
+                n.base[i] =
+                    (char)(n.base[i] >= 'A' && n.base[i] <= 'Z' ? n.base[i] + 32 : n.base[i]);
+        h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
+        h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 1, NULL, v.base, v.len);
+    }
+    if (o11y_exchange_close_after(ex))
+        req->http1_is_persistent = 0;
+    o11y_stream *s = o11y_exchange_stream(ex);
+    if (s) {
+        stream_state *st = calloc(1, sizeof *st);
+        if (!st) {
+            rs->bytes = o11y_stream_server_end(s, O11Y_STREAM_SERVER_STOPPING);
+            h2o_send_error_503(req, "Service Unavailable", "out of memory", 0);
+            return;
+        }
+        st->gen.proceed = on_proceed;
+        st->gen.stop = on_stop;
+        st->wake.kind = MSG_WAKE;
+        st->lt = lt;
+        st->req = req;
+        st->s = s;
+        rs->stream = st;
+        o11y_stream_server_attach(s, ex, st, stream_suspend, stream_resume);
+        h2o_start_response(req, &st->gen);
+        pump(st);
+        return;
+    }
+    size_t len = 0;
+    const void *body = o11y_exchange_body_bytes(ex, &len);
+    rs->bytes = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")) ? 0 : len;
+    req->res.content_length = len; /* a Content-Length, not chunks */
+    h2o_send_inline(req, body, len);
+}
+
+/* An obs-fold continuation line (RFC 9112 section 5.2) reaches us from h2o's parser as a header
+ * without a name: it joins the line before, with a space, as libmicrohttpd does, so the value
+ * is checked whole (and a folded X-Trace-Id is refused as invalid, never echoed in part). */
+static void join_folded_lines(h2o_req_t *req)
+{
+    for (size_t i = 1; i < req->headers.size; i++) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (h->name->len)
+            continue;
+        h2o_header_t *prev = NULL;
+        for (size_t k = i; k-- > 0 && !prev;)
+            if (req->headers.entries[k].name->len)
+                prev = &req->headers.entries[k];
+        if (!prev)
+            continue;
+        size_t len = prev->value.len + 1 + h->value.len;
+        char *joined = h2o_mem_alloc_pool(&req->pool, len);
+        memcpy(joined, prev->value.base, prev->value.len);
+        joined[prev->value.len] = ' ';
+        memcpy(joined + prev->value.len + 1, h->value.base, h->value.len);
+        prev->value = h2o_iovec_init(joined, len);
+    }
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    o11y_h2o_server *srv = ((route_handler *)self)->srv;
+    loop_thread *lt = NULL;
+    for (unsigned i = 0; i < srv->n_loops && !lt; i++)
+        if (&srv->loops[i].ctx == req->conn->ctx)
+            lt = &srv->loops[i];
+    o11y_exchange *ex =
+        lt ? o11y_exchange_new(srv->svc, req->input.path.base, req->input.path.len) : NULL;
+    request_state *rs = ex ? h2o_mem_alloc_shared(&req->pool, sizeof *rs, on_request_over) : NULL;
+    if (!rs) {
+        o11y_exchange_done(ex, 0, false);
+        h2o_send_error_503(req, "Service Unavailable", "out of memory", 0);
+        return 0;
+    }
+    memset(rs, 0, sizeof *rs);
+    rs->ex = ex;
+    join_folded_lines(req);
+    for (size_t i = 0; i < req->headers.size; i++) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (h->name->len)
+            o11y_exchange_add_header(ex, h->name->base, h->name->len, h->value.base, h->value.len);
+    }
+    struct sockaddr_storage peer;
+    if (req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&peer) > 0)
+        o11y_exchange_set_peer(ex, &peer);
+    char method[17];
+    size_t mlen = req->method.len < 16 ? req->method.len : 16;
+    memcpy(method, req->method.base, mlen);
+    method[mlen] = '\0';
+    bool final = o11y_exchange_begin(ex, method, lookup, req);
+    /* h2o has the whole body already (its own limit sits above the service's) */
+    if (!(final && o11y_exchange_refuses_body(ex)) && req->entity.base && req->entity.len)
+        o11y_exchange_body(ex, req->entity.base, req->entity.len);
+    o11y_exchange_run(ex);
+    respond(lt, req, rs);
+    return 0;
+}
+
+/*=== loops ===*/
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err)
+        return;
+    loop_thread *lt = listener->data;
+    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+    if (sock)
+        h2o_accept(&lt->accept, sock);
+}
+
+static void on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    loop_thread *lt = H2O_STRUCT_FROM_MEMBER(loop_thread, receiver, receiver);
+    while (!h2o_linklist_is_empty(messages)) {
+        loop_msg *m = H2O_STRUCT_FROM_MEMBER(loop_msg, super.link, messages->next);
+        h2o_linklist_unlink(&m->super.link);
+        if (m->kind == MSG_WAKE) {
+            stream_state *st = H2O_STRUCT_FROM_MEMBER(stream_state, wake, m);
+            atomic_store(&st->queued, false);
+            if (st->gone && !st->req)
+                free_stream(st);
+            else
+                pump(st);
+        } else if (m->kind == MSG_CLOSE_LISTENER) {
+            if (lt->listener) {
+                h2o_socket_read_stop(lt->listener);
+                h2o_socket_close(lt->listener); /* closes the descriptor: refused from now */
+                lt->listener = NULL;
+            }
+            h2o_context_request_shutdown(&lt->ctx); /* idle keep-alive connections, GOAWAY */
+            atomic_store(&lt->busy, true);          /* until the loop has looked */
+            atomic_fetch_add(&lt->srv->listeners_closed, 1);
+        } else if (m->kind == MSG_EXIT) {
+            /* Connections left (idle keep-alive ones, an HTTP/2 connection in its graceful
+             * goodbye) end on the loop's next turns: their timeouts are made to expire now.
+             * h2o 2.2 has no call that closes a context's connections, and its context may only
+             * be disposed of once none is left. */
+            lt->ctx.http1.req_timeout.timeout = 0;
+            lt->ctx.http2.idle_timeout.timeout = 0;
+            lt->ctx.http2.graceful_shutdown_timeout.timeout = 0;
+            lt->ctx.handshake_timeout.timeout = 0;
+            lt->exit = true;
+        }
+    }
+}
+
+static bool timeouts_empty(h2o_context_t *c)
+{
+    h2o_timeout_t *all[] = {&c->zero_timeout,
+                            &c->one_sec_timeout,
+                            &c->hundred_ms_timeout,
+                            &c->handshake_timeout,
+                            &c->http1.req_timeout,
+                            &c->http2.idle_timeout,
+                            &c->http2.graceful_shutdown_timeout,
+                            &c->proxy.io_timeout};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (!h2o_linklist_is_empty(&all[i]->_entries))
+            return false;
+    return true;
+}
+
+static void *loop_main(void *arg)
+{
+    loop_thread *lt = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals belong to the application's thread */
+    while (!lt->exit) {
+        h2o_evloop_run(lt->loop, lt->listener ? 100 : 10);
+        /* Stopping: h2o has closed the idle connections; one still waiting for a request's
+         * head or body, or an HTTP/2 connection finishing its streams, keeps the drain going
+         * (h2o hands a request over only once its body is complete). */
+        if (!lt->listener)
+            atomic_store(&lt->busy, !h2o_linklist_is_empty(&lt->ctx.http1.req_timeout._entries) ||
+                                        !h2o_linklist_is_empty(
+                                            &lt->ctx.http2.graceful_shutdown_timeout._entries));
+    }
+    /* Let the connections left close (see MSG_EXIT), for at most two seconds. */
+    for (int i = 0; i < 200 && !timeouts_empty(&lt->ctx); i++)
+        h2o_evloop_run(lt->loop, 10);
+    lt->idle = timeouts_empty(&lt->ctx);
+    return NULL;
+}
+
+static int listen_on(const char *addr, uint16_t port, uint16_t *bound)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        len = sizeof *v6;
+    } else {
+        errno = EINVAL;
+        return -2;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        *bound = ntohs(ss.ss_family == AF_INET ? v4->sin_port : v6->sin6_port);
+    return fd;
+}
+
+static SSL_CTX *tls_context(const char *cert, const char *key)
+{
+    SSL_CTX *ssl = SSL_CTX_new(TLS_server_method());
+    if (!ssl)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ssl, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ssl, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ssl) != 1) {
+        ERR_clear_error();
+        SSL_CTX_free(ssl);
+        return NULL;
+    }
+    h2o_ssl_register_alpn_protocols(ssl, h2o_http2_alpn_protocols);
+    return ssl;
+}
+
+static void free_server(o11y_h2o_server *srv)
+{
+    for (unsigned i = 0; i < srv->n_loops; i++) {
+        loop_thread *lt = &srv->loops[i];
+        if (lt->listen_fd >= 0 && !lt->loop)
+            close(lt->listen_fd);
+    }
+    free(srv->loops);
+    h2o_config_dispose(&srv->config);
+    if (srv->ssl)
+        SSL_CTX_free(srv->ssl);
+    free(srv);
+}
+
+o11y_status o11y_h2o_start(o11y_service *svc, const o11y_h2o_config *cfg, o11y_h2o_server **out)
+{
+    if (!svc || !out)
+        return O11Y_EINVAL;
+    *out = NULL;
+    o11y_h2o_config c;
+    if (cfg)
+        c = *cfg;
+    else
+        o11y_h2o_config_init(&c);
+    if (!c.bind_address)
+        c.bind_address = "127.0.0.1";
+    if (!!c.tls_cert_file != !!c.tls_key_file)
+        return O11Y_EINVAL;
+    unsigned n = c.threads;
+    if (!n) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 && cpus < 256 ? (unsigned)cpus : 1;
+    }
+    o11y_h2o_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return O11Y_ENOMEM;
+    srv->svc = svc;
+    srv->drain_timeout_ms = c.drain_timeout_ms ? c.drain_timeout_ms : 10000;
+    h2o_config_init(&srv->config);
+    srv->config.server_name = h2o_iovec_init(H2O_STRLIT("o11y"));
+    size_t max_body = o11y_service_max_body(svc);
+    /* h2o's own limit above the service's: a body between the two gets the contract's 413 */
+    srv->config.max_request_entity_size = max_body * 4 > (64u << 20) ? max_body * 4 : 64u << 20;
+    uint64_t io_ms = (uint64_t)(c.io_timeout_s ? c.io_timeout_s : 30) * 1000;
+    srv->config.http1.req_timeout = io_ms;
+    srv->config.http2.idle_timeout = io_ms;
+    srv->config.http2.graceful_shutdown_timeout = 2000;
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    route_handler *h = (route_handler *)h2o_create_handler(path, sizeof *h);
+    h->super.on_req = on_req;
+    h->srv = srv;
+    if (c.tls_cert_file && !(srv->ssl = tls_context(c.tls_cert_file, c.tls_key_file))) {
+        free_server(srv);
+        return O11Y_EIO;
+    }
+    srv->loops = calloc(n, sizeof *srv->loops);
+    if (!srv->loops) {
+        free_server(srv);
+        return O11Y_ENOMEM;
+    }
+    srv->n_loops = n;
+    for (unsigned i = 0; i < n; i++)
+        srv->loops[i].listen_fd = -1;
+    /* Every loop listens on the port the first one got. */
+    uint16_t port = c.port;
+    for (unsigned i = 0; i < n; i++) {
+        int fd = listen_on(c.bind_address, port, &port);
+        if (fd < 0) {
+            free_server(srv);
+            return fd == -2 ? O11Y_EINVAL : O11Y_EIO;
+        }
+        srv->loops[i].listen_fd = fd;
+    }
+    srv->port = port;
+    for (unsigned i = 0; i < n; i++) {
+        loop_thread *lt = &srv->loops[i];
+        lt->srv = srv;
+        lt->loop = h2o_evloop_create();
+        h2o_context_init(&lt->ctx, lt->loop, &srv->config);
+        lt->accept =
+            (h2o_accept_ctx_t){.ctx = &lt->ctx, .hosts = srv->config.hosts, .ssl_ctx = srv->ssl};
+        lt->queue = h2o_multithread_create_queue(lt->loop);
+        h2o_multithread_register_receiver(lt->queue, &lt->receiver, on_messages);
+        lt->close_msg.kind = MSG_CLOSE_LISTENER;
+        lt->exit_msg.kind = MSG_EXIT;
+        lt->listener = h2o_evloop_socket_create(lt->loop, lt->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+        lt->listener->data = lt;
+        h2o_socket_read_start(lt->listener, on_accept);
+    }
+    for (unsigned i = 0; i < n; i++)
+        pthread_create(&srv->loops[i].thread, NULL, loop_main, &srv->loops[i]);
+    *out = srv;
+    return O11Y_OK;
+}
+
+uint16_t o11y_h2o_port(const o11y_h2o_server *srv)
+{
+    return srv ? srv->port : 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void o11y_h2o_stop(o11y_h2o_server *srv)
+{
+    if (!srv)
+        return;
+    /* 1. No new connections: each loop closes its own listening socket. */
+    for (unsigned i = 0; i < srv->n_loops; i++)
+        h2o_multithread_send_message(&srv->loops[i].receiver, &srv->loops[i].close_msg.super);
+    while (atomic_load(&srv->listeners_closed) < srv->n_loops)
+        sleep_ms(1);
+    /* 2. Streams say farewell and end; in-flight requests get the drain time. */
+    o11y_service_close_streams(srv->svc);
+    int64_t deadline = now_ms() + srv->drain_timeout_ms;
+    for (;;) {
+        bool busy = o11y_service_active_requests(srv->svc) > 0;
+        for (unsigned i = 0; i < srv->n_loops && !busy; i++)
+            busy = atomic_load(&srv->loops[i].busy);
+        if (!busy || now_ms() >= deadline)
+            break;
+        sleep_ms(2);
+    }
+    /* 3. The loops end. */
+    for (unsigned i = 0; i < srv->n_loops; i++)
+        h2o_multithread_send_message(&srv->loops[i].receiver, &srv->loops[i].exit_msg.super);
+    for (unsigned i = 0; i < srv->n_loops; i++) {
+        loop_thread *lt = &srv->loops[i];
+        pthread_join(lt->thread, NULL);
+        h2o_multithread_unregister_receiver(lt->queue, &lt->receiver);
+        h2o_multithread_destroy_queue(lt->queue);
+        if (lt->idle) {
+            h2o_context_dispose(&lt->ctx);
+            h2o_evloop_destroy(lt->loop);
+        } /* else a connection would not close: its memory is left rather than freed in use */
+    }
+    free_server(srv);
+}
+
+o11y_status o11y_h2o_run(o11y_service *svc, const o11y_h2o_config *cfg)
+{
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    o11y_h2o_server *srv;
+    o11y_status st = o11y_h2o_start(svc, cfg, &srv);
+    if (st != O11Y_OK) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return st;
+    }
+    o11y_log_va(o11y_service_logger(svc), O11Y_LOG_INFO, "service_started", "service started",
+                O11Y_STR("server", "h2o"), O11Y_INT("port", srv->port),
+                O11Y_BOOL("tls", srv->ssl != NULL), O11Y__END);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            o11y_logger_reopen(o11y_service_logger(svc));
+            continue;
+        }
+        o11y_health_shutting_down(o11y_service_health(svc));
+        unsigned delay = cfg ? cfg->shutdown_delay_ms : 0;
+        o11y_log_va(o11y_service_logger(svc), O11Y_LOG_INFO, "service_stopping", "service stopping",
+                    O11Y_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
+                    O11Y_INT("shutdown_delay_ms", delay), O11Y__END);
+        if (delay)
+            sleep_ms(delay);
+        break;
+    }
+    o11y_h2o_stop(srv);
+    o11y_log_va(o11y_service_logger(svc), O11Y_LOG_INFO, "service_stopped", "service stopped",
+                O11Y__END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return O11Y_OK;
+}

@@ -1,0 +1,136 @@
+/* http/adapter.c — o11y/adapter.h: the pipeline's stages for adapters outside libo11y, as thin
+ * calls into the internal ones the libmicrohttpd adapter uses. */
+#include "o11y/adapter.h"
+
+#include "http/http_internal.h"
+
+#include <string.h>
+
+o11y_exchange *o11y_exchange_new(o11y_service *svc, const char *target, size_t len)
+{
+    return svc && target ? o11y__exchange_new(svc, target, len) : NULL;
+}
+
+void o11y_exchange_add_header(o11y_exchange *ex, const char *name, size_t name_len,
+                              const char *value, size_t value_len)
+{
+    o11y__std_headers_add(&ex->std, name, name_len, value ? value : "", value ? value_len : 0);
+}
+
+void o11y_exchange_set_peer(o11y_exchange *ex, const void *sockaddr)
+{
+    if (sockaddr)
+        o11y__req_set_peer(&ex->req, sockaddr);
+}
+
+bool o11y_exchange_begin(o11y_exchange *ex, const char *method, o11y_header_lookup_fn lookup,
+                         void *lookup_ctx)
+{
+    ex->started = true;
+    return o11y__pipeline_begin(ex, method, &ex->std, lookup, lookup_ctx);
+}
+
+bool o11y_exchange_refuses_body(const o11y_exchange *ex)
+{
+    return ex->req.answer_now;
+}
+
+bool o11y_exchange_body(o11y_exchange *ex, const void *data, size_t len)
+{
+    return o11y__pipeline_body(ex, data, len);
+}
+
+void o11y_exchange_run(o11y_exchange *ex)
+{
+    o11y__pipeline_run(ex);
+    ex->responded = true;
+}
+
+int o11y_exchange_status(const o11y_exchange *ex)
+{
+    return ex->res.status;
+}
+
+const char *o11y_exchange_content_type(const o11y_exchange *ex)
+{
+    return ex->res.content_type;
+}
+
+size_t o11y_exchange_header_count(const o11y_exchange *ex)
+{
+    return ex->res.n_headers;
+}
+
+bool o11y_exchange_header_next(const o11y_exchange *ex, size_t *cursor, const char **name,
+                               const char **value)
+{
+    const o11y__buf *h = &ex->res.headers;
+    if (*cursor >= h->len)
+        return false;
+    *name = h->ptr + *cursor;
+    *value = *name + strlen(*name) + 1;
+    *cursor = (size_t)(*value + strlen(*value) + 1 - h->ptr);
+    return true;
+}
+
+const void *o11y_exchange_body_bytes(const o11y_exchange *ex, size_t *len)
+{
+    *len = ex->res.stream ? 0 : ex->res.body_len;
+    return *len ? ex->res.body : NULL;
+}
+
+bool o11y_exchange_close_after(const o11y_exchange *ex)
+{
+    return ex->res.close;
+}
+
+o11y_stream *o11y_exchange_stream(const o11y_exchange *ex)
+{
+    return ex->res.stream;
+}
+
+void o11y_exchange_done(o11y_exchange *ex, uint64_t bytes_sent, bool completed)
+{
+    if (!ex)
+        return;
+    if (!ex->responded)
+        ex->res.status = 499; /* the client went away before any answer */
+    ex->res.stream = NULL;    /* ended by the adapter (o11y_stream_server_end) */
+    o11y__pipeline_done(ex, bytes_sent, completed);
+    o11y__exchange_free(ex);
+}
+
+void o11y_stream_server_attach(o11y_stream *s, o11y_exchange *ex, void *conn,
+                               void (*suspend)(void *conn), void (*resume)(void *conn))
+{
+    s->fd = -1;
+    s->sync_end = true;
+    o11y__stream_attach(s, ex->req.svc, conn, suspend, resume);
+}
+
+long o11y_stream_server_read(o11y_stream *s, char *buf, size_t max)
+{
+    return o11y__stream_read(s, buf, max);
+}
+
+uint64_t o11y_stream_server_end(o11y_stream *s, o11y_stream_end why)
+{
+    uint64_t bytes = s->bytes;
+    o11y__stream_finish(s, why);
+    return bytes;
+}
+
+void o11y_service_close_streams(o11y_service *svc)
+{
+    o11y__streams_close_all(svc);
+}
+
+long o11y_service_active_requests(const o11y_service *svc)
+{
+    return atomic_load(&((o11y_service *)svc)->active_requests);
+}
+
+size_t o11y_service_max_body(const o11y_service *svc)
+{
+    return svc->max_body;
+}
