@@ -45,6 +45,7 @@ test-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) $(CMAKE_DEV) -DO11Y_SANITIZE=ON -DO11Y_BUILD_BENCH=OFF -DO11Y_BUILD_CONSOLE=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -LE "install|lint"
 
 test-tsan: deps

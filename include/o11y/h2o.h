@@ -19,7 +19,11 @@ typedef struct o11y_h2o_config {
     unsigned drain_timeout_ms;  /* after stop: in-flight requests this long at most; 0: 10,000 */
     unsigned shutdown_delay_ms; /* o11y_h2o_run: after SIGTERM, serve this long first */
     unsigned io_timeout_s;      /* a connection silent this long is closed; 0: 30 */
-    O11Y_RESERVED;              /* zero: room to grow (common.h) */
+    /* Handlers that may block (a database) run on this many threads of their own, and the
+     * loop answers when they are done; 0: handlers run on the loop (fastest, for handlers that
+     * never block). */
+    size_t handler_threads;
+    O11Y_RESERVED; /* zero: room to grow (common.h) */
 } o11y_h2o_config;
 
 typedef struct o11y_h2o_server o11y_h2o_server;

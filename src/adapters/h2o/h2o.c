@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MSG_WAKE, MSG_CLOSE_LISTENER, MSG_EXIT };
+enum { MSG_WAKE, MSG_CLOSE_LISTENER, MSG_EXIT, MSG_RESPOND };
 
 typedef struct loop_msg {
     h2o_multithread_message_t super; /* first: what the queue links */
@@ -67,6 +67,14 @@ struct o11y_h2o_server {
     uint16_t port;
     unsigned drain_timeout_ms;
     atomic_uint listeners_closed;
+    /* Handlers may block (a database): with handler_threads they run on this pool, and the
+     * loop answers when they are done. */
+    pthread_t *workers;
+    unsigned n_workers;
+    pthread_mutex_t jobs_lock;
+    pthread_cond_t jobs_cond;
+    struct request_state *jobs_head, *jobs_tail;
+    bool workers_stop;
 };
 
 /* A request's state beyond its exchange: freed with the request's memory pool, when the access
@@ -75,7 +83,24 @@ typedef struct request_state {
     o11y_exchange *ex;
     struct stream_state *stream;
     uint64_t bytes;
+    loop_thread *lt;
+    h2o_req_t *req;       /* NULL once h2o has let go of the request */
+    bool in_worker;       /* a worker runs the handler: the loop must not answer or free */
+    bool abandoned;       /* h2o let go of the request while the handler ran */
+    loop_msg respond_msg; /* MSG_RESPOND: the worker is done */
+    struct request_state *next_job;
+    /* The request's headers, copied: the exchange and its handler read these, never h2o's
+     * memory, which h2o may free when the client goes away. */
+    o11y_str *names, *values;
+    size_t n_headers;
+    char *bytes_copy;
 } request_state;
+
+/* What the request's memory pool holds: the state lives longer than the pool when a worker is
+ * still running the handler. */
+typedef struct request_ref {
+    request_state *rs;
+} request_ref;
 
 /* A streamed response. Its memory is the adapter's (not the request's pool): a wake may be
  * queued when the request ends, and the loop frees it when the message has been seen. */
@@ -153,14 +178,19 @@ static const char *reason(int status)
 
 static o11y_str lookup(void *ctx, const char *name)
 {
-    h2o_req_t *req = ctx;
+    const request_state *rs = ctx;
     size_t n = strlen(name);
-    for (size_t i = 0; i < req->headers.size; i++) {
-        h2o_header_t *h = &req->headers.entries[i];
-        if (h->name->len == n && strncasecmp(h->name->base, name, n) == 0)
-            return (o11y_str){h->value.base, h->value.len};
-    }
+    for (size_t i = 0; i < rs->n_headers; i++)
+        if (rs->names[i].len == n && strncasecmp(rs->names[i].ptr, name, n) == 0)
+            return rs->values[i];
     return (o11y_str){NULL, 0};
+}
+
+static void free_request_state(request_state *rs)
+{
+    free(rs->names);
+    free(rs->bytes_copy);
+    free(rs);
 }
 
 static void free_stream(stream_state *st)
@@ -171,7 +201,14 @@ static void free_stream(stream_state *st)
 /* The request's pool is being cleared: the request is over. */
 static void on_request_over(void *p)
 {
-    request_state *rs = p;
+    request_state *rs = ((request_ref *)p)->rs;
+    if (!rs)
+        return; /* the request was refused before it had a state */
+    rs->req = NULL;
+    if (rs->in_worker) {
+        rs->abandoned = true; /* the worker's message ends it */
+        return;
+    }
     bool completed = true;
     if (rs->stream) {
         stream_state *st = rs->stream;
@@ -187,6 +224,7 @@ static void on_request_over(void *p)
             free_stream(st);
     }
     o11y_exchange_done(rs->ex, rs->bytes, completed);
+    free_request_state(rs);
 }
 
 static void pump(stream_state *st)
@@ -314,6 +352,73 @@ static void join_folded_lines(h2o_req_t *req)
     }
 }
 
+/* Copies the request's header lines (obs-fold already joined) into rs. */
+static bool copy_headers(request_state *rs, h2o_req_t *req)
+{
+    size_t n = 0, bytes = 0;
+    for (size_t i = 0; i < req->headers.size; i++)
+        if (req->headers.entries[i].name->len) {
+            n++;
+            bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
+        }
+    rs->names = malloc((n ? n : 1) * 2 * sizeof *rs->names);
+    rs->bytes_copy = malloc(bytes ? bytes : 1);
+    if (!rs->names || !rs->bytes_copy)
+        return false;
+    rs->values = rs->names + n;
+    char *at = rs->bytes_copy;
+    for (size_t i = 0; i < req->headers.size; i++) {
+        h2o_header_t *h = &req->headers.entries[i];
+        if (!h->name->len)
+            continue;
+        memcpy(at, h->name->base, h->name->len);
+        rs->names[rs->n_headers] = (o11y_str){at, h->name->len};
+        at += h->name->len;
+        memcpy(at, h->value.base, h->value.len);
+        rs->values[rs->n_headers] = (o11y_str){at, h->value.len};
+        at += h->value.len;
+        rs->n_headers++;
+    }
+    return true;
+}
+
+static void enqueue_job(o11y_h2o_server *srv, request_state *rs)
+{
+    pthread_mutex_lock(&srv->jobs_lock);
+    rs->next_job = NULL;
+    if (srv->jobs_tail)
+        srv->jobs_tail->next_job = rs;
+    else
+        srv->jobs_head = rs;
+    srv->jobs_tail = rs;
+    pthread_cond_signal(&srv->jobs_cond);
+    pthread_mutex_unlock(&srv->jobs_lock);
+}
+
+static void *worker_main(void *arg)
+{
+    o11y_h2o_server *srv = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    for (;;) {
+        pthread_mutex_lock(&srv->jobs_lock);
+        while (!srv->jobs_head && !srv->workers_stop)
+            pthread_cond_wait(&srv->jobs_cond, &srv->jobs_lock);
+        request_state *rs = srv->jobs_head;
+        if (rs) {
+            srv->jobs_head = rs->next_job;
+            if (!srv->jobs_head)
+                srv->jobs_tail = NULL;
+        }
+        pthread_mutex_unlock(&srv->jobs_lock);
+        if (!rs)
+            return NULL; /* stopping, and nothing left */
+        o11y_exchange_run(rs->ex);
+        h2o_multithread_send_message(&rs->lt->receiver, &rs->respond_msg.super);
+    }
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     o11y_h2o_server *srv = ((route_handler *)self)->srv;
@@ -321,22 +426,26 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     for (unsigned i = 0; i < srv->n_loops && !lt; i++)
         if (&srv->loops[i].ctx == req->conn->ctx)
             lt = &srv->loops[i];
-    o11y_exchange *ex =
-        lt ? o11y_exchange_new(srv->svc, req->input.path.base, req->input.path.len) : NULL;
-    request_state *rs = ex ? h2o_mem_alloc_shared(&req->pool, sizeof *rs, on_request_over) : NULL;
-    if (!rs) {
-        o11y_exchange_done(ex, 0, false);
+    request_state *rs = lt ? calloc(1, sizeof *rs) : NULL;
+    request_ref *ref = rs ? h2o_mem_alloc_shared(&req->pool, sizeof *ref, on_request_over) : NULL;
+    join_folded_lines(req);
+    if (!ref || !copy_headers(rs, req) ||
+        !(rs->ex = o11y_exchange_new(srv->svc, req->input.path.base, req->input.path.len))) {
+        if (ref)
+            ref->rs = NULL;
+        if (rs)
+            free_request_state(rs);
         h2o_send_error_503(req, "Service Unavailable", "out of memory", 0);
         return 0;
     }
-    memset(rs, 0, sizeof *rs);
-    rs->ex = ex;
-    join_folded_lines(req);
-    for (size_t i = 0; i < req->headers.size; i++) {
-        h2o_header_t *h = &req->headers.entries[i];
-        if (h->name->len)
-            o11y_exchange_add_header(ex, h->name->base, h->name->len, h->value.base, h->value.len);
-    }
+    ref->rs = rs;
+    rs->lt = lt;
+    rs->req = req;
+    rs->respond_msg.kind = MSG_RESPOND;
+    o11y_exchange *ex = rs->ex;
+    for (size_t i = 0; i < rs->n_headers; i++)
+        o11y_exchange_add_header(ex, rs->names[i].ptr, rs->names[i].len, rs->values[i].ptr,
+                                 rs->values[i].len);
     struct sockaddr_storage peer;
     if (req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&peer) > 0)
         o11y_exchange_set_peer(ex, &peer);
@@ -344,10 +453,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     size_t mlen = req->method.len < 16 ? req->method.len : 16;
     memcpy(method, req->method.base, mlen);
     method[mlen] = '\0';
-    bool final = o11y_exchange_begin(ex, method, lookup, req);
+    bool final = o11y_exchange_begin(ex, method, lookup, rs);
     /* h2o has the whole body already (its own limit sits above the service's) */
     if (!(final && o11y_exchange_refuses_body(ex)) && req->entity.base && req->entity.len)
         o11y_exchange_body(ex, req->entity.base, req->entity.len);
+    if (!final && srv->n_workers) {
+        rs->in_worker = true; /* the handler may block: not on the loop */
+        enqueue_job(srv, rs);
+        return 0;
+    }
     o11y_exchange_run(ex);
     respond(lt, req, rs);
     return 0;
@@ -378,6 +492,18 @@ static void on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *me
                 free_stream(st);
             else
                 pump(st);
+        } else if (m->kind == MSG_RESPOND) {
+            request_state *rs = H2O_STRUCT_FROM_MEMBER(request_state, respond_msg, m);
+            rs->in_worker = false;
+            if (rs->abandoned) { /* h2o let go of the request while the handler ran */
+                o11y_stream *s = o11y_exchange_stream(rs->ex);
+                if (s)
+                    rs->bytes = o11y_stream_server_end(s, O11Y_STREAM_CLIENT_CLOSED);
+                o11y_exchange_done(rs->ex, rs->bytes, false);
+                free_request_state(rs);
+            } else {
+                respond(lt, rs->req, rs);
+            }
         } else if (m->kind == MSG_CLOSE_LISTENER) {
             if (lt->listener) {
                 h2o_socket_read_stop(lt->listener);
@@ -498,6 +624,7 @@ static void free_server(o11y_h2o_server *srv)
             close(lt->listen_fd);
     }
     free(srv->loops);
+    free(srv->workers);
     h2o_config_dispose(&srv->config);
     if (srv->ssl)
         SSL_CTX_free(srv->ssl);
@@ -581,6 +708,14 @@ o11y_status o11y_h2o_start(o11y_service *svc, const o11y_h2o_config *cfg, o11y_h
         lt->listener->data = lt;
         h2o_socket_read_start(lt->listener, on_accept);
     }
+    pthread_mutex_init(&srv->jobs_lock, NULL);
+    pthread_cond_init(&srv->jobs_cond, NULL);
+    if (c.handler_threads) {
+        srv->workers = calloc(c.handler_threads, sizeof *srv->workers);
+        for (unsigned i = 0; srv->workers && i < c.handler_threads; i++)
+            if (pthread_create(&srv->workers[i], NULL, worker_main, srv) == 0)
+                srv->n_workers++;
+    }
     for (unsigned i = 0; i < n; i++)
         pthread_create(&srv->loops[i].thread, NULL, loop_main, &srv->loops[i]);
     *out = srv;
@@ -626,7 +761,13 @@ void o11y_h2o_stop(o11y_h2o_server *srv)
             break;
         sleep_ms(2);
     }
-    /* 3. The loops end. */
+    /* 3. The handlers' workers end (their answers are all in), then the loops. */
+    pthread_mutex_lock(&srv->jobs_lock);
+    srv->workers_stop = true;
+    pthread_cond_broadcast(&srv->jobs_cond);
+    pthread_mutex_unlock(&srv->jobs_lock);
+    for (unsigned i = 0; i < srv->n_workers; i++)
+        pthread_join(srv->workers[i], NULL);
     for (unsigned i = 0; i < srv->n_loops; i++)
         h2o_multithread_send_message(&srv->loops[i].receiver, &srv->loops[i].exit_msg.super);
     for (unsigned i = 0; i < srv->n_loops; i++) {
@@ -634,6 +775,7 @@ void o11y_h2o_stop(o11y_h2o_server *srv)
         pthread_join(lt->thread, NULL);
         h2o_multithread_unregister_receiver(lt->queue, &lt->receiver);
         h2o_multithread_destroy_queue(lt->queue);
+        h2o_evloop_run(lt->loop, 0); /* the queue's socket is freed on the loop's next turn */
         if (lt->idle) {
             h2o_context_dispose(&lt->ctx);
             h2o_evloop_destroy(lt->loop);
