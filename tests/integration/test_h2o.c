@@ -261,6 +261,50 @@ static void many_streams_on_one_connection(void **state)
     gs_cleanup(&p);
 }
 
+/* 100 SSE subscribers of one generation as 100 streams of one h2c connection (h2load): each
+ * stream carries the whole event stream, byte for byte the one a single subscriber gets. */
+static void a_hundred_subscribers_on_one_connection(void **state)
+{
+    (void)state;
+    gs_proc p;
+    const char *args[] = {"--server", "h2o", "--step-ms", "400", NULL};
+    assert_int_equal(gs_start(&p, args), 0);
+    char project[64], episode[64];
+    create_project(&p, project);
+    create_episode(&p, project, 1, episode);
+    http_resp r;
+    assert_int_equal(post_generation(&p, project, episode, "hundred", NULL, &r), 0);
+    assert_int_equal(r.status, 202);
+    char target[160];
+    snprintf(target, sizeof target, "http://127.0.0.1:%d/generations/%s/events", p.port,
+             json_string_value(json_object_get(r.json, "id")));
+    http_resp_free(&r);
+    const char *load[] = {"/usr/bin/h2load", "-n", "100", "-c", "1", "-m", "100", target, NULL};
+    char *out, *err;
+    assert_int_equal(run_program(load, p.dir, &out, &err), 0);
+    assert_non_null(strstr(out, "100 succeeded, 0 failed, 0 errored"));
+    /* the data of all streams: 100 times one subscriber's */
+    unsigned long long data = 0;
+    const char *traffic = strstr(out, "traffic:");
+    assert_non_null(traffic);
+    const char *d = strstr(traffic, "data");
+    assert_non_null(d);
+    while (d > traffic && d[-1] != '(')
+        d--;
+    data = strtoull(d, NULL, 10);
+    free(out);
+    free(err);
+    got one = {0};
+    CURL *c = easy(target, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE, &one, NULL);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    assert_non_null(strstr(one.body, "event: completed"));
+    assert_int_equal(data, 100 * (unsigned long long)one.blen);
+    free(one.body);
+    assert_int_equal(gs_stop(&p), 0);
+    gs_cleanup(&p);
+}
+
 static void h2_over_tls_by_alpn(void **state)
 {
     (void)state;
@@ -306,6 +350,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(h2c_with_prior_knowledge),
         cmocka_unit_test(many_streams_on_one_connection),
+        cmocka_unit_test(a_hundred_subscribers_on_one_connection),
         cmocka_unit_test(h2_over_tls_by_alpn),
     };
     int rc = cmocka_run_group_tests(tests, make_cert, remove_cert);
