@@ -563,6 +563,14 @@ static void *loop_main(void *arg)
     for (int i = 0; i < 200 && !timeouts_empty(&lt->ctx); i++)
         h2o_evloop_run(lt->loop, 10);
     lt->idle = timeouts_empty(&lt->ctx);
+    if (lt->idle) {
+        h2o_multithread_unregister_receiver(lt->queue, &lt->receiver);
+        h2o_multithread_destroy_queue(lt->queue);
+        h2o_evloop_run(lt->loop, 0); /* the queue's socket is freed on the loop's next turn */
+        h2o_context_dispose(&lt->ctx);
+        h2o_evloop_destroy(lt->loop);
+    } /* else a connection would not close: its memory is left rather than freed in use, and the
+       * queue stays, since a late wake may still post to it */
     return NULL;
 }
 
@@ -770,17 +778,10 @@ void o11y_h2o_stop(o11y_h2o_server *srv)
         pthread_join(srv->workers[i], NULL);
     for (unsigned i = 0; i < srv->n_loops; i++)
         h2o_multithread_send_message(&srv->loops[i].receiver, &srv->loops[i].exit_msg.super);
-    for (unsigned i = 0; i < srv->n_loops; i++) {
-        loop_thread *lt = &srv->loops[i];
-        pthread_join(lt->thread, NULL);
-        h2o_multithread_unregister_receiver(lt->queue, &lt->receiver);
-        h2o_multithread_destroy_queue(lt->queue);
-        h2o_evloop_run(lt->loop, 0); /* the queue's socket is freed on the loop's next turn */
-        if (lt->idle) {
-            h2o_context_dispose(&lt->ctx);
-            h2o_evloop_destroy(lt->loop);
-        } /* else a connection would not close: its memory is left rather than freed in use */
-    }
+    /* Each loop disposes of its own h2o objects on its own thread (loop_main); h2o's objects
+     * are never touched from two threads. */
+    for (unsigned i = 0; i < srv->n_loops; i++)
+        pthread_join(srv->loops[i].thread, NULL);
     free_server(srv);
 }
 
