@@ -382,7 +382,11 @@ static void queue_full_is_retried_and_422_is_not(void **state)
     o11y_client_response r;
     /* one running, one waiting: the queue is full */
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(call(c, "POST", "/generations", body, NULL, NULL, &r), O11Y_OK);
+        o11y_status st = call(c, "POST", "/generations", body, NULL, NULL, &r);
+        if (st != O11Y_OK)
+            fprintf(stderr, "POST /generations %d: %s %s\n", r.status, r.error.code,
+                    r.error.message ? r.error.message : "");
+        assert_int_equal(st, O11Y_OK);
         assert_int_equal(r.status, 202);
         o11y_client_response_clear(&r);
     }
