@@ -53,6 +53,10 @@ typedef struct o11y_error_def {
     O11Y_API extern const o11y_error_def o11y_err_##code;
 O11Y_ERROR_CATALOG(O11Y__ERROR_EXPORT)
 
+/* The RFC 9110 reason phrase of an HTTP status ("Not Found"); for a status without one, "OK",
+ * "Redirection", "Client Error" or "Server Error" by its class. Never NULL; static; thread-safe. */
+O11Y_API const char *o11y_http_status_phrase(int status);
+
 /* The entry for code, or NULL when neither built in nor registered. Returns borrowed, valid
  * for the life of the process. Thread-safe: yes (lock-free reads). */
 O11Y_API const o11y_error_def *o11y_error_lookup(const char *code);

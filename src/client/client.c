@@ -562,24 +562,34 @@ bool client_request_valid(const o11y_client_request *req)
     return true;
 }
 
+char *client_begin(const o11y_client *c, const o11y_client_request *req, o11y_client_response *resp,
+                   const o11y_trace_ctx **parent, o11y_trace_ctx *base)
+{
+    memset(resp, 0, sizeof *resp);
+    size_t url_len = strlen(c->base_url) + strlen(req->path) + 1;
+    char *url = malloc(url_len);
+    if (!url)
+        return NULL;
+    snprintf(url, url_len, "%s%s", c->base_url, req->path);
+    *parent = req->trace ? req->trace : o11y_trace_current();
+    if (*parent)
+        *base = **parent;
+    else
+        o11y_trace_ctx_new(base);
+    snprintf(resp->trace_id, sizeof resp->trace_id, "%s", base->trace_id);
+    return url;
+}
+
 o11y_status o11y_client_call(o11y_client *c, const o11y_client_request *req,
                              o11y_client_response *resp)
 {
     if (!c || !resp || !client_request_valid(req))
         return O11Y_EINVAL;
-    memset(resp, 0, sizeof *resp);
-    size_t url_len = strlen(c->base_url) + strlen(req->path) + 1;
-    char *url = malloc(url_len);
+    const o11y_trace_ctx *parent;
+    o11y_trace_ctx base;
+    char *url = client_begin(c, req, resp, &parent, &base);
     if (!url)
         return O11Y_ENOMEM;
-    snprintf(url, url_len, "%s%s", c->base_url, req->path);
-    const o11y_trace_ctx *parent = req->trace ? req->trace : o11y_trace_current();
-    o11y_trace_ctx base;
-    if (!parent)
-        o11y_trace_ctx_new(&base);
-    else
-        base = *parent;
-    snprintf(resp->trace_id, sizeof resp->trace_id, "%s", base.trace_id);
     bool repeatable = client_repeatable(req->method, req->idempotency_key != NULL);
     double deadline = client_now_ms() + (req->deadline_ms ? req->deadline_ms : c->deadline_ms);
     size_t body_len = req->body ? (req->body_len ? req->body_len : strlen(req->body)) : 0;

@@ -55,6 +55,12 @@ void client_type_error(const o11y_client *c, o11y_client_error *err, int status,
                        size_t body_len, CURLcode rc, const char *why,
                        const client_answer_headers *ah, const char *sent_trace_id);
 
+/* What every call starts with: resp zeroed, the URL (malloc'd; NULL when out of memory), the
+ * parent context (req->trace, else the thread's current one, else NULL with base a new trace;
+ * otherwise base is a copy of the parent) and resp->trace_id from it. */
+char *client_begin(const o11y_client *c, const o11y_client_request *req, o11y_client_response *resp,
+                   const o11y_trace_ctx **parent, o11y_trace_ctx *base);
+
 /* Whether the contract retries this error (409 IN_USE, 429, 502, 503, 504, no answer). */
 bool client_answer_retried(const o11y_client_error *e);
 

@@ -132,19 +132,11 @@ o11y_status o11y_client_sse(o11y_client *c, const o11y_client_request *req,
     if (opts->last_event_id &&
         (strlen(opts->last_event_id) > SSE_ID_MAX || strpbrk(opts->last_event_id, "\r\n")))
         return O11Y_EINVAL;
-    memset(resp, 0, sizeof *resp);
-    size_t url_len = strlen(c->base_url) + strlen(req->path) + 1;
-    char *url = malloc(url_len);
+    const o11y_trace_ctx *parent;
+    o11y_trace_ctx base;
+    char *url = client_begin(c, req, resp, &parent, &base);
     if (!url)
         return O11Y_ENOMEM;
-    snprintf(url, url_len, "%s%s", c->base_url, req->path);
-    const o11y_trace_ctx *parent = req->trace ? req->trace : o11y_trace_current();
-    o11y_trace_ctx base;
-    if (!parent)
-        o11y_trace_ctx_new(&base);
-    else
-        base = *parent;
-    snprintf(resp->trace_id, sizeof resp->trace_id, "%s", base.trace_id);
     bool repeatable = client_repeatable(get.method, get.idempotency_key != NULL);
     client_answer_headers ah = {0};
     sse_state s = {.opts = opts,

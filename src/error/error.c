@@ -199,10 +199,32 @@ o11y_error_format o11y_error_negotiate(const char *accept, size_t len)
 /*=== MARK: rendering ===*/
 
 /* RFC 9110 section 15 reason phrases: with type about:blank, RFC 9457 section 4.2.1 makes the
- * title the status phrase. */
-static const char *status_phrase(int status)
+ * title the status phrase; adapters send them on HTTP/1 status lines. */
+const char *o11y_http_status_phrase(int status)
 {
     switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
     case 401:
@@ -272,7 +294,10 @@ static const char *status_phrase(int status)
     case 507:
         return "Insufficient Storage";
     default:
-        return status < 500 ? "Client Error" : "Server Error";
+        return status < 300   ? "OK"
+               : status < 400 ? "Redirection"
+               : status < 500 ? "Client Error"
+                              : "Server Error";
     }
 }
 
@@ -299,7 +324,8 @@ void o11y__error_render(o11y__buf *b, const o11y_error_info *info, o11y_error_fo
         } else {
             o11y__buf_lit(b, "\"about:blank\"");
         }
-        const char *title = info->problem_base ? def->message : status_phrase(def->status);
+        const char *title =
+            info->problem_base ? def->message : o11y_http_status_phrase(def->status);
         o11y__buf_lit(b, ",\"title\":");
         o11y__json_str(b, title, strlen(title), SIZE_MAX);
         o11y__buf_lit(b, ",\"status\":");

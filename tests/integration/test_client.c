@@ -380,7 +380,7 @@ static void queue_full_is_retried_and_422_is_not(void **state)
              project, episode);
     o11y_client *c = client_to(p.port, 3, 20000, NULL);
     o11y_client_response r;
-    /* one running, one waiting: the queue is full */
+    /* one running (the worker has taken it), then one waiting: the queue is full */
     for (int i = 0; i < 2; i++) {
         o11y_status st = call(c, "POST", "/generations", body, NULL, NULL, &r);
         if (st != O11Y_OK)
@@ -388,7 +388,20 @@ static void queue_full_is_retried_and_422_is_not(void **state)
                     r.error.message ? r.error.message : "");
         assert_int_equal(st, O11Y_OK);
         assert_int_equal(r.status, 202);
+        char path[128];
+        json_t *queued = json_loads(r.body, 0, NULL);
+        snprintf(path, sizeof path, "/generations/%s",
+                 json_string_value(json_object_get(queued, "id")));
+        json_decref(queued);
         o11y_client_response_clear(&r);
+        for (int k = 0; i == 0 && k < 200; k++) { /* until the worker has taken the first */
+            assert_int_equal(call(c, "GET", path, NULL, NULL, NULL, &r), O11Y_OK);
+            bool running = strstr(r.body, "\"status\":\"running\"") != NULL;
+            o11y_client_response_clear(&r);
+            if (running)
+                break;
+            usleep(10000);
+        }
     }
     o11y_trace_ctx t;
     o11y_trace_ctx_new(&t);

@@ -97,7 +97,11 @@ describe("retries", () => {
     api = new ApiClient({ baseUrl: svc.url, maxAttempts: 3, backoffBaseMs: 20, backoffCapMs: 100 });
     project = (await api.post("/projects", { name: "p" })).data.id;
     episode = (await api.post(`/projects/${project}/episodes`, { number: 1, title: "t" })).data.id;
-    for (let i = 0; i < 2; i++) await api.post("/generations", { projectId: project, episodeId: episode, prompt: "x" });
+    /* one running (the worker has taken it), then one waiting: the queue is full */
+    const first = (await api.post("/generations", { projectId: project, episodeId: episode, prompt: "x" })).data;
+    for (let i = 0; i < 200 && (await api.get(`/generations/${first.id}`)).data.status !== "running"; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    await api.post("/generations", { projectId: project, episodeId: episode, prompt: "x" });
   });
   after(async () => assert.equal(await svc.stop(), 0));
 

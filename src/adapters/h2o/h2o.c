@@ -9,6 +9,7 @@
 #include "o11y/h2o.h"
 
 #include "o11y/adapter.h"
+#include "o11y/error.h"
 #include "o11y/health.h"
 #include "o11y/log.h"
 
@@ -126,56 +127,6 @@ void o11y_h2o_config_init(o11y_h2o_config *cfg)
 
 /*=== requests ===*/
 
-static const char *reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 301:
-        return "Moved Permanently";
-    case 304:
-        return "Not Modified";
-    case 400:
-        return "Bad Request";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 422:
-        return "Unprocessable Content";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
-    }
-}
-
 static o11y_str lookup(void *ctx, const char *name)
 {
     const request_state *rs = ctx;
@@ -277,7 +228,7 @@ static void respond(loop_thread *lt, h2o_req_t *req, request_state *rs)
     int status = o11y_exchange_status(ex);
     bool h2 = req->version >= 0x200;
     req->res.status = status;
-    req->res.reason = reason(status);
+    req->res.reason = o11y_http_status_phrase(status);
     const char *ct = o11y_exchange_content_type(ex);
     if (ct[0]) {
         h2o_iovec_t v = h2o_strdup(&req->pool, ct, strlen(ct));
