@@ -47,6 +47,13 @@ O11Y_API bool o11y_exchange_begin(o11y_exchange *ex, const char *method,
                                   o11y_header_lookup_fn lookup, void *lookup_ctx);
 /* The answer must go before the body is read, and the connection close after it. */
 O11Y_API bool o11y_exchange_refuses_body(const o11y_exchange *ex);
+/* The server library refused the request itself (a head it could not take, a body past its own
+ * limit): call after begin, instead of body. Unless stage 1 has decided the answer already (the
+ * pipeline's own refusal of the same request is the contract's), the answer becomes err, with
+ * detail (NULL: err's message) as its message, and the connection closes after it. Then run,
+ * as for any request. NULL err means o11y_err_VALIDATION_FAILED. */
+O11Y_API void o11y_exchange_refuse(o11y_exchange *ex, const o11y_error_def *err,
+                                   const char *detail);
 /* Stage 2: a piece of the body. False once it is over the limit (the answer is then 413). */
 O11Y_API bool o11y_exchange_body(o11y_exchange *ex, const void *data, size_t len);
 /* Stage 3: the handler (unless the answer is decided), error rendering, standard headers. */

@@ -3,6 +3,7 @@
 #include "o11y/adapter.h"
 
 #include "http/http_internal.h"
+#include "o11y/error.h"
 
 #include <string.h>
 
@@ -33,6 +34,19 @@ bool o11y_exchange_begin(o11y_exchange *ex, const char *method, o11y_header_look
 bool o11y_exchange_refuses_body(const o11y_exchange *ex)
 {
     return ex->req.answer_now;
+}
+
+void o11y_exchange_refuse(o11y_exchange *ex, const o11y_error_def *err, const char *detail)
+{
+    ex->req.answer_now = ex->res.close = true;
+    if (ex->res.answered)
+        return;
+    if (!err)
+        err = &o11y_err_VALIDATION_FAILED;
+    if (detail)
+        o11y_res_fail(&ex->res, err, NULL, "%s", detail);
+    else
+        o11y_res_fail(&ex->res, err, NULL, NULL);
 }
 
 bool o11y_exchange_body(o11y_exchange *ex, const void *data, size_t len)

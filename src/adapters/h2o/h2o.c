@@ -68,6 +68,9 @@ struct o11y_h2o_server {
     uint16_t port;
     unsigned drain_timeout_ms;
     atomic_uint listeners_closed;
+    pthread_mutex_t ready_lock;
+    pthread_cond_t ready_cond;
+    unsigned loops_ready;
     /* Handlers may block (a database): with handler_threads they run on this pool, and the
      * loop answers when they are done. */
     pthread_t *workers;
@@ -95,6 +98,7 @@ typedef struct request_state {
     o11y_str *names, *values;
     size_t n_headers;
     char *bytes_copy;
+    char *framing; /* the framing lines h2o kept to itself (own_answer_setup) */
 } request_state;
 
 /* What the request's memory pool holds: the state lives longer than the pool when a worker is
@@ -141,6 +145,7 @@ static void free_request_state(request_state *rs)
 {
     free(rs->names);
     free(rs->bytes_copy);
+    free(rs->framing);
     free(rs);
 }
 
@@ -222,9 +227,9 @@ static void stream_resume(void *conn)
         h2o_multithread_send_message(&st->lt->receiver, &st->wake.super);
 }
 
-static void respond(loop_thread *lt, h2o_req_t *req, request_state *rs)
+/* The exchange's status and headers into h2o's response. */
+static void set_response_head(h2o_req_t *req, o11y_exchange *ex)
 {
-    o11y_exchange *ex = rs->ex;
     int status = o11y_exchange_status(ex);
     bool h2 = req->version >= 0x200;
     req->res.status = status;
@@ -252,6 +257,12 @@ static void respond(loop_thread *lt, h2o_req_t *req, request_state *rs)
     }
     if (o11y_exchange_close_after(ex))
         req->http1_is_persistent = 0;
+}
+
+static void respond(loop_thread *lt, h2o_req_t *req, request_state *rs)
+{
+    o11y_exchange *ex = rs->ex;
+    set_response_head(req, ex);
     o11y_stream *s = o11y_exchange_stream(ex);
     if (s) {
         stream_state *st = calloc(1, sizeof *st);
@@ -370,24 +381,76 @@ static void *worker_main(void *arg)
     }
 }
 
-static int on_req(h2o_handler_t *self, h2o_req_t *req)
+static loop_thread *loop_of(o11y_h2o_server *srv, h2o_req_t *req)
 {
-    o11y_h2o_server *srv = ((route_handler *)self)->srv;
-    loop_thread *lt = NULL;
-    for (unsigned i = 0; i < srv->n_loops && !lt; i++)
+    for (unsigned i = 0; i < srv->n_loops; i++)
         if (&srv->loops[i].ctx == req->conn->ctx)
-            lt = &srv->loops[i];
+            return &srv->loops[i];
+    return NULL;
+}
+
+/* h2o keeps a request's Content-Length and Transfer-Encoding lines out of req->headers (it
+ * frames the body itself). When h2o refused the request for them, the pipeline must see them to
+ * give the contract's answer (501 for an unknown coding, 400 for chunked not last, 413 for the
+ * declared size): they are read back from the head, still in the connection's input. h2o's
+ * parser has accepted that head, so its lines are well formed. */
+static void add_framing_lines(request_state *rs, h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->version < 0x200 && req->conn->callbacks->get_socket
+                             ? req->conn->callbacks->get_socket(req->conn)
+                             : NULL;
+    if (!sock || !sock->input || !sock->input->size)
+        return;
+    const char *head = sock->input->bytes;
+    size_t size = sock->input->size;
+    const char *end = memmem(head, size, "\r\n\r\n", 4);
+    if (!end || !(rs->framing = malloc((size_t)(end - head))))
+        return;
+    size_t used = 0;
+    for (const char *line = memchr(head, '\n', (size_t)(end - head)); line && line < end;) {
+        line++;
+        const char *eol = memchr(line, '\r', (size_t)(end + 2 - line));
+        const char *colon = eol ? memchr(line, ':', (size_t)(eol - line)) : NULL;
+        if (!eol)
+            break;
+        size_t nlen = colon ? (size_t)(colon - line) : 0;
+        bool framing = (nlen == 14 && strncasecmp(line, "content-length", 14) == 0) ||
+                       (nlen == 17 && strncasecmp(line, "transfer-encoding", 17) == 0);
+        if (framing) {
+            const char *v = colon + 1, *vend = eol;
+            while (v < vend && (*v == ' ' || *v == '\t'))
+                v++;
+            while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
+                vend--;
+            char *at = rs->framing + used;
+            memcpy(at, line, nlen);
+            memcpy(at + nlen, v, (size_t)(vend - v));
+            o11y_exchange_add_header(rs->ex, at, nlen, at + nlen, (size_t)(vend - v));
+            used += nlen + (size_t)(vend - v);
+        }
+        line = eol + 1;
+    }
+}
+
+/* A request's state and exchange, begun (stage 1): NULL when out of memory. *final as
+ * o11y_exchange_begin's result. The state is freed with the request's pool (on_request_over).
+ * refused: h2o answered the request itself (see add_framing_lines). */
+static request_state *begin_exchange(o11y_h2o_server *srv, h2o_req_t *req, bool refused,
+                                     bool *final)
+{
+    loop_thread *lt = loop_of(srv, req);
     request_state *rs = lt ? calloc(1, sizeof *rs) : NULL;
     request_ref *ref = rs ? h2o_mem_alloc_shared(&req->pool, sizeof *ref, on_request_over) : NULL;
     join_folded_lines(req);
+    h2o_iovec_t target = req->input.path.len ? req->input.path : req->path;
     if (!ref || !copy_headers(rs, req) ||
-        !(rs->ex = o11y_exchange_new(srv->svc, req->input.path.base, req->input.path.len))) {
+        !(rs->ex = o11y_exchange_new(srv->svc, target.base ? target.base : "/",
+                                     target.base ? target.len : 1))) {
         if (ref)
             ref->rs = NULL;
         if (rs)
             free_request_state(rs);
-        h2o_send_error_503(req, "Service Unavailable", "out of memory", 0);
-        return 0;
+        return NULL;
     }
     ref->rs = rs;
     rs->lt = lt;
@@ -397,14 +460,31 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     for (size_t i = 0; i < rs->n_headers; i++)
         o11y_exchange_add_header(ex, rs->names[i].ptr, rs->names[i].len, rs->values[i].ptr,
                                  rs->values[i].len);
+    if (refused)
+        add_framing_lines(rs, req);
     struct sockaddr_storage peer;
     if (req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&peer) > 0)
         o11y_exchange_set_peer(ex, &peer);
     char method[17];
     size_t mlen = req->method.len < 16 ? req->method.len : 16;
-    memcpy(method, req->method.base, mlen);
+    if (mlen)
+        memcpy(method, req->method.base, mlen);
     method[mlen] = '\0';
-    bool final = o11y_exchange_begin(ex, method, lookup, rs);
+    *final = o11y_exchange_begin(ex, mlen ? method : "GET", lookup, rs);
+    return rs;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    o11y_h2o_server *srv = ((route_handler *)self)->srv;
+    bool final = false;
+    request_state *rs = begin_exchange(srv, req, false, &final);
+    if (!rs) {
+        h2o_send_error_503(req, "Service Unavailable", "out of memory", 0);
+        return 0;
+    }
+    loop_thread *lt = rs->lt;
+    o11y_exchange *ex = rs->ex;
     /* h2o has the whole body already (its own limit sits above the service's) */
     if (!(final && o11y_exchange_refuses_body(ex)) && req->entity.base && req->entity.len)
         o11y_exchange_body(ex, req->entity.base, req->entity.len);
@@ -416,6 +496,80 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     o11y_exchange_run(ex);
     respond(lt, req, rs);
     return 0;
+}
+
+/*=== what h2o answers itself ===
+ * h2o refuses some requests before any handler sees them (a body past its own limit, a transfer
+ * coding it does not know, a head it cannot parse), with a text/plain body of its own. Those
+ * answers pass through the filters of the host's fallback path: this one gives them an exchange
+ * of their own, so they carry the contract's envelope, the trace headers and an access line.
+ * The pipeline, run on the same head, usually reaches the same refusal by itself (413 for the
+ * declared size, 501 for the coding); otherwise the status's catalog code is the answer. */
+
+typedef struct own_answer_filter {
+    h2o_filter_t super;
+    o11y_h2o_server *srv;
+} own_answer_filter;
+
+typedef struct own_answer {
+    h2o_ostream_t super;
+    request_state *rs;
+} own_answer;
+
+static const o11y_error_def *error_for_status(int status)
+{
+    switch (status) {
+    case 413:
+        return &o11y_err_PAYLOAD_TOO_LARGE;
+    case 501:
+        return &o11y_err_NOT_IMPLEMENTED;
+    case 503:
+        return &o11y_err_SERVICE_UNAVAILABLE;
+    case 404:
+        return &o11y_err_NOT_FOUND;
+    default:
+        return status >= 500 ? &o11y_err_INTERNAL_ERROR : &o11y_err_VALIDATION_FAILED;
+    }
+}
+
+/* h2o's body is dropped; ours goes with its last piece. */
+static void own_answer_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t n,
+                            h2o_send_state_t state)
+{
+    (void)bufs;
+    (void)n;
+    own_answer *oa = (own_answer *)self;
+    if (h2o_send_state_is_in_progress(state)) {
+        h2o_ostream_send_next(self, req, NULL, 0, state);
+        return;
+    }
+    size_t len = 0;
+    const void *body = o11y_exchange_body_bytes(oa->rs->ex, &len);
+    bool head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    h2o_iovec_t v = h2o_iovec_init(body, head ? 0 : len);
+    oa->rs->bytes = v.len;
+    h2o_ostream_send_next(self, req, &v, v.len ? 1 : 0, state);
+}
+
+static void own_answer_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    o11y_h2o_server *srv = ((own_answer_filter *)self)->srv;
+    bool final = false;
+    request_state *rs = req->res.status >= 400 ? begin_exchange(srv, req, true, &final) : NULL;
+    if (rs) {
+        o11y_exchange_refuse(rs->ex, error_for_status(req->res.status), NULL);
+        o11y_exchange_run(rs->ex);
+        req->res.headers = (h2o_headers_t){NULL, 0, 0};
+        set_response_head(req, rs->ex);
+        size_t len = 0;
+        o11y_exchange_body_bytes(rs->ex, &len);
+        req->res.content_length = len;
+        own_answer *oa = (own_answer *)h2o_add_ostream(req, sizeof *oa, slot);
+        oa->super.do_send = own_answer_send;
+        oa->rs = rs;
+        slot = &oa->super.next;
+    } /* else (out of memory) h2o's own answer goes as it is */
+    h2o_setup_next_ostream(req, slot);
 }
 
 /*=== loops ===*/
@@ -494,12 +648,38 @@ static bool timeouts_empty(h2o_context_t *c)
     return true;
 }
 
+/* Everything of a loop is made on the loop's own thread: h2o keeps per-thread state (the
+ * recycling lists its socket buffers come from are thread-local, and a socket's buffer remembers
+ * the list of the thread that created the socket). A socket made on the starting thread but read
+ * on a loop thread took its buffers from the starting thread's list, and two loops doing so
+ * raced on it: a buffer handed out twice, a use-after-free in a socket read under ASan. */
+static void loop_init(loop_thread *lt)
+{
+    o11y_h2o_server *srv = lt->srv;
+    lt->loop = h2o_evloop_create();
+    h2o_context_init(&lt->ctx, lt->loop, &srv->config);
+    lt->accept =
+        (h2o_accept_ctx_t){.ctx = &lt->ctx, .hosts = srv->config.hosts, .ssl_ctx = srv->ssl};
+    lt->queue = h2o_multithread_create_queue(lt->loop);
+    h2o_multithread_register_receiver(lt->queue, &lt->receiver, on_messages);
+    lt->close_msg.kind = MSG_CLOSE_LISTENER;
+    lt->exit_msg.kind = MSG_EXIT;
+    lt->listener = h2o_evloop_socket_create(lt->loop, lt->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    lt->listener->data = lt;
+    h2o_socket_read_start(lt->listener, on_accept);
+    pthread_mutex_lock(&srv->ready_lock);
+    srv->loops_ready++;
+    pthread_cond_broadcast(&srv->ready_cond);
+    pthread_mutex_unlock(&srv->ready_lock);
+}
+
 static void *loop_main(void *arg)
 {
     loop_thread *lt = arg;
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals belong to the application's thread */
+    loop_init(lt);
     while (!lt->exit) {
         h2o_evloop_run(lt->loop, lt->listener ? 100 : 10);
         /* Stopping: h2o has closed the idle connections; one still waiting for a request's
@@ -613,6 +793,8 @@ o11y_status o11y_h2o_start(o11y_service *svc, const o11y_h2o_config *cfg, o11y_h
     if (!srv)
         return O11Y_ENOMEM;
     srv->svc = svc;
+    pthread_mutex_init(&srv->ready_lock, NULL);
+    pthread_cond_init(&srv->ready_cond, NULL);
     srv->drain_timeout_ms = c.drain_timeout_ms ? c.drain_timeout_ms : 10000;
     h2o_config_init(&srv->config);
     srv->config.server_name = h2o_iovec_init(H2O_STRLIT("o11y"));
@@ -629,6 +811,9 @@ o11y_status o11y_h2o_start(o11y_service *svc, const o11y_h2o_config *cfg, o11y_h
     route_handler *h = (route_handler *)h2o_create_handler(path, sizeof *h);
     h->super.on_req = on_req;
     h->srv = srv;
+    own_answer_filter *f = (own_answer_filter *)h2o_create_filter(&host->fallback_path, sizeof *f);
+    f->super.on_setup_ostream = own_answer_setup;
+    f->srv = srv;
     if (c.tls_cert_file && !(srv->ssl = tls_context(c.tls_cert_file, c.tls_key_file))) {
         free_server(srv);
         return O11Y_EIO;
@@ -652,21 +837,6 @@ o11y_status o11y_h2o_start(o11y_service *svc, const o11y_h2o_config *cfg, o11y_h
         srv->loops[i].listen_fd = fd;
     }
     srv->port = port;
-    for (unsigned i = 0; i < n; i++) {
-        loop_thread *lt = &srv->loops[i];
-        lt->srv = srv;
-        lt->loop = h2o_evloop_create();
-        h2o_context_init(&lt->ctx, lt->loop, &srv->config);
-        lt->accept =
-            (h2o_accept_ctx_t){.ctx = &lt->ctx, .hosts = srv->config.hosts, .ssl_ctx = srv->ssl};
-        lt->queue = h2o_multithread_create_queue(lt->loop);
-        h2o_multithread_register_receiver(lt->queue, &lt->receiver, on_messages);
-        lt->close_msg.kind = MSG_CLOSE_LISTENER;
-        lt->exit_msg.kind = MSG_EXIT;
-        lt->listener = h2o_evloop_socket_create(lt->loop, lt->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
-        lt->listener->data = lt;
-        h2o_socket_read_start(lt->listener, on_accept);
-    }
     pthread_mutex_init(&srv->jobs_lock, NULL);
     pthread_cond_init(&srv->jobs_cond, NULL);
     if (c.handler_threads) {
@@ -675,8 +845,25 @@ o11y_status o11y_h2o_start(o11y_service *svc, const o11y_h2o_config *cfg, o11y_h
             if (pthread_create(&srv->workers[i], NULL, worker_main, srv) == 0)
                 srv->n_workers++;
     }
-    for (unsigned i = 0; i < n; i++)
-        pthread_create(&srv->loops[i].thread, NULL, loop_main, &srv->loops[i]);
+    unsigned started = 0;
+    while (started < n) {
+        srv->loops[started].srv = srv;
+        if (pthread_create(&srv->loops[started].thread, NULL, loop_main, &srv->loops[started]))
+            break;
+        started++;
+    }
+    /* Ready when every loop can take messages (o11y_h2o_stop sends them). */
+    pthread_mutex_lock(&srv->ready_lock);
+    while (srv->loops_ready < started)
+        pthread_cond_wait(&srv->ready_cond, &srv->ready_lock);
+    pthread_mutex_unlock(&srv->ready_lock);
+    if (started < n) { /* no thread for a loop: the ones running stop, the rest never ran */
+        for (unsigned i = started; i < n; i++)
+            close(srv->loops[i].listen_fd);
+        srv->n_loops = started;
+        o11y_h2o_stop(srv);
+        return O11Y_ENOMEM;
+    }
     *out = srv;
     return O11Y_OK;
 }
