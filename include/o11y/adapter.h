@@ -19,8 +19,13 @@
 
 #include "o11y/common.h"
 #include "o11y/http.h"
+#include "o11y/log.h"
+#include "o11y/metrics.h"
 
 #include <stdbool.h>
+#include <stddef.h>
+
+struct sockaddr;
 
 #ifdef __cplusplus
 extern "C" {
@@ -79,6 +84,9 @@ O11Y_API o11y_stream *o11y_exchange_stream(const o11y_exchange *ex);
  * metrics, and the exchange is freed. A stream must have been ended first
  * (o11y_stream_server_end). */
 O11Y_API void o11y_exchange_done(o11y_exchange *ex, uint64_t bytes_sent, bool completed);
+/* A request never answered because the server cut it for missing a deadline (the connection
+ * guard): its access line and metrics say 408 rather than 499. Before done. */
+O11Y_API void o11y_exchange_timed_out(o11y_exchange *ex);
 
 /*=== streamed responses, the server's side ===*/
 
@@ -95,6 +103,55 @@ O11Y_API long o11y_stream_server_read(o11y_stream *s, char *buf, size_t max);
 /* The connection is over: the stream's owner hears why (once). Returns the bytes the stream
  * sent, for o11y_exchange_done. */
 O11Y_API uint64_t o11y_stream_server_end(o11y_stream *s, o11y_stream_end why);
+
+/*=== the connection guard ===
+ * Limits and deadlines for a server library that lacks them: past max_connections, or past
+ * max_per_client from one address, a new connection is refused at once (never left in the
+ * backlog); a request head must arrive within head_timeout_s however it trickles, a body within
+ * body_timeout_s plus a second per body_min_bytes_per_s received, and a kept-alive connection
+ * may idle idle_timeout_s. A reaper thread shuts down (shutdown(2)) the socket of a connection
+ * past its deadline, so the server library sees its input end and closes it as for a client
+ * that went away. Counted in http_server_connections_refused_total{reason} and
+ * http_server_connections_timed_out_total{phase}; logged at most once in 10 s. */
+
+typedef struct o11y_conn_guard o11y_conn_guard;
+typedef struct o11y_guarded_conn o11y_guarded_conn;
+
+typedef struct o11y_conn_guard_config {
+    unsigned max_connections;      /* refused past this many open connections */
+    unsigned max_per_client;       /* refused past this many from one address */
+    unsigned head_timeout_s;       /* a new connection's request head must arrive in this */
+    unsigned idle_timeout_s;       /* between requests on a kept-alive connection */
+    unsigned body_timeout_s;       /* a body's base allowance ... */
+    unsigned body_min_bytes_per_s; /* ... plus one second per this many bytes received */
+    O11Y_RESERVED;                 /* zero: room to grow (common.h) */
+} o11y_conn_guard_config;
+
+/* Starts the reaper thread. metrics and logger may be NULL. NULL on failure. */
+O11Y_API o11y_conn_guard *o11y_conn_guard_start(const o11y_conn_guard_config *cfg,
+                                                o11y_metrics *metrics, o11y_logger *logger);
+/* Stops the reaper and frees the guard; every connection must have ended. NULL: nothing. */
+O11Y_API void o11y_conn_guard_stop(o11y_conn_guard *g);
+/* The accept policy: false refuses the peer now (counted; logged at most once in 10 s).
+ * Thread-safe. */
+O11Y_API bool o11y_conn_guard_admit(o11y_conn_guard *g, const struct sockaddr *peer);
+/* A connection began (fd, peer) or ended: its accounting. fd is what the reaper shuts down: it
+ * must stay open until end has returned (so its number is never another connection's). begin
+ * returns NULL on ENOMEM (the connection is then left unguarded, never refused for it).
+ * Thread-safe. */
+O11Y_API o11y_guarded_conn *o11y_conn_guard_begin(o11y_conn_guard *g, int fd,
+                                                  const struct sockaddr *peer);
+O11Y_API void o11y_conn_guard_end(o11y_conn_guard *g, o11y_guarded_conn *c);
+/* Phase changes, from the connection's own thread. NULL c is a no-op. */
+O11Y_API void o11y_conn_guard_body(o11y_guarded_conn *c);               /* the head is in */
+O11Y_API void o11y_conn_guard_received(o11y_guarded_conn *c, size_t n); /* n more body bytes */
+O11Y_API void o11y_conn_guard_answering(o11y_guarded_conn *c); /* no deadline while answering */
+O11Y_API void o11y_conn_guard_idle(o11y_guarded_conn *c);      /* a request ended: next head */
+/* True when the reaper ended this connection's request (the access line's 408). */
+O11Y_API bool o11y_conn_guard_timed_out(const o11y_guarded_conn *c);
+/* Counts a message of the server library and logs it at most once in 10 s, with the number left
+ * out since the last line: one client's aborted connections never flood the log. */
+O11Y_API void o11y_conn_guard_server_message(o11y_conn_guard *g, const char *msg, size_t len);
 
 /*=== the server's life ===*/
 

@@ -23,12 +23,21 @@ typedef struct o11y_h2o_config {
      * loop answers when they are done; 0: handlers run on the loop (fastest, for handlers that
      * never block). */
     size_t handler_threads;
-    O11Y_RESERVED; /* zero: room to grow (common.h) */
+    /* The connection guard (o11y/adapter.h), as o11y_mhd_config's: */
+    unsigned max_connections;            /* 0: 4096; past it a new connection is closed at once */
+    unsigned max_connections_per_client; /* from one address; 0: max_connections / 4 */
+    unsigned request_head_timeout_s;     /* the request head (and a TLS handshake) must all
+                                            arrive within this; 0: 10 */
+    unsigned body_timeout_s;             /* a body within this plus a second per
+                                            body_min_bytes_per_s received; 0: 10 */
+    unsigned body_min_bytes_per_s;       /* 0: 1024 */
+    O11Y_RESERVED;                       /* zero: room to grow (common.h) */
 } o11y_h2o_config;
 
 typedef struct o11y_h2o_server o11y_h2o_server;
 
-/* The defaults: 127.0.0.1, any free port, a loop per CPU, cleartext, 10 s drain, 30 s I/O. */
+/* The defaults: 127.0.0.1, any free port, a loop per CPU, cleartext, 10 s drain, 30 s I/O, the
+ * connection guard's limits as for libmicrohttpd. */
 O11Y_API void o11y_h2o_config_init(o11y_h2o_config *cfg);
 /* Starts serving svc. Returns O11Y_OK, O11Y_EINVAL (bad address, one TLS file without the
  * other), O11Y_EIO (cannot listen, or the certificate or key cannot be loaded) or O11Y_ENOMEM. */

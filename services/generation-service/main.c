@@ -297,6 +297,9 @@ int main(int argc, char **argv)
             hc.shutdown_delay_ms = (unsigned)o.shutdown_delay_ms;
             hc.tls_cert_file = o.tls_cert;
             hc.tls_key_file = o.tls_key;
+            hc.max_connections = mc.max_connections;
+            hc.max_connections_per_client = mc.max_connections_per_client;
+            hc.request_head_timeout_s = mc.request_head_timeout_s;
             /* the store's calls wait on SQLite's locks: not on an event loop */
             hc.handler_threads = (size_t)(o.threads ? o.threads : 2) * 4;
             st = o11y_h2o_run(svc, &hc);

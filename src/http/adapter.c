@@ -108,10 +108,15 @@ void o11y_exchange_done(o11y_exchange *ex, uint64_t bytes_sent, bool completed)
     if (!ex)
         return;
     if (!ex->responded)
-        ex->res.status = 499; /* the client went away before any answer */
-    ex->res.stream = NULL;    /* ended by the adapter (o11y_stream_server_end) */
+        ex->res.status = ex->timed_out ? 408 : 499; /* cut, or the client went away */
+    ex->res.stream = NULL; /* ended by the adapter (o11y_stream_server_end) */
     o11y__pipeline_done(ex, bytes_sent, completed);
     o11y__exchange_free(ex);
+}
+
+void o11y_exchange_timed_out(o11y_exchange *ex)
+{
+    ex->timed_out = true;
 }
 
 void o11y_stream_server_attach(o11y_stream *s, o11y_exchange *ex, void *conn,

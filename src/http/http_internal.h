@@ -255,6 +255,7 @@ typedef struct o11y__exchange {
     o11y_response res;
     /* The adapter's own per-request state. */
     bool started, responded;
+    bool timed_out;     /* o11y_exchange_timed_out: never answered, 408 */
     bool fallback;      /* answered by an application's own handler (o11y_mhd_embed) */
     void *fallback_cls; /* that handler's req_cls */
     uint64_t bytes_sent;

@@ -219,6 +219,13 @@ static void a_page_of_large_episodes_stays_under_8_mib(void **state)
 
 /*=== MARK: 9, 11. framing refused before the body ===*/
 
+/* The suite runs on either adapter (GS_SERVER); a few answers are the server library's own. */
+static bool on_h2o(void)
+{
+    const char *server = getenv("GS_SERVER");
+    return server && strcmp(server, "h2o") == 0;
+}
+
 static void count_and_free(char *resp, const char *status, const char *code)
 {
     if (!resp || !strstr(resp, status) || !strstr(resp, code))
@@ -279,7 +286,17 @@ static void unknown_transfer_codings_are_answered_and_closed(void **state)
         "{\"name\":\"x\"}";
     size_t len;
     char *resp = raw_exchange(svc.port, smuggle, sizeof smuggle - 1, 2000, &len);
-    count_and_free(resp, "HTTP/1.1 400", "\"VALIDATION_FAILED\"");
+    if (on_h2o()) {
+        /* h2o's parser refuses the name with a space itself and writes its own 400 straight to
+         * the socket, before any request exists (docs/design/adapters-h2o.md): refused and
+         * closed, but without the envelope. */
+        assert_non_null(resp);
+        assert_non_null(strstr(resp, "HTTP/1.1 400 "));
+        assert_non_null(strstr(resp, "Connection: close"));
+        free(resp);
+    } else {
+        count_and_free(resp, "HTTP/1.1 400", "\"VALIDATION_FAILED\"");
+    }
     /* No status 0 anywhere. */
     http_resp m = req_on(&svc, "GET", "/metrics", NULL, NULL, 0);
     assert_null(strstr(m.body, "status=\"0\""));

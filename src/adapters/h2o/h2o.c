@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <h2o.h>
 #include <h2o/multithread.h>
 #include <netinet/in.h>
@@ -38,8 +39,13 @@ typedef struct loop_msg {
     int kind;
 } loop_msg;
 
+struct conn_state;
+
 typedef struct loop_thread {
     o11y_h2o_server *srv;
+    struct conn_state *conns; /* this loop's guarded connections, for the tick */
+    h2o_timeout_t tick;
+    h2o_timeout_entry_t tick_entry;
     pthread_t thread;
     h2o_evloop_t *loop;
     h2o_context_t ctx;
@@ -61,6 +67,7 @@ typedef struct route_handler {
 
 struct o11y_h2o_server {
     o11y_service *svc;
+    o11y_conn_guard *guard;
     h2o_globalconf_t config;
     SSL_CTX *ssl;
     loop_thread *loops;
@@ -81,6 +88,25 @@ struct o11y_h2o_server {
     bool workers_stop;
 };
 
+/* A connection, as the guard sees it. Loop-owned; freed when both the socket and the last
+ * request that points at it are gone (refs). */
+typedef enum conn_phase { PHASE_HEAD, PHASE_BODY, PHASE_ANSWER, PHASE_H2 } conn_phase;
+
+typedef struct conn_state {
+    struct conn_state *next, *prev;
+    loop_thread *lt;
+    h2o_socket_t *sock; /* NULL once closed */
+    int guard_fd;       /* a duplicate of the socket, what the reaper shuts down: its number
+                           stays this connection's until the guard has let go of it */
+    o11y_guarded_conn *gc;
+    conn_phase phase;
+    unsigned refs;        /* the socket, and each request pointing here */
+    size_t body_reported; /* body bytes told to the guard */
+    char *head;           /* in PHASE_BODY: the head, for the 408's access line (or NULL) */
+    size_t head_len;
+    struct sockaddr_storage peer;
+} conn_state;
+
 /* A request's state beyond its exchange: freed with the request's memory pool, when the access
  * line is written. */
 typedef struct request_state {
@@ -88,6 +114,7 @@ typedef struct request_state {
     struct stream_state *stream;
     uint64_t bytes;
     loop_thread *lt;
+    conn_state *conn;     /* NULL: not guarded */
     h2o_req_t *req;       /* NULL once h2o has let go of the request */
     bool in_worker;       /* a worker runs the handler: the loop must not answer or free */
     bool abandoned;       /* h2o let go of the request while the handler ran */
@@ -141,8 +168,17 @@ static o11y_str lookup(void *ctx, const char *name)
     return (o11y_str){NULL, 0};
 }
 
+static void conn_release(conn_state *cs)
+{
+    if (cs && --cs->refs == 0) {
+        free(cs->head);
+        free(cs);
+    }
+}
+
 static void free_request_state(request_state *rs)
 {
+    conn_release(rs->conn);
     free(rs->names);
     free(rs->bytes_copy);
     free(rs->framing);
@@ -161,6 +197,11 @@ static void on_request_over(void *p)
     if (!rs)
         return; /* the request was refused before it had a state */
     rs->req = NULL;
+    conn_state *cs = rs->conn;
+    if (cs && cs->sock && cs->phase == PHASE_ANSWER) {
+        cs->phase = PHASE_HEAD; /* the next request's head, within the idle time */
+        o11y_conn_guard_idle(cs->gc);
+    }
     if (rs->in_worker) {
         rs->abandoned = true; /* the worker's message ends it */
         return;
@@ -381,6 +422,8 @@ static void *worker_main(void *arg)
     }
 }
 
+static void on_conn_close(void *data);
+
 static loop_thread *loop_of(o11y_h2o_server *srv, h2o_req_t *req)
 {
     for (unsigned i = 0; i < srv->n_loops; i++)
@@ -455,6 +498,17 @@ static request_state *begin_exchange(o11y_h2o_server *srv, h2o_req_t *req, bool 
     ref->rs = rs;
     rs->lt = lt;
     rs->req = req;
+    h2o_socket_t *sock =
+        req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    conn_state *cs = sock && sock->on_close.cb == on_conn_close ? sock->on_close.data : NULL;
+    if (cs && !refused) {
+        rs->conn = cs;
+        cs->refs++;
+        cs->phase = req->version >= 0x200 ? PHASE_H2 : PHASE_ANSWER;
+        o11y_conn_guard_answering(cs->gc);
+        free(cs->head);
+        cs->head = NULL;
+    }
     rs->respond_msg.kind = MSG_RESPOND;
     o11y_exchange *ex = rs->ex;
     for (size_t i = 0; i < rs->n_headers; i++)
@@ -574,14 +628,157 @@ static void own_answer_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
 
 /*=== loops ===*/
 
+/* A request cut in its body by the guard never reached a handler (h2o hands a request over
+ * with its whole body): its access line, 408, is made from the head kept at the tick. h2o's
+ * parser accepted that head, so its lines are well formed. */
+static void log_cut_request(conn_state *cs)
+{
+    o11y_h2o_server *srv = cs->lt->srv;
+    char *head = cs->head, *end = head + cs->head_len;
+    char *eol = memchr(head, '\r', cs->head_len);
+    char *sp1 = eol ? memchr(head, ' ', (size_t)(eol - head)) : NULL;
+    char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
+    if (!sp2 || sp1 - head > 16)
+        return;
+    request_state rs = {0};
+    size_t max = 1;
+    for (char *p = head; p < end; p++)
+        max += *p == '\n';
+    rs.names = malloc(max * 2 * sizeof *rs.names);
+    rs.ex = rs.names ? o11y_exchange_new(srv->svc, sp1 + 1, (size_t)(sp2 - sp1 - 1)) : NULL;
+    if (!rs.ex) {
+        free(rs.names);
+        return;
+    }
+    rs.values = rs.names + max;
+    for (char *line = eol + 2; line < end && rs.n_headers < max;) {
+        char *le = memchr(line, '\r', (size_t)(end - line));
+        if (!le)
+            le = end;
+        char *colon = memchr(line, ':', (size_t)(le - line));
+        if (colon && line[0] != ' ' && line[0] != '\t') {
+            char *v = colon + 1, *ve = le;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            rs.names[rs.n_headers] = (o11y_str){line, (size_t)(colon - line)};
+            rs.values[rs.n_headers] = (o11y_str){v, (size_t)(ve - v)};
+            o11y_exchange_add_header(rs.ex, line, (size_t)(colon - line), v, (size_t)(ve - v));
+            rs.n_headers++;
+        }
+        line = le + 2;
+    }
+    o11y_exchange_set_peer(rs.ex, &cs->peer);
+    char method[17];
+    memcpy(method, head, (size_t)(sp1 - head));
+    method[sp1 - head] = '\0';
+    o11y_exchange_begin(rs.ex, method, lookup, &rs);
+    o11y_exchange_timed_out(rs.ex);
+    o11y_exchange_done(rs.ex, 0, false);
+    free(rs.names);
+}
+
+static void on_conn_close(void *data)
+{
+    conn_state *cs = data;
+    loop_thread *lt = cs->lt;
+    if (cs->phase == PHASE_BODY && cs->head && o11y_conn_guard_timed_out(cs->gc))
+        log_cut_request(cs);
+    if (cs->prev)
+        cs->prev->next = cs->next;
+    else
+        lt->conns = cs->next;
+    if (cs->next)
+        cs->next->prev = cs->prev;
+    o11y_conn_guard_end(lt->srv->guard, cs->gc);
+    close(cs->guard_fd);
+    cs->sock = NULL;
+    conn_release(cs);
+}
+
+static bool is_http2(h2o_socket_t *sock)
+{
+    static const char preface[] = "PRI * HTTP/2.0\r\n";
+    if (sock->ssl) {
+        h2o_iovec_t alpn = h2o_socket_ssl_get_selected_protocol(sock);
+        if (alpn.len == 2 && memcmp(alpn.base, "h2", 2) == 0)
+            return true;
+    }
+    return sock->input->size >= sizeof preface - 1 &&
+           memcmp(sock->input->bytes, preface, sizeof preface - 1) == 0;
+}
+
+/* Every 200 ms: which waiting connections have their head in (h2o says nothing until the body
+ * is complete too), and how far their bodies have come. */
+static void on_tick(h2o_timeout_entry_t *entry)
+{
+    loop_thread *lt = H2O_STRUCT_FROM_MEMBER(loop_thread, tick_entry, entry);
+    for (conn_state *cs = lt->conns; cs; cs = cs->next) {
+        h2o_buffer_t *in = cs->sock->input;
+        if (cs->phase == PHASE_HEAD && in && in->size && is_http2(cs->sock)) {
+            cs->phase = PHASE_H2; /* HTTP/2 has its own idle timeout, and streams, not heads */
+            o11y_conn_guard_answering(cs->gc);
+        }
+        if (cs->phase == PHASE_HEAD && in && in->size) {
+            const char *end = memmem(in->bytes, in->size, "\r\n\r\n", 4);
+            size_t len = end ? (size_t)(end - in->bytes) + 4 : 0;
+            if (end && (cs->head = malloc(len)))
+                memcpy(cs->head, in->bytes, len);
+            if (end) {
+                cs->phase = PHASE_BODY;
+                cs->head_len = len;
+                cs->body_reported = 0;
+                o11y_conn_guard_body(cs->gc);
+            }
+        }
+        /* The body gathers in the input behind its head until it is complete (h2o 2.2's
+         * bytes_read counts only the last read). */
+        size_t got =
+            in && cs->phase == PHASE_BODY && in->size > cs->head_len ? in->size - cs->head_len : 0;
+        if (got > cs->body_reported) {
+            o11y_conn_guard_received(cs->gc, got - cs->body_reported);
+            cs->body_reported = got;
+        }
+    }
+    h2o_timeout_link(lt->loop, &lt->tick, &lt->tick_entry);
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err)
         return;
     loop_thread *lt = listener->data;
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-    if (sock)
-        h2o_accept(&lt->accept, sock);
+    if (!sock)
+        return;
+    o11y_conn_guard *guard = lt->srv->guard;
+    struct sockaddr_storage peer;
+    if (!h2o_socket_getpeername(sock, (struct sockaddr *)&peer))
+        peer.ss_family = AF_UNSPEC;
+    if (!o11y_conn_guard_admit(guard, (struct sockaddr *)&peer)) {
+        h2o_socket_close(sock); /* refused at once, never left waiting */
+        return;
+    }
+    conn_state *cs = calloc(1, sizeof *cs);
+    if (cs && (cs->guard_fd = fcntl(h2o_socket_get_fd(sock), F_DUPFD_CLOEXEC, 0)) < 0) {
+        free(cs);
+        cs = NULL;
+    }
+    if (cs) { /* else unguarded, never refused for it */
+        cs->lt = lt;
+        cs->sock = sock;
+        cs->refs = 1;
+        cs->peer = peer;
+        cs->gc = o11y_conn_guard_begin(guard, cs->guard_fd, (struct sockaddr *)&peer);
+        cs->next = lt->conns;
+        if (cs->next)
+            cs->next->prev = cs;
+        lt->conns = cs;
+        sock->on_close.cb = on_conn_close;
+        sock->on_close.data = cs;
+    }
+    h2o_accept(&lt->accept, sock);
 }
 
 static void on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -667,6 +864,9 @@ static void loop_init(loop_thread *lt)
     lt->listener = h2o_evloop_socket_create(lt->loop, lt->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     lt->listener->data = lt;
     h2o_socket_read_start(lt->listener, on_accept);
+    h2o_timeout_init(lt->loop, &lt->tick, 200);
+    lt->tick_entry.cb = on_tick;
+    h2o_timeout_link(lt->loop, &lt->tick, &lt->tick_entry);
     pthread_mutex_lock(&srv->ready_lock);
     srv->loops_ready++;
     pthread_cond_broadcast(&srv->ready_cond);
@@ -694,6 +894,8 @@ static void *loop_main(void *arg)
     for (int i = 0; i < 200 && !timeouts_empty(&lt->ctx); i++)
         h2o_evloop_run(lt->loop, 10);
     lt->idle = timeouts_empty(&lt->ctx);
+    h2o_timeout_unlink(&lt->tick_entry);
+    h2o_timeout_dispose(lt->loop, &lt->tick);
     if (lt->idle) {
         h2o_multithread_unregister_receiver(lt->queue, &lt->receiver);
         h2o_multithread_destroy_queue(lt->queue);
@@ -764,6 +966,7 @@ static void free_server(o11y_h2o_server *srv)
     }
     free(srv->loops);
     free(srv->workers);
+    o11y_conn_guard_stop(srv->guard);
     h2o_config_dispose(&srv->config);
     if (srv->ssl)
         SSL_CTX_free(srv->ssl);
@@ -814,6 +1017,21 @@ o11y_status o11y_h2o_start(o11y_service *svc, const o11y_h2o_config *cfg, o11y_h
     own_answer_filter *f = (own_answer_filter *)h2o_create_filter(&host->fallback_path, sizeof *f);
     f->super.on_setup_ostream = own_answer_setup;
     f->srv = srv;
+    o11y_conn_guard_config gcfg = {
+        .max_connections = c.max_connections ? c.max_connections : 4096,
+        .head_timeout_s = c.request_head_timeout_s ? c.request_head_timeout_s : 10,
+        .idle_timeout_s = c.io_timeout_s ? c.io_timeout_s : 30,
+        .body_timeout_s = c.body_timeout_s ? c.body_timeout_s : 10,
+        .body_min_bytes_per_s = c.body_min_bytes_per_s ? c.body_min_bytes_per_s : 1024,
+    };
+    gcfg.max_per_client = c.max_connections_per_client ? c.max_connections_per_client
+                          : c.max_connections          ? (c.max_connections + 3) / 4
+                                                       : 1024;
+    srv->guard = o11y_conn_guard_start(&gcfg, o11y_service_metrics(svc), o11y_service_logger(svc));
+    if (!srv->guard) {
+        free_server(srv);
+        return O11Y_ENOMEM;
+    }
     if (c.tls_cert_file && !(srv->ssl = tls_context(c.tls_cert_file, c.tls_key_file))) {
         free_server(srv);
         return O11Y_EIO;

@@ -3,8 +3,8 @@
  * request target in the URI log callback and handed back by MHD through req_cls. */
 #include "o11y/mhd.h"
 
-#include "adapters/mhd/guard.h"
 #include "http/http_internal.h"
+#include "o11y/adapter.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,7 +25,7 @@
 struct o11y_mhd_embed {
     o11y_service *svc;
     size_t stream_max_unsent_bytes;
-    o11y__guard *guard; /* NULL on an application's daemon: its sockets are its own */
+    o11y_conn_guard *guard; /* NULL on an application's daemon: its sockets are its own */
     MHD_AccessHandlerCallback fallback;
     void *fallback_cls;
     MHD_RequestCompletedCallback fallback_completed;
@@ -58,7 +58,7 @@ void o11y_mhd_config_init(o11y_mhd_config *cfg)
 
 /*=== MARK: callbacks ===*/
 
-static o11y__guarded_conn *guarded(const o11y_mhd_embed *b, struct MHD_Connection *conn)
+static o11y_guarded_conn *guarded(const o11y_mhd_embed *b, struct MHD_Connection *conn)
 {
     if (!b->guard)
         return NULL;
@@ -73,7 +73,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     o11y_mhd_server *srv = cls;
     if (atomic_load_explicit(&srv->stopping, memory_order_relaxed))
         return MHD_NO;
-    return o11y__guard_admit(srv->binding.guard, addr) ? MHD_YES : MHD_NO;
+    return o11y_conn_guard_admit(srv->binding.guard, addr) ? MHD_YES : MHD_NO;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -85,11 +85,11 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         const union MHD_ConnectionInfo *peer =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        *socket_context = fd ? o11y__guard_begin(srv->binding.guard, fd->connect_fd,
-                                                 peer ? peer->client_addr : NULL)
+        *socket_context = fd ? o11y_conn_guard_begin(srv->binding.guard, fd->connect_fd,
+                                                     peer ? peer->client_addr : NULL)
                              : NULL;
     } else {
-        o11y__guard_end(srv->binding.guard, *socket_context);
+        o11y_conn_guard_end(srv->binding.guard, *socket_context);
         *socket_context = NULL;
     }
 }
@@ -163,7 +163,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 static enum MHD_Result respond(const o11y_mhd_embed *b, o11y__exchange *ex,
                                struct MHD_Connection *conn)
 {
-    o11y__guard_answering(guarded(b, conn)); /* the handler's time is not the client's */
+    o11y_conn_guard_answering(guarded(b, conn)); /* the handler's time is not the client's */
     o11y__pipeline_run(ex);
     o11y_response *res = &ex->res;
     struct MHD_Response *r;
@@ -239,7 +239,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (peer && peer->client_addr)
             o11y__req_set_peer(&ex->req, peer->client_addr);
-        o11y__guard_body(guarded(b, conn));
+        o11y_conn_guard_body(guarded(b, conn));
         /* A body over the limit or of ambiguous length is refused before it is read (no 100
          * Continue is sent; MHD then closes the connection). Other early answers wait for the
          * end of the request, so the connection stays usable; their bodies are discarded. */
@@ -254,7 +254,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size) {
-        o11y__guard_received(guarded(b, conn), *upload_data_size);
+        o11y_conn_guard_received(guarded(b, conn), *upload_data_size);
         o11y__pipeline_body(ex, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
@@ -269,8 +269,8 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
 {
     const o11y_mhd_embed *b = cls;
     o11y__exchange *ex = *req_cls;
-    o11y__guarded_conn *gc = guarded(b, conn);
-    o11y__guard_idle(gc);
+    o11y_guarded_conn *gc = guarded(b, conn);
+    o11y_conn_guard_idle(gc);
     if (!ex)
         return;
     bool completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
@@ -284,7 +284,7 @@ static void on_request_done(void *cls, struct MHD_Connection *conn, void **req_c
     } else if (!ex->responded && !ex->res.stream) {
         /* Never answered: 408 when the guard cut a request that missed its deadline, else 499
          * (the client went away), so no series or access line says status 0. */
-        ex->res.status = o11y__guard_timed_out(gc) ? 408 : 499;
+        ex->res.status = o11y_conn_guard_timed_out(gc) ? 408 : 499;
     }
     if (ex->res.stream && ex->res.stream->conn) {
         ex->bytes_sent = ex->res.stream->bytes;
@@ -359,7 +359,7 @@ O11Y_PRINTF(2, 0) static void on_mhd_message(void *cls, const char *fmt, va_list
     while (len && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
         msg[--len] = '\0';
     if (srv->binding.guard)
-        o11y__guard_server_message(srv->binding.guard, msg, len);
+        o11y_conn_guard_server_message(srv->binding.guard, msg, len);
 }
 
 /*=== MARK: lifecycle ===*/
@@ -428,7 +428,7 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
     if (!srv)
         return O11Y_ENOMEM;
     srv->svc = svc;
-    o11y__guard_config gcfg = {
+    o11y_conn_guard_config gcfg = {
         .max_connections = cfg.max_connections,
         .max_per_client = cfg.max_connections_per_client,
         .head_timeout_s = cfg.request_head_timeout_s,
@@ -438,7 +438,7 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
     };
     srv->binding.svc = svc;
     srv->binding.stream_max_unsent_bytes = cfg.stream_max_unsent_bytes;
-    srv->binding.guard = o11y__guard_start(&gcfg, svc->metrics, svc->logger);
+    srv->binding.guard = o11y_conn_guard_start(&gcfg, svc->metrics, svc->logger);
     if (!srv->binding.guard) {
         o11y__free(srv);
         return O11Y_ENOMEM;
@@ -456,7 +456,7 @@ o11y_status o11y_mhd_start(o11y_service *svc, const o11y_mhd_config *cfg_in, o11
         cfg.connection_timeout_s, MHD_OPTION_CONNECTION_LIMIT, 2 * cfg.max_connections + 64,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_END);
     if (!srv->daemon) {
-        o11y__guard_stop(srv->binding.guard);
+        o11y_conn_guard_stop(srv->binding.guard);
         o11y__free(srv);
         return O11Y_EIO;
     }
@@ -498,7 +498,7 @@ void o11y_mhd_stop(o11y_mhd_server *srv)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(srv->daemon);
-    o11y__guard_stop(srv->binding.guard); /* every connection has been closed */
+    o11y_conn_guard_stop(srv->binding.guard); /* every connection has been closed */
     o11y__free(srv);
 }
 

@@ -1,19 +1,30 @@
-/* adapters/mhd/guard.c — see guard.h. Deadlines are atomics written by the connection's thread
- * and read by the reaper; the connection list and the per-address counts are under one mutex,
- * taken once per connection (open, close) and by the reaper's scan, never per request. */
-#include "adapters/mhd/guard.h"
+/* http/conn_guard.c — the connection guard of o11y/adapter.h: limits and deadlines the server
+ * libraries lack. libmicrohttpd 0.9.75 has an idle timeout but no deadline for a request head or
+ * a body's progress (a client sending a byte every few seconds holds a connection forever), and
+ * past its connection limit it stops accepting, which leaves new clients hanging in the listen
+ * backlog; h2o 2.2 has no per-client limit and its request timeout restarts with every byte.
+ *
+ * Deadlines are atomics written by the connection's thread and read by the reaper; the
+ * connection list and the per-address counts are under one mutex, taken once per connection
+ * (open, close) and by the reaper's scan, never per request. */
+#include "core/internal.h"
+#include "o11y/adapter.h"
+#include "o11y/log.h"
+#include "o11y/metrics.h"
 
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 enum { ADDR_BUCKETS = 4096, REAP_EVERY_MS = 200 };
 static const int64_t LOG_EVERY_NS = 10 * 1000000000LL;
 
-struct o11y__guarded_conn {
-    o11y__guarded_conn *next, *prev;
-    const o11y__guard_config *cfg;
+struct o11y_guarded_conn {
+    o11y_guarded_conn *next, *prev;
+    const o11y_conn_guard_config *cfg;
     int fd;
     uint8_t addr[16];
     uint8_t addr_len;
@@ -36,13 +47,13 @@ typedef struct throttle {
     atomic_ulong left_out;
 } throttle;
 
-struct o11y__guard {
-    o11y__guard_config cfg;
+struct o11y_conn_guard {
+    o11y_conn_guard_config cfg;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stopping;
     pthread_t reaper;
-    o11y__guarded_conn *conns;
+    o11y_guarded_conn *conns;
     unsigned open;
     addr_count *by_addr[ADDR_BUCKETS];
     o11y_logger *logger;
@@ -71,7 +82,7 @@ static uint8_t addr_bytes(const struct sockaddr *sa, uint8_t out[16])
     return 0;
 }
 
-static addr_count **addr_slot(o11y__guard *g, const uint8_t *addr, uint8_t len)
+static addr_count **addr_slot(o11y_conn_guard *g, const uint8_t *addr, uint8_t len)
 {
     uint64_t h = o11y__fnv1a(O11Y__FNV_BASIS, addr, len);
     addr_count **p = &g->by_addr[(h ^ (h >> 32)) & (ADDR_BUCKETS - 1)];
@@ -105,7 +116,7 @@ static void count(o11y_series *s)
 
 /*=== MARK: accept, begin, end ===*/
 
-bool o11y__guard_admit(o11y__guard *g, const struct sockaddr *peer)
+bool o11y_conn_guard_admit(o11y_conn_guard *g, const struct sockaddr *peer)
 {
     uint8_t addr[16];
     uint8_t len = addr_bytes(peer, addr);
@@ -126,9 +137,9 @@ bool o11y__guard_admit(o11y__guard *g, const struct sockaddr *peer)
     return false;
 }
 
-o11y__guarded_conn *o11y__guard_begin(o11y__guard *g, int fd, const struct sockaddr *peer)
+o11y_guarded_conn *o11y_conn_guard_begin(o11y_conn_guard *g, int fd, const struct sockaddr *peer)
 {
-    o11y__guarded_conn *c = o11y__calloc(1, sizeof *c);
+    o11y_guarded_conn *c = o11y__calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->fd = fd;
@@ -156,7 +167,7 @@ o11y__guarded_conn *o11y__guard_begin(o11y__guard *g, int fd, const struct socka
     return c;
 }
 
-void o11y__guard_end(o11y__guard *g, o11y__guarded_conn *c)
+void o11y_conn_guard_end(o11y_conn_guard *g, o11y_guarded_conn *c)
 {
     if (!c)
         return;
@@ -189,16 +200,16 @@ static int64_t seconds_ns(unsigned s)
     return (int64_t)s * 1000000000;
 }
 
-void o11y__guard_body(o11y__guarded_conn *c)
+void o11y_conn_guard_body(o11y_guarded_conn *c)
 {
     if (!c)
         return;
     atomic_store_explicit(&c->body_start_ns, o11y__now_mono_ns(), memory_order_relaxed);
     c->body_bytes = 0;
-    o11y__guard_received(c, 0);
+    o11y_conn_guard_received(c, 0);
 }
 
-void o11y__guard_received(o11y__guarded_conn *c, size_t n)
+void o11y_conn_guard_received(o11y_guarded_conn *c, size_t n)
 {
     if (!c)
         return;
@@ -210,13 +221,13 @@ void o11y__guard_received(o11y__guarded_conn *c, size_t n)
     atomic_store(&c->deadline_ns, start + seconds_ns(c->cfg->body_timeout_s) + earned);
 }
 
-void o11y__guard_answering(o11y__guarded_conn *c)
+void o11y_conn_guard_answering(o11y_guarded_conn *c)
 {
     if (c)
         atomic_store(&c->deadline_ns, INT64_MAX);
 }
 
-void o11y__guard_idle(o11y__guarded_conn *c)
+void o11y_conn_guard_idle(o11y_guarded_conn *c)
 {
     if (!c)
         return;
@@ -224,7 +235,7 @@ void o11y__guard_idle(o11y__guarded_conn *c)
     atomic_store(&c->deadline_ns, o11y__now_mono_ns() + seconds_ns(c->cfg->idle_timeout_s));
 }
 
-bool o11y__guard_timed_out(const o11y__guarded_conn *c)
+bool o11y_conn_guard_timed_out(const o11y_guarded_conn *c)
 {
     return c && atomic_load(&c->reaped);
 }
@@ -233,10 +244,10 @@ bool o11y__guard_timed_out(const o11y__guarded_conn *c)
 
 /* Past its deadline, a connection's socket is shut down: the server sees the end of its input
  * at once and closes it in its own thread, as for a client that went away. */
-static void reap(o11y__guard *g, int64_t now)
+static void reap(o11y_conn_guard *g, int64_t now)
 {
     unsigned heads = 0, bodies = 0;
-    for (o11y__guarded_conn *c = g->conns; c; c = c->next) {
+    for (o11y_guarded_conn *c = g->conns; c; c = c->next) {
         if (atomic_load_explicit(&c->deadline_ns, memory_order_relaxed) > now ||
             atomic_load(&c->reaped))
             continue;
@@ -260,7 +271,7 @@ static void reap(o11y__guard *g, int64_t now)
 
 static void *reaper_main(void *arg)
 {
-    o11y__guard *g = arg;
+    o11y_conn_guard *g = arg;
     pthread_mutex_lock(&g->lock);
     while (!g->stopping) {
         struct timespec until;
@@ -278,12 +289,12 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
-void o11y__guard_server_message(o11y__guard *g, const char *msg, size_t len)
+void o11y_conn_guard_server_message(o11y_conn_guard *g, const char *msg, size_t len)
 {
     count(g->server_messages);
     unsigned long left_out;
     if (throttle_pass(&g->log_message, &left_out))
-        o11y_log_va(g->logger, O11Y_LOG_WARN, "http_server_message", "libmicrohttpd message",
+        o11y_log_va(g->logger, O11Y_LOG_WARN, "http_server_message", "server library message",
                     O11Y_STRN("detail", msg, len), O11Y_INT("left_out", left_out), O11Y__END);
 }
 
@@ -310,10 +321,10 @@ static o11y_series *series(o11y_metrics *m, const char *name, const char *help, 
     return s;
 }
 
-o11y__guard *o11y__guard_start(const o11y__guard_config *cfg, o11y_metrics *metrics,
-                               o11y_logger *logger)
+o11y_conn_guard *o11y_conn_guard_start(const o11y_conn_guard_config *cfg, o11y_metrics *metrics,
+                                       o11y_logger *logger)
 {
-    o11y__guard *g = o11y__calloc(1, sizeof *g);
+    o11y_conn_guard *g = o11y__calloc(1, sizeof *g);
     if (!g)
         return NULL;
     g->cfg = *cfg;
@@ -348,7 +359,7 @@ o11y__guard *o11y__guard_start(const o11y__guard_config *cfg, o11y_metrics *metr
     return g;
 }
 
-void o11y__guard_stop(o11y__guard *g)
+void o11y_conn_guard_stop(o11y_conn_guard *g)
 {
     if (!g)
         return;
