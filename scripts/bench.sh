@@ -208,13 +208,78 @@ if [ -x "$build/services/generation-service/generation-service" ] && \
             kill "$pid"; wait "$pid" 2>/dev/null || true
         done
     done
-    echo "== h2o: HTTP/2 (h2c, 10 connections x 10 streams) vs HTTP/1.1 (10 connections), h2load"
+    echo "== h2o: HTTP/2 (h2c, 1 connection x 100 streams) vs HTTP/1.1 (100 connections), h2load"
     port=$(free_port)
     "$build/services/generation-service/generation-service" --server h2o --port "$port" \
-        --db "$work/h2.db" --log-file "$work/h2.log" --threads 1 &
+        --db "$work/h2.db" --log-file "$work/h2.log" --threads 1 --rate-limit-generations 0 \
+        --step-ms 1 &
     pid=$!
     wait_port "$port"
-    h2load -n 100000 -c 10 -m 10 "http://127.0.0.1:$port/health/live" | grep -E "finished in"
-    h2load --h1 -n 100000 -c 10 -m 1 "http://127.0.0.1:$port/health/live" | grep -E "finished in"
+    h2rps() { h2load "$@" | awk '/^finished in/ {gsub(",", ""); print $4 " req/s"}'; }
+    echo "h2c, 1 connection, 100 streams: $(h2rps -n 100000 -c 1 -m 100 "http://127.0.0.1:$port/health/live")"
+    echo "h2c, 10 connections x 10:       $(h2rps -n 100000 -c 10 -m 10 "http://127.0.0.1:$port/health/live")"
+    echo "HTTP/1.1, 100 connections:      $(h2rps --h1 -n 100000 -c 100 -m 1 "http://127.0.0.1:$port/health/live")"
+    echo "== h2o: SSE to 1,000 subscribers (a finished generation's events replayed), h2 over 10 connections vs HTTP/1.1"
+    api="http://127.0.0.1:$port"
+    json_id() { python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
+    proj=$(curl -s -X POST "$api/projects" -H 'Content-Type: application/json' -d '{"name":"bench"}' | json_id)
+    ep=$(curl -s -X POST "$api/projects/$proj/episodes" -H 'Content-Type: application/json' \
+        -d '{"title":"bench","content":"x"}' | json_id)
+    gen=$(curl -s -X POST "$api/generations" -H 'Content-Type: application/json' \
+        -d "{\"projectId\":\"$proj\",\"episodeId\":\"$ep\",\"prompt\":\"x\"}" | json_id)
+    curl -s -N --max-time 10 "$api/generations/$gen/events" >"$work/events.txt" # to its end
+    per=$(grep -c '^data:' "$work/events.txt")
+    sse() { # h2load args...: events/s = streams x events each / seconds
+        h2load "$@" "$api/generations/$gen/events" | awk -v per="$per" \
+            '/^finished in/ {gsub("[,s]", "", $3); t=$3} /^requests:/ {n=$8}
+             END { printf "%d streams x %d events in %.3f s: %.0f events/s\n", n, per, t, n*per/t }'
+    }
+    echo "h2c, 10 connections x 100 streams: $(sse -n 1000 -c 10 -m 100)"
+    echo "HTTP/1.1, 1000 connections:        $(sse --h1 -n 1000 -c 1000 -m 1)"
     kill "$pid"; wait "$pid" 2>/dev/null || true
+fi
+
+if [ -x "$bin/bench_h2o" ]; then
+    echo "== middleware on h2o: the same GET, h2o bare vs wrapped by o11y (wrk -t1 -c$conns -d${duration}s, one loop, interleaved)"
+    start_h2o() { # mode port [log]
+        "$bin/bench_h2o" "$1" "$2" ${3:+"$3"} >/dev/null 2>&1 &
+        pids+=($!)
+        wait_port "$2"
+    }
+    hb_port=$(free_port); start_h2o bare "$hb_port"
+    hw_port=$(free_port); start_h2o wrapped "$hw_port" "$work/h2o-access.log"
+    hq_port=$(free_port); start_h2o quiet "$hq_port" "$work/h2o-quiet.log"
+    declare -a hb_r hw_r hq_r
+    for round in 1 2 3; do
+        hb_r+=("$(rps "$hb_port")")
+        hw_r+=("$(rps "$hw_port")")
+        hq_r+=("$(rps "$hq_port")")
+    done
+    b=$(median "${hb_r[@]}"); w=$(median "${hw_r[@]}"); q=$(median "${hq_r[@]}")
+    echo "h2o bare:                ${hb_r[*]} req/s (median $b)"
+    echo "wrapped, access log on:  ${hw_r[*]} req/s (median $w)"
+    echo "wrapped, access log off: ${hq_r[*]} req/s (median $q)"
+    awk -v b="$b" -v w="$w" -v q="$q" \
+        'BEGIN { printf "wrapped / bare = %.3f (log on), %.3f (log off)\n", w / b, q / b }'
+    for p in "${pids[@]}"; do kill "$p"; done
+    wait 2>/dev/null || true
+    pids=()
+    echo "== middleware on h2o, instructions per request (callgrind, difference of 3000 and 1000 requests)"
+    count_h2o_ir() { # mode requests
+        local port; port=$(free_port)
+        valgrind --tool=callgrind --callgrind-out-file="$work/h2o.%p" \
+            "$bin/bench_h2o" "$1" "$port" "$work/cg-h2o.log" >/dev/null 2>&1 &
+        local pid=$!
+        wait_port "$port"
+        curl -s -o /dev/null "http://127.0.0.1:$port/projects/p[1-$2]"
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+        callgrind_annotate "$work/h2o.$pid" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}'
+    }
+    for mode in bare wrapped; do
+        lo=$(count_h2o_ir "$mode" 1000); hi=$(count_h2o_ir "$mode" 3000)
+        per=$(( (hi - lo) / 2000 ))
+        echo "$mode: $per instructions per request"
+        eval "h2o_ir_$mode=$per"
+    done
+    echo "added by o11y on h2o: $((h2o_ir_wrapped - h2o_ir_bare)) instructions per request"
 fi

@@ -61,6 +61,10 @@ O11Y_API void o11y_exchange_refuse(o11y_exchange *ex, const o11y_error_def *err,
                                    const char *detail);
 /* Stage 2: a piece of the body. False once it is over the limit (the answer is then 413). */
 O11Y_API bool o11y_exchange_body(o11y_exchange *ex, const void *data, size_t len);
+/* After begin: the matched route's handler never waits (O11Y_ROUTE_NONBLOCKING) and no
+ * idempotency store will be consulted for the request (no key, or a method or route without
+ * keys), so an event loop may run stage 3 itself. False when no route matched. */
+O11Y_API bool o11y_exchange_nonblocking(const o11y_exchange *ex);
 /* Stage 3: the handler (unless the answer is decided), error rendering, standard headers. */
 O11Y_API void o11y_exchange_run(o11y_exchange *ex);
 

@@ -58,6 +58,9 @@ enum o11y_route_flags {
     O11Y_ROUTE_JSON = 1u << 0, /* POST/PUT/PATCH bodies must be application/json (else 415) */
     O11Y_ROUTE_IDEMPOTENCY_REQUIRED = 1u << 1, /* no Idempotency-Key: 400 (o11y/idempotency.h) */
     O11Y_ROUTE_NO_IDEMPOTENCY = 1u << 2,       /* keys are ignored on this route */
+    /* The handler never waits (no database, no network, no lock held long): an event-loop
+     * adapter (h2o) runs it on the loop instead of handing it to a handler thread. */
+    O11Y_ROUTE_NONBLOCKING = 1u << 3,
 };
 
 /* All-zero is a valid config: zero means default. */

@@ -164,9 +164,10 @@ o11y_status gs_console_register(o11y_service *svc, const char *dir, gs_console *
         gs_console_free(c);
         return st;
     }
-    st = o11y_service_route(svc, O11Y_GET | O11Y_HEAD, "/console/{file}", serve, c, 0);
+    st = o11y_service_route(svc, O11Y_GET | O11Y_HEAD, "/console/{file}", serve, c,
+                            O11Y_ROUTE_NONBLOCKING);
     if (st == O11Y_OK)
-        st = o11y_service_route(svc, O11Y_GET, "/console", redirect, c, 0);
+        st = o11y_service_route(svc, O11Y_GET, "/console", redirect, c, O11Y_ROUTE_NONBLOCKING);
     if (st != O11Y_OK) {
         gs_console_free(c);
         return st;

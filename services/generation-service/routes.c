@@ -384,7 +384,7 @@ o11y_status gs_routes_register(o11y_service *svc, gs_store *store)
         {O11Y_PATCH, "/projects/{projectId}/episodes/{episodeId}", update_episode, O11Y_ROUTE_JSON},
         {O11Y_DELETE, "/projects/{projectId}/episodes/{episodeId}", delete_episode, 0},
         {O11Y_GET, "/stats/episodes", episode_stats, 0},
-        {O11Y_GET, "/openapi.json", openapi, 0},
+        {O11Y_GET, "/openapi.json", openapi, O11Y_ROUTE_NONBLOCKING},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         o11y_status st = o11y_service_route(svc, routes[i].methods, routes[i].path, routes[i].fn,

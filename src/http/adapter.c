@@ -54,6 +54,17 @@ bool o11y_exchange_body(o11y_exchange *ex, const void *data, size_t len)
     return o11y__pipeline_body(ex, data, len);
 }
 
+bool o11y_exchange_nonblocking(const o11y_exchange *ex)
+{
+    const o11y_request *req = &ex->req;
+    if (!req->route || req->method_index < 0)
+        return false;
+    unsigned flags = req->route->flags[req->method_index];
+    bool keyed = req->svc->idem.store && (req->method & (O11Y_POST | O11Y_PUT | O11Y_PATCH)) &&
+                 !(flags & O11Y_ROUTE_NO_IDEMPOTENCY) && ex->std.idempotency_keys > 0;
+    return (flags & O11Y_ROUTE_NONBLOCKING) && !keyed;
+}
+
 void o11y_exchange_run(o11y_exchange *ex)
 {
     o11y__pipeline_run(ex);

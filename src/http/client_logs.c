@@ -218,7 +218,7 @@ o11y_status o11y_service_client_logs(o11y_service *svc, const o11y_client_logs_c
     const char *route = cfg && cfg->route ? cfg->route : "/client-logs";
     /* Not a JSON-only route: navigator.sendBeacon sends a string as text/plain, the one type
      * a browser may send to another origin without a preflight. */
-    o11y_status st = o11y_service_route(svc, O11Y_POST, route, intake, cl, 0);
+    o11y_status st = o11y_service_route(svc, O11Y_POST, route, intake, cl, O11Y_ROUTE_NONBLOCKING);
     if (st != O11Y_OK) {
         o11y__free(cl);
         return st;

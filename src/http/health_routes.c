@@ -57,10 +57,13 @@ static int live(o11y_request *req, o11y_response *res, void *user)
 
 o11y_status o11y__service_health_routes(o11y_service *svc)
 {
-    o11y_status st = o11y_service_route(svc, O11Y_GET, "/health", health, svc->health, 0);
+    o11y_status st =
+        o11y_service_route(svc, O11Y_GET, "/health", health, svc->health, O11Y_ROUTE_NONBLOCKING);
     if (st == O11Y_OK)
-        st = o11y_service_route(svc, O11Y_GET, "/health/live", live, svc->health, 0);
+        st = o11y_service_route(svc, O11Y_GET, "/health/live", live, svc->health,
+                                O11Y_ROUTE_NONBLOCKING);
     if (st == O11Y_OK)
-        st = o11y_service_route(svc, O11Y_GET, "/health/ready", ready, svc->health, 0);
+        st = o11y_service_route(svc, O11Y_GET, "/health/ready", ready, svc->health,
+                                O11Y_ROUTE_NONBLOCKING);
     return st;
 }

@@ -126,6 +126,7 @@ typedef struct o11y__std_headers {
     unsigned transfer_encodings; /* header lines seen */
     bool space_before_colon;     /* a header name ending in blanks (RFC 9112 section 5.1) */
     bool conflicting_length;     /* two Content-Length values that differ */
+    bool malformed_length;       /* a Content-Length that is not digits */
     o11y_str idempotency_key;
     unsigned idempotency_keys; /* header lines seen: two or more is invalid */
     unsigned traceparents;     /* header lines seen: two or more is invalid (W3C) */
@@ -228,7 +229,7 @@ struct o11y_request {
     o11y__header_fn get_header;
     void *header_ctx;
     struct json_t *json;
-    o11y_error_format error_format;
+    o11y_str accept; /* the Accept header: negotiated only when an error is rendered */
     bool counted_active;
     uint8_t peer[16]; /* the peer's address: 4 bytes (IPv4) or 16 (IPv6) */
     uint8_t peer_len; /* 0: unknown */

@@ -111,8 +111,10 @@ o11y_status o11y__service_metrics_init(o11y_service *svc, bool routes)
     }
     o11y_metrics_set_default(svc->metrics);
     if (routes) {
-        TRY(o11y_service_route(svc, O11Y_GET, "/metrics", serve_metrics, svc, 0));
-        TRY(o11y_service_route(svc, O11Y_GET, "/metrics/summary", serve_summary, svc, 0));
+        TRY(o11y_service_route(svc, O11Y_GET, "/metrics", serve_metrics, svc,
+                               O11Y_ROUTE_NONBLOCKING));
+        TRY(o11y_service_route(svc, O11Y_GET, "/metrics/summary", serve_summary, svc,
+                               O11Y_ROUTE_NONBLOCKING));
     }
 #undef TRY
     return O11Y_OK;

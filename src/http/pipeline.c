@@ -200,10 +200,17 @@ void o11y__std_headers_add(o11y__std_headers *h, const char *name, size_t name_l
         break;
     case 14:
         if (NAME_IS(name, name_len, "Content-Length")) {
-            /* The server library has already refused a malformed value, not a repeated one. */
+            /* A value past 64 bits is simply too large; one that is not digits is malformed
+             * (libmicrohttpd refuses it itself; h2o leaves it to us, see adapters/h2o). */
             int64_t n = 0;
+            if (!value_len)
+                h->malformed_length = true;
             for (size_t i = 0; i < value_len; i++) {
-                if (value[i] < '0' || value[i] > '9' || n > (INT64_MAX - 9) / 10) {
+                if (value[i] < '0' || value[i] > '9') {
+                    h->malformed_length = true;
+                    break;
+                }
+                if (n > (INT64_MAX - 9) / 10) {
                     n = INT64_MAX;
                     break;
                 }
@@ -238,20 +245,21 @@ bool o11y__pipeline_begin(o11y__exchange *ex, const char *method, const o11y__st
     o11y__cors_match(ex, std);
     join_list(req, std, O11Y__LIST_TRACESTATE);
     join_list(req, std, O11Y__LIST_BAGGAGE);
-    req->error_format = o11y_error_negotiate(std->accept.ptr, std->accept.len);
+    req->accept = std->accept;
     int64_t content_length = std->content_length;
     atomic_fetch_add_explicit(&svc->active_requests, 1, memory_order_relaxed);
     o11y_gauge_add(svc->s_active, 1);
     req->counted_active = true;
 
-    if (std->conflicting_length || (std->transfer_encoding && content_length >= 0) ||
-        std->space_before_colon) {
+    if (std->conflicting_length || std->malformed_length ||
+        (std->transfer_encoding && content_length >= 0) || std->space_before_colon) {
         /* RFC 9112 sections 5.1 and 6.3: the body's length is ambiguous (the shape of request
          * smuggling). Refuse it before reading anything and close the connection. */
         req->answer_now = res->close = true;
         o11y_res_fail(res, &o11y_err_VALIDATION_FAILED, NULL,
-                      std->space_before_colon
-                          ? "Whitespace between a header name and its colon"
+                      std->space_before_colon ? "Whitespace between a header name and its colon"
+                      : std->malformed_length
+                          ? "Content-Length is not a number"
                           : "Conflicting Content-Length or Transfer-Encoding headers");
         return true;
     }
@@ -377,14 +385,14 @@ static void render_error(o11y__exchange *ex)
     };
     int status = 500;
     size_t len = 0;
-    char *body = o11y_error_render(&info, req->error_format, &len, &status);
+    o11y_error_format format = o11y_error_negotiate(req->accept.ptr, req->accept.len);
+    char *body = o11y_error_render(&info, format, &len, &status);
     o11y__free(details);
     o11y__free(res->body);
     res->body = body;
     res->body_len = body ? len : 0;
     res->status = status;
-    const char *ct =
-        req->error_format == O11Y_ERROR_PROBLEM ? "application/problem+json" : "application/json";
+    const char *ct = format == O11Y_ERROR_PROBLEM ? "application/problem+json" : "application/json";
     memcpy(res->content_type, ct, strlen(ct) + 1);
     add_header_lit(res, "Cache-Control", "no-store", 8);
     if (res->allow)

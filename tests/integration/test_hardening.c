@@ -303,6 +303,36 @@ static void unknown_transfer_codings_are_answered_and_closed(void **state)
     http_resp_free(&m);
 }
 
+static void a_malformed_content_length_is_refused_with_400(void **state)
+{
+    (void)state;
+    static const char *const values[] = {"abc", "-1", "1e3", ""};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char req[256];
+        int n = snprintf(req, sizeof req,
+                         "POST /projects HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %s\r\n\r\n{}",
+                         values[i]);
+        size_t len;
+        char *resp = raw_exchange(svc.port, req, (size_t)n, 2000, &len);
+        assert_non_null(resp);
+        if (on_h2o()) {
+            count_and_free(resp, "HTTP/1.1 400", "\"VALIDATION_FAILED\"");
+        } else { /* libmicrohttpd answers this one itself (README: what the server answers) */
+            assert_non_null(strstr(resp, "HTTP/1.1 400 "));
+            free(resp);
+        }
+    }
+    /* Past 64 bits is a size, not a malformed value: 413 on both. */
+    const char huge[] = "POST /projects HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                        "Content-Length: 99999999999999999999999\r\n\r\n";
+    size_t len;
+    char *resp = raw_exchange(svc.port, huge, sizeof huge - 1, 2000, &len);
+    assert_non_null(resp);
+    assert_non_null(strstr(resp, "HTTP/1.1 413 "));
+    free(resp);
+}
+
 /*=== MARK: 10, 12. validation answers ===*/
 
 static void sixty_thousand_unknown_fields_give_a_small_answer(void **state)
@@ -946,6 +976,7 @@ int main(void)
         cmocka_unit_test(a_page_of_large_episodes_stays_under_8_mib),
         cmocka_unit_test(a_huge_declared_body_is_refused_before_100_continue),
         cmocka_unit_test(unknown_transfer_codings_are_answered_and_closed),
+        cmocka_unit_test(a_malformed_content_length_is_refused_with_400),
         cmocka_unit_test(sixty_thousand_unknown_fields_give_a_small_answer),
         cmocka_unit_test(numbers_beyond_64_bits_are_out_of_range_fields),
         cmocka_unit_test(resource_ids_are_128_random_bits),

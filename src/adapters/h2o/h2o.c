@@ -122,9 +122,8 @@ typedef struct request_state {
     struct request_state *next_job;
     /* The request's headers, copied: the exchange and its handler read these, never h2o's
      * memory, which h2o may free when the client goes away. */
-    o11y_str *names, *values;
+    o11y_str *names, *values; /* in the same allocation, behind the state */
     size_t n_headers;
-    char *bytes_copy;
     char *framing; /* the framing lines h2o kept to itself (own_answer_setup) */
 } request_state;
 
@@ -179,8 +178,6 @@ static void conn_release(conn_state *cs)
 static void free_request_state(request_state *rs)
 {
     conn_release(rs->conn);
-    free(rs->names);
-    free(rs->bytes_copy);
     free(rs->framing);
     free(rs);
 }
@@ -275,11 +272,11 @@ static void set_response_head(h2o_req_t *req, o11y_exchange *ex)
     bool h2 = req->version >= 0x200;
     req->res.status = status;
     req->res.reason = o11y_http_status_phrase(status);
+    /* The exchange's strings stay valid until it is done, after the response has gone: h2o
+     * points at them, no copy (HTTP/2 lowercases names into its pool). */
     const char *ct = o11y_exchange_content_type(ex);
-    if (ct[0]) {
-        h2o_iovec_t v = h2o_strdup(&req->pool, ct, strlen(ct));
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, v.base, v.len);
-    }
+    if (ct[0])
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ct, strlen(ct));
     size_t cursor = 0;
     const char *name, *value;
     while (o11y_exchange_header_next(ex, &cursor, &name, &value)) {
@@ -288,13 +285,15 @@ static void set_response_head(h2o_req_t *req, o11y_exchange *ex)
             req->http1_is_persistent = 0; /* HTTP/1.1 closes; HTTP/2 has no such header */
             continue;
         }
-        h2o_iovec_t n = h2o_strdup(&req->pool, name, nlen);
-        if (h2) /* HTTP/2 field names are lowercase (RFC 9113 section 8.2.1) */
-            for (size_t i = 0; i < n.len; i++)
-                n.base[i] =
-                    (char)(n.base[i] >= 'A' && n.base[i] <= 'Z' ? n.base[i] + 32 : n.base[i]);
-        h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
-        h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 1, NULL, v.base, v.len);
+        char *n = (char *)name;
+        if (h2) { /* HTTP/2 field names are lowercase (RFC 9113 section 8.2.1) */
+            n = h2o_mem_alloc_pool(&req->pool, nlen);
+            for (size_t i = 0; i < nlen; i++)
+                n[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+        }
+        /* h2o's tokens are lowercase: a mixed-case HTTP/1.1 name is never one */
+        h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, h2, NULL, value,
+                              strlen(value));
     }
     if (o11y_exchange_close_after(ex))
         req->http1_is_persistent = 0;
@@ -355,8 +354,9 @@ static void join_folded_lines(h2o_req_t *req)
     }
 }
 
-/* Copies the request's header lines (obs-fold already joined) into rs. */
-static bool copy_headers(request_state *rs, h2o_req_t *req)
+/* A request's state, with its header lines (obs-fold already joined) copied behind it in the
+ * same allocation. */
+static request_state *new_request_state(h2o_req_t *req)
 {
     size_t n = 0, bytes = 0;
     for (size_t i = 0; i < req->headers.size; i++)
@@ -364,12 +364,12 @@ static bool copy_headers(request_state *rs, h2o_req_t *req)
             n++;
             bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
         }
-    rs->names = malloc((n ? n : 1) * 2 * sizeof *rs->names);
-    rs->bytes_copy = malloc(bytes ? bytes : 1);
-    if (!rs->names || !rs->bytes_copy)
-        return false;
+    request_state *rs = calloc(1, sizeof *rs + 2 * n * sizeof(o11y_str) + bytes);
+    if (!rs)
+        return NULL;
+    rs->names = (o11y_str *)(void *)(rs + 1);
     rs->values = rs->names + n;
-    char *at = rs->bytes_copy;
+    char *at = (char *)(rs->values + n);
     for (size_t i = 0; i < req->headers.size; i++) {
         h2o_header_t *h = &req->headers.entries[i];
         if (!h->name->len)
@@ -382,7 +382,7 @@ static bool copy_headers(request_state *rs, h2o_req_t *req)
         at += h->value.len;
         rs->n_headers++;
     }
-    return true;
+    return rs;
 }
 
 static void enqueue_job(o11y_h2o_server *srv, request_state *rs)
@@ -482,13 +482,12 @@ static request_state *begin_exchange(o11y_h2o_server *srv, h2o_req_t *req, bool 
                                      bool *final)
 {
     loop_thread *lt = loop_of(srv, req);
-    request_state *rs = lt ? calloc(1, sizeof *rs) : NULL;
-    request_ref *ref = rs ? h2o_mem_alloc_shared(&req->pool, sizeof *ref, on_request_over) : NULL;
     join_folded_lines(req);
+    request_state *rs = lt ? new_request_state(req) : NULL;
+    request_ref *ref = rs ? h2o_mem_alloc_shared(&req->pool, sizeof *ref, on_request_over) : NULL;
     h2o_iovec_t target = req->input.path.len ? req->input.path : req->path;
-    if (!ref || !copy_headers(rs, req) ||
-        !(rs->ex = o11y_exchange_new(srv->svc, target.base ? target.base : "/",
-                                     target.base ? target.len : 1))) {
+    if (!ref || !(rs->ex = o11y_exchange_new(srv->svc, target.base ? target.base : "/",
+                                             target.base ? target.len : 1))) {
         if (ref)
             ref->rs = NULL;
         if (rs)
@@ -542,7 +541,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     /* h2o has the whole body already (its own limit sits above the service's) */
     if (!(final && o11y_exchange_refuses_body(ex)) && req->entity.base && req->entity.len)
         o11y_exchange_body(ex, req->entity.base, req->entity.len);
-    if (!final && srv->n_workers) {
+    if (!final && srv->n_workers && !o11y_exchange_nonblocking(ex)) {
         rs->in_worker = true; /* the handler may block: not on the loop */
         enqueue_job(srv, rs);
         return 0;

@@ -10,12 +10,10 @@ import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import puppeteer from "puppeteer-core";
-import { startService } from "../test/service.mjs";
+import { startService } from "./service.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const CONSOLE_DIR = process.env.CONSOLE_DIR ?? resolve(here, "../../../build/console");
-/* Not in make test while the h2o adapter has an open defect (docs/design/adapters-h2o.md):
- *   GS_BINARY=../../build/services/generation-service/generation-service node --test test-h2/ */
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 let dir, browser;
