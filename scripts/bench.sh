@@ -224,15 +224,15 @@ if [ -x "$build/services/generation-service/generation-service" ] && \
     json_id() { python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'; }
     proj=$(curl -s -X POST "$api/projects" -H 'Content-Type: application/json' -d '{"name":"bench"}' | json_id)
     ep=$(curl -s -X POST "$api/projects/$proj/episodes" -H 'Content-Type: application/json' \
-        -d '{"title":"bench","content":"x"}' | json_id)
+        -d '{"number":1,"title":"bench"}' | json_id)
     gen=$(curl -s -X POST "$api/generations" -H 'Content-Type: application/json' \
         -d "{\"projectId\":\"$proj\",\"episodeId\":\"$ep\",\"prompt\":\"x\"}" | json_id)
     curl -s -N --max-time 10 "$api/generations/$gen/events" >"$work/events.txt" # to its end
     per=$(grep -c '^data:' "$work/events.txt")
-    sse() { # h2load args...: events/s = streams x events each / seconds
+    sse() { # h2load args...: events/s = streams/s x events per stream
         h2load "$@" "$api/generations/$gen/events" | awk -v per="$per" \
-            '/^finished in/ {gsub("[,s]", "", $3); t=$3} /^requests:/ {n=$8}
-             END { printf "%d streams x %d events in %.3f s: %.0f events/s\n", n, per, t, n*per/t }'
+            '/^finished in/ {gsub(",", ""); rps=$4; t=$3} /^requests:/ {n=$8}
+             END { printf "%d streams x %d events in %s: %.0f events/s\n", n, per, t, rps*per }'
     }
     echo "h2c, 10 connections x 100 streams: $(sse -n 1000 -c 10 -m 100)"
     echo "HTTP/1.1, 1000 connections:        $(sse --h1 -n 1000 -c 1000 -m 1)"
