@@ -159,6 +159,26 @@ O11Y_API void o11y_conn_guard_server_message(o11y_conn_guard *g, const char *msg
 
 /*=== the server's life ===*/
 
+/* How an adapter's o11y_*_run serves until a signal (o11y_service_run_server). */
+typedef struct o11y_server_run {
+    /* Starts serving (the server's threads inherit the signal mask set before); its status is
+     * returned when not O11Y_OK. */
+    o11y_status (*start)(void *ctx);
+    void (*stop)(void *ctx); /* stops: drains, then frees the server */
+    uint16_t (*port)(void *ctx);
+    void *ctx;
+    const char *server;         /* the service_started line's "server" */
+    bool tls;                   /* the service_started line's "tls" */
+    unsigned shutdown_delay_ms; /* after SIGTERM, keep serving this long with /health/ready 503 */
+    O11Y_RESERVED;              /* zero: room to grow (common.h) */
+} o11y_server_run;
+
+/* Blocks SIGINT, SIGTERM and SIGHUP, starts the server, logs service_started, and serves until
+ * SIGINT or SIGTERM (SIGHUP reopens the log file): then /health/ready answers 503, the line
+ * service_stopping is logged, the server keeps serving shutdown_delay_ms, stops, and
+ * service_stopped is logged. The signal mask is restored. Returns start's status, or O11Y_OK. */
+O11Y_API o11y_status o11y_service_run_server(o11y_service *svc, const o11y_server_run *run);
+
 /* Every open stream sends its farewell and ends (a stopping server calls it first). */
 O11Y_API void o11y_service_close_streams(o11y_service *svc);
 /* Requests begun and not done. */

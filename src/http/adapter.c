@@ -5,7 +5,10 @@
 #include "http/http_internal.h"
 #include "o11y/error.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
 
 o11y_exchange *o11y_exchange_new(o11y_service *svc, const char *target, size_t len)
 {
@@ -148,6 +151,48 @@ uint64_t o11y_stream_server_end(o11y_stream *s, o11y_stream_end why)
     uint64_t bytes = s->bytes;
     o11y__stream_finish(s, why);
     return bytes;
+}
+
+o11y_status o11y_service_run_server(o11y_service *svc, const o11y_server_run *run)
+{
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    o11y_status st = run->start(run->ctx);
+    if (st != O11Y_OK) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return st;
+    }
+    o11y_log_va(svc->logger, O11Y_LOG_INFO, "service_started", "service started",
+                O11Y_STR("version", svc->version), O11Y_STR("server", run->server),
+                O11Y_INT("port", run->port(run->ctx)), O11Y_BOOL("tls", run->tls), O11Y__END);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            o11y_logger_reopen(svc->logger);
+            continue;
+        }
+        o11y_health_shutting_down(svc->health);
+        unsigned delay = run->shutdown_delay_ms;
+        o11y_log_va(svc->logger, O11Y_LOG_INFO, "service_stopping", "service stopping",
+                    O11Y_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
+                    O11Y_INT("shutdown_delay_ms", delay), O11Y__END);
+        if (delay) { /* still serving: probes see the 503 and traffic drains away */
+            struct timespec ts = {(time_t)(delay / 1000), (long)(delay % 1000) * 1000000};
+            while (nanosleep(&ts, &ts) != 0)
+                ;
+        }
+        break;
+    }
+    run->stop(run->ctx);
+    o11y_log_va(svc->logger, O11Y_LOG_INFO, "service_stopped", "service stopped", O11Y__END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return O11Y_OK;
 }
 
 void o11y_service_close_streams(o11y_service *svc)

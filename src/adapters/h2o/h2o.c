@@ -1140,43 +1140,37 @@ void o11y_h2o_stop(o11y_h2o_server *srv)
     free_server(srv);
 }
 
+typedef struct h2o_run {
+    o11y_service *svc;
+    const o11y_h2o_config *cfg;
+    o11y_h2o_server *srv;
+} h2o_run;
+
+static o11y_status h2o_run_start(void *ctx)
+{
+    h2o_run *r = ctx;
+    return o11y_h2o_start(r->svc, r->cfg, &r->srv);
+}
+
+static void h2o_run_stop(void *ctx)
+{
+    o11y_h2o_stop(((h2o_run *)ctx)->srv);
+}
+
+static uint16_t h2o_run_port(void *ctx)
+{
+    return ((h2o_run *)ctx)->srv->port;
+}
+
 o11y_status o11y_h2o_run(o11y_service *svc, const o11y_h2o_config *cfg)
 {
-    sigset_t sigs, old;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, &old);
-    o11y_h2o_server *srv;
-    o11y_status st = o11y_h2o_start(svc, cfg, &srv);
-    if (st != O11Y_OK) {
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        return st;
-    }
-    o11y_log_va(o11y_service_logger(svc), O11Y_LOG_INFO, "service_started", "service started",
-                O11Y_STR("server", "h2o"), O11Y_INT("port", srv->port),
-                O11Y_BOOL("tls", srv->ssl != NULL), O11Y__END);
-    for (;;) {
-        int sig = 0;
-        if (sigwait(&sigs, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            o11y_logger_reopen(o11y_service_logger(svc));
-            continue;
-        }
-        o11y_health_shutting_down(o11y_service_health(svc));
-        unsigned delay = cfg ? cfg->shutdown_delay_ms : 0;
-        o11y_log_va(o11y_service_logger(svc), O11Y_LOG_INFO, "service_stopping", "service stopping",
-                    O11Y_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
-                    O11Y_INT("shutdown_delay_ms", delay), O11Y__END);
-        if (delay)
-            sleep_ms(delay);
-        break;
-    }
-    o11y_h2o_stop(srv);
-    o11y_log_va(o11y_service_logger(svc), O11Y_LOG_INFO, "service_stopped", "service stopped",
-                O11Y__END);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return O11Y_OK;
+    h2o_run r = {svc, cfg, NULL};
+    o11y_server_run run = {.start = h2o_run_start,
+                           .stop = h2o_run_stop,
+                           .port = h2o_run_port,
+                           .ctx = &r,
+                           .server = "h2o",
+                           .tls = cfg && cfg->tls_cert_file,
+                           .shutdown_delay_ms = cfg ? cfg->shutdown_delay_ms : 0};
+    return o11y_service_run_server(svc, &run);
 }

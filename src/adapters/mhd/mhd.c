@@ -502,44 +502,36 @@ void o11y_mhd_stop(o11y_mhd_server *srv)
     o11y__free(srv);
 }
 
+typedef struct mhd_run {
+    o11y_service *svc;
+    const o11y_mhd_config *cfg;
+    o11y_mhd_server *srv;
+} mhd_run;
+
+static o11y_status mhd_run_start(void *ctx)
+{
+    mhd_run *r = ctx;
+    return o11y_mhd_start(r->svc, r->cfg, &r->srv);
+}
+
+static void mhd_run_stop(void *ctx)
+{
+    o11y_mhd_stop(((mhd_run *)ctx)->srv);
+}
+
+static uint16_t mhd_run_port(void *ctx)
+{
+    return ((mhd_run *)ctx)->srv->port;
+}
+
 o11y_status o11y_mhd_run(o11y_service *svc, const o11y_mhd_config *cfg)
 {
-    sigset_t sigs, old;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, &old);
-    o11y_mhd_server *srv;
-    o11y_status st = o11y_mhd_start(svc, cfg, &srv);
-    if (st != O11Y_OK) {
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        return st;
-    }
-    o11y_log_va(svc->logger, O11Y_LOG_INFO, "service_started", "service started",
-                O11Y_STR("version", svc->version), O11Y_INT("port", srv->port), O11Y__END);
-    for (;;) {
-        int sig = 0;
-        if (sigwait(&sigs, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            o11y_logger_reopen(svc->logger);
-            continue;
-        }
-        o11y_health_shutting_down(svc->health);
-        unsigned delay = cfg ? cfg->shutdown_delay_ms : 0;
-        o11y_log_va(svc->logger, O11Y_LOG_INFO, "service_stopping", "service stopping",
-                    O11Y_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
-                    O11Y_INT("shutdown_delay_ms", delay), O11Y__END);
-        if (delay) { /* still serving: probes see the 503 and traffic drains away */
-            struct timespec ts = {(time_t)(delay / 1000), (long)(delay % 1000) * 1000000};
-            while (nanosleep(&ts, &ts) != 0)
-                ;
-        }
-        break;
-    }
-    o11y_mhd_stop(srv);
-    o11y_log_va(svc->logger, O11Y_LOG_INFO, "service_stopped", "service stopped", O11Y__END);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return O11Y_OK;
+    mhd_run r = {svc, cfg, NULL};
+    o11y_server_run run = {.start = mhd_run_start,
+                           .stop = mhd_run_stop,
+                           .port = mhd_run_port,
+                           .ctx = &r,
+                           .server = "libmicrohttpd",
+                           .shutdown_delay_ms = cfg ? cfg->shutdown_delay_ms : 0};
+    return o11y_service_run_server(svc, &run);
 }
