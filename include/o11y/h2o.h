@@ -31,6 +31,11 @@ typedef struct o11y_h2o_config {
     unsigned body_timeout_s;             /* a body within this plus a second per
                                             body_min_bytes_per_s received; 0: 10 */
     unsigned body_min_bytes_per_s;       /* 0: 1024 */
+    size_t stream_max_unsent_bytes;      /* a stream whose socket holds more than this that the
+                                            client's window has not let through ends as
+                                            O11Y_STREAM_CLIENT_TOO_SLOW; 0: 256 KiB. A stream
+                                            whose client takes nothing for io_timeout_s ends as
+                                            O11Y_STREAM_CLIENT_STALLED (HTTP/1.1) */
     O11Y_RESERVED;                       /* zero: room to grow (common.h) */
 } o11y_h2o_config;
 

@@ -3,6 +3,9 @@
  * does not exercise: failing handlers, hidden 5xx detail, registered codes, query and header
  * helpers, job ids from the path, the problem type base, a small body limit. */
 #include <o11y/o11y.h>
+#ifdef TEST_H2O
+#include <o11y/h2o.h>
+#endif
 
 #include "harness.h"
 
@@ -430,6 +433,43 @@ static void a_client_that_takes_nothing_is_closed_as_stalled(void **state)
     assert_int_equal(end, O11Y_STREAM_CLIENT_STALLED);
 }
 
+#ifdef TEST_H2O
+/* The same two bounds on the h2o adapter: its generator sends a chunk and waits for h2o to ask
+ * for more, so a slow client is seen by the socket's unsent bytes and a stalled one by a chunk
+ * never taken. */
+static void on_h2o_a_client_that_stops_reading_is_closed_as_too_slow(void **state)
+{
+    (void)state;
+    o11y_h2o_config hc;
+    o11y_h2o_config_init(&hc);
+    hc.threads = 1;
+    o11y_h2o_server *srv;
+    assert_int_equal(o11y_h2o_start(svc, &hc, &srv), O11Y_OK);
+    int fd;
+    int end = firehose_without_reading(o11y_h2o_port(srv), &fd);
+    close(fd);
+    o11y_h2o_stop(srv);
+    assert_int_equal(end, O11Y_STREAM_CLIENT_TOO_SLOW);
+}
+
+static void on_h2o_a_client_that_takes_nothing_is_closed_as_stalled(void **state)
+{
+    (void)state;
+    o11y_h2o_config hc;
+    o11y_h2o_config_init(&hc);
+    hc.threads = 1;
+    hc.io_timeout_s = 1;
+    hc.stream_max_unsent_bytes = 1u << 30;
+    o11y_h2o_server *srv;
+    assert_int_equal(o11y_h2o_start(svc, &hc, &srv), O11Y_OK);
+    int fd;
+    int end = firehose_without_reading(o11y_h2o_port(srv), &fd);
+    close(fd);
+    o11y_h2o_stop(srv);
+    assert_int_equal(end, O11Y_STREAM_CLIENT_STALLED);
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +483,10 @@ int main(void)
         cmocka_unit_test(cors_configuration_is_refused_when_wrong),
         cmocka_unit_test(a_client_that_stops_reading_is_closed_as_too_slow),
         cmocka_unit_test(a_client_that_takes_nothing_is_closed_as_stalled),
+#ifdef TEST_H2O
+        cmocka_unit_test(on_h2o_a_client_that_stops_reading_is_closed_as_too_slow),
+        cmocka_unit_test(on_h2o_a_client_that_takes_nothing_is_closed_as_stalled),
+#endif
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

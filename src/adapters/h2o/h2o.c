@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <h2o.h>
 #include <h2o/multithread.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,7 +45,8 @@ struct conn_state;
 
 typedef struct loop_thread {
     o11y_h2o_server *srv;
-    struct conn_state *conns; /* this loop's guarded connections, for the tick */
+    struct conn_state *conns;     /* this loop's guarded connections, for the tick */
+    struct stream_state *streams; /* this loop's open streams, for the tick */
     h2o_timeout_t tick;
     h2o_timeout_entry_t tick_entry;
     pthread_t thread;
@@ -68,6 +71,8 @@ typedef struct route_handler {
 struct o11y_h2o_server {
     o11y_service *svc;
     o11y_conn_guard *guard;
+    size_t stream_max_unsent_bytes;
+    uint64_t stall_ms; /* a chunk not taken by the client in this long ends its stream */
     h2o_globalconf_t config;
     SSL_CTX *ssl;
     loop_thread *loops;
@@ -140,10 +145,14 @@ typedef struct stream_state {
     loop_msg wake;       /* kind MSG_WAKE */
     atomic_bool queued;  /* wake is in the loop's queue */
     loop_thread *lt;
-    h2o_req_t *req; /* NULL once the request is over */
+    struct stream_state *next, *prev; /* the loop's open streams, for the tick */
+    struct conn_state *conn;          /* NULL: unguarded */
+    h2o_req_t *req;                   /* NULL once the request is over */
     o11y_stream *s;
     uint64_t bytes;
+    uint64_t sent_at_ms; /* when the chunk in flight was handed to h2o */
     bool sending, over, gone;
+    bool too_slow, stalled; /* ended by the adapter: the client's fault */
     char buf[8192];
 } stream_state;
 
@@ -187,6 +196,17 @@ static void free_stream(stream_state *st)
     free(st);
 }
 
+static void unlink_stream(stream_state *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else if (st->lt->streams == st)
+        st->lt->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    st->next = st->prev = NULL;
+}
+
 /* The request's pool is being cleared: the request is over. */
 static void on_request_over(void *p)
 {
@@ -208,10 +228,14 @@ static void on_request_over(void *p)
         stream_state *st = rs->stream;
         completed = st->over;
         /* After this returns no wake is in flight or will come (o11y_stream_server_attach). */
-        rs->bytes = o11y_stream_server_end(st->s, st->over   ? O11Y_STREAM_COMPLETED
-                                                  : st->gone ? O11Y_STREAM_CLIENT_CLOSED
-                                                             : O11Y_STREAM_SERVER_STOPPING);
+        completed = st->over && !st->too_slow;
+        rs->bytes = o11y_stream_server_end(st->s, st->too_slow  ? O11Y_STREAM_CLIENT_TOO_SLOW
+                                                  : st->stalled ? O11Y_STREAM_CLIENT_STALLED
+                                                  : st->over    ? O11Y_STREAM_COMPLETED
+                                                  : st->gone    ? O11Y_STREAM_CLIENT_CLOSED
+                                                                : O11Y_STREAM_SERVER_STOPPING);
         st->req = NULL;
+        unlink_stream(st);
         if (atomic_load(&st->queued))
             st->gone = true; /* the loop frees it when it sees the message */
         else
@@ -221,13 +245,32 @@ static void on_request_over(void *p)
     free_request_state(rs);
 }
 
+/* The bound on a slow client, as on libmicrohttpd: bytes the kernel holds for the connection and
+ * has not been able to send (the client's receive window is full). Sent-but-unacknowledged bytes
+ * do not count, so a fast client far away is not mistaken for a slow one. Over HTTP/2 it is the
+ * connection's socket: a client that reads none of its streams. */
+static bool client_too_slow(const stream_state *st)
+{
+    int unsent = 0;
+    size_t max = st->lt->srv->stream_max_unsent_bytes;
+    return st->conn && st->conn->sock && ioctl(st->conn->guard_fd, SIOCOUTQNSD, &unsent) == 0 &&
+           unsent > 0 && (size_t)unsent > max;
+}
+
 static void pump(stream_state *st)
 {
     if (!st->req || st->sending || st->over)
         return;
+    if (client_too_slow(st)) {
+        st->too_slow = true;
+        st->over = true; /* h2o aborts the response: HTTP/1.1 closes, HTTP/2 resets the stream */
+        h2o_send(st->req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return;
+    }
     long n = o11y_stream_server_read(st->s, st->buf, sizeof st->buf);
     if (n > 0) {
         st->sending = true;
+        st->sent_at_ms = h2o_now(st->lt->loop);
         h2o_iovec_t v = h2o_iovec_init(st->buf, (size_t)n);
         h2o_send(st->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
     } else if (n < 0) {
@@ -317,6 +360,11 @@ static void respond(loop_thread *lt, h2o_req_t *req, request_state *rs)
         st->lt = lt;
         st->req = req;
         st->s = s;
+        st->conn = rs->conn;
+        st->next = lt->streams;
+        if (st->next)
+            st->next->prev = st;
+        lt->streams = st;
         rs->stream = st;
         o11y_stream_server_attach(s, ex, st, stream_suspend, stream_resume);
         h2o_start_response(req, &st->gen);
@@ -740,6 +788,17 @@ static void on_tick(h2o_timeout_entry_t *entry)
             cs->body_reported = got;
         }
     }
+    /* A client that takes nothing at all never lets h2o ask for more: past the stall time its
+     * connection is shut down, as libmicrohttpd's connection timeout does. Over HTTP/2 one
+     * stream's window may stay shut while others flow, and h2o 2.2 cannot reset one stream
+     * from here: only HTTP/1.1 streams are ended this way. */
+    uint64_t now = h2o_now(lt->loop);
+    for (stream_state *st = lt->streams; st; st = st->next)
+        if (st->sending && !st->stalled && st->conn && st->conn->sock && st->req &&
+            st->req->version < 0x200 && now - st->sent_at_ms >= lt->srv->stall_ms) {
+            st->stalled = true;
+            shutdown(st->conn->guard_fd, SHUT_RDWR);
+        }
     h2o_timeout_link(lt->loop, &lt->tick, &lt->tick_entry);
 }
 
@@ -1026,6 +1085,9 @@ o11y_status o11y_h2o_start(o11y_service *svc, const o11y_h2o_config *cfg, o11y_h
     gcfg.max_per_client = c.max_connections_per_client ? c.max_connections_per_client
                           : c.max_connections          ? (c.max_connections + 3) / 4
                                                        : 1024;
+    srv->stream_max_unsent_bytes =
+        c.stream_max_unsent_bytes ? c.stream_max_unsent_bytes : 256 * 1024;
+    srv->stall_ms = (uint64_t)(c.io_timeout_s ? c.io_timeout_s : 30) * 1000;
     srv->guard = o11y_conn_guard_start(&gcfg, o11y_service_metrics(svc), o11y_service_logger(svc));
     if (!srv->guard) {
         free_server(srv);
