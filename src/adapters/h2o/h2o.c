@@ -8,6 +8,7 @@
 #define H2O_USE_EPOLL 1
 #include "o11y/h2o.h"
 
+#include "adapters/h2o/head.h"
 #include "o11y/adapter.h"
 #include "o11y/error.h"
 #include "o11y/health.h"
@@ -130,6 +131,7 @@ typedef struct request_state {
     o11y_str *names, *values; /* in the same allocation, behind the state */
     size_t n_headers;
     char *framing; /* the framing lines h2o kept to itself (own_answer_setup) */
+    size_t framing_used;
 } request_state;
 
 /* What the request's memory pool holds: the state lives longer than the pool when a worker is
@@ -483,8 +485,20 @@ static loop_thread *loop_of(o11y_h2o_server *srv, h2o_req_t *req)
 /* h2o keeps a request's Content-Length and Transfer-Encoding lines out of req->headers (it
  * frames the body itself). When h2o refused the request for them, the pipeline must see them to
  * give the contract's answer (501 for an unknown coding, 400 for chunked not last, 413 for the
- * declared size): they are read back from the head, still in the connection's input. h2o's
- * parser has accepted that head, so its lines are well formed. */
+ * declared size): they are read back from the head, still in the connection's input. */
+static void add_framing_line(void *ctx, o11y_str name, o11y_str value)
+{
+    request_state *rs = ctx;
+    if (!((name.len == 14 && strncasecmp(name.ptr, "content-length", 14) == 0) ||
+          (name.len == 17 && strncasecmp(name.ptr, "transfer-encoding", 17) == 0)))
+        return;
+    char *at = rs->framing + rs->framing_used; /* the input may go before the exchange does */
+    memcpy(at, name.ptr, name.len);
+    memcpy(at + name.len, value.ptr, value.len);
+    o11y_exchange_add_header(rs->ex, at, name.len, at + name.len, value.len);
+    rs->framing_used += name.len + value.len;
+}
+
 static void add_framing_lines(request_state *rs, h2o_req_t *req)
 {
     h2o_socket_t *sock = req->version < 0x200 && req->conn->callbacks->get_socket
@@ -493,34 +507,11 @@ static void add_framing_lines(request_state *rs, h2o_req_t *req)
     if (!sock || !sock->input || !sock->input->size)
         return;
     const char *head = sock->input->bytes;
-    size_t size = sock->input->size;
-    const char *end = memmem(head, size, "\r\n\r\n", 4);
+    const char *end = memmem(head, sock->input->size, "\r\n\r\n", 4);
     if (!end || !(rs->framing = malloc((size_t)(end - head))))
         return;
-    size_t used = 0;
-    for (const char *line = memchr(head, '\n', (size_t)(end - head)); line && line < end;) {
-        line++;
-        const char *eol = memchr(line, '\r', (size_t)(end + 2 - line));
-        const char *colon = eol ? memchr(line, ':', (size_t)(eol - line)) : NULL;
-        if (!eol)
-            break;
-        size_t nlen = colon ? (size_t)(colon - line) : 0;
-        bool framing = (nlen == 14 && strncasecmp(line, "content-length", 14) == 0) ||
-                       (nlen == 17 && strncasecmp(line, "transfer-encoding", 17) == 0);
-        if (framing) {
-            const char *v = colon + 1, *vend = eol;
-            while (v < vend && (*v == ' ' || *v == '\t'))
-                v++;
-            while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t'))
-                vend--;
-            char *at = rs->framing + used;
-            memcpy(at, line, nlen);
-            memcpy(at + nlen, v, (size_t)(vend - v));
-            o11y_exchange_add_header(rs->ex, at, nlen, at + nlen, (size_t)(vend - v));
-            used += nlen + (size_t)(vend - v);
-        }
-        line = eol + 1;
-    }
+    o11y_str method, target;
+    o11y__head_parse(head, (size_t)(end - head), &method, &target, add_framing_line, rs);
 }
 
 /* A request's state and exchange, begun (stage 1): NULL when out of memory. *final as
@@ -676,53 +667,48 @@ static void own_answer_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
 /*=== loops ===*/
 
 /* A request cut in its body by the guard never reached a handler (h2o hands a request over
- * with its whole body): its access line, 408, is made from the head kept at the tick. h2o's
- * parser accepted that head, so its lines are well formed. */
+ * with its whole body): its access line, 408, is made from the head kept at the tick. */
+typedef struct cut_fields {
+    request_state *rs;
+    size_t max;
+} cut_fields;
+
+static void add_cut_field(void *ctx, o11y_str name, o11y_str value)
+{
+    cut_fields *f = ctx;
+    request_state *rs = f->rs;
+    if (rs->n_headers == f->max)
+        return;
+    rs->names[rs->n_headers] = name;
+    rs->values[rs->n_headers] = value;
+    rs->n_headers++;
+    o11y_exchange_add_header(rs->ex, name.ptr, name.len, value.ptr, value.len);
+}
+
 static void log_cut_request(conn_state *cs)
 {
-    o11y_h2o_server *srv = cs->lt->srv;
-    char *head = cs->head, *end = head + cs->head_len;
-    char *eol = memchr(head, '\r', cs->head_len);
-    char *sp1 = eol ? memchr(head, ' ', (size_t)(eol - head)) : NULL;
-    char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
-    if (!sp2 || sp1 - head > 16)
-        return;
-    request_state rs = {0};
+    o11y_str method, target;
     size_t max = 1;
-    for (char *p = head; p < end; p++)
-        max += *p == '\n';
+    for (size_t i = 0; i < cs->head_len; i++)
+        max += cs->head[i] == '\n';
+    request_state rs = {0};
     rs.names = malloc(max * 2 * sizeof *rs.names);
-    rs.ex = rs.names ? o11y_exchange_new(srv->svc, sp1 + 1, (size_t)(sp2 - sp1 - 1)) : NULL;
-    if (!rs.ex) {
-        free(rs.names);
+    if (!rs.names)
         return;
-    }
     rs.values = rs.names + max;
-    for (char *line = eol + 2; line < end && rs.n_headers < max;) {
-        char *le = memchr(line, '\r', (size_t)(end - line));
-        if (!le)
-            le = end;
-        char *colon = memchr(line, ':', (size_t)(le - line));
-        if (colon && line[0] != ' ' && line[0] != '\t') {
-            char *v = colon + 1, *ve = le;
-            while (v < ve && (*v == ' ' || *v == '\t'))
-                v++;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-                ve--;
-            rs.names[rs.n_headers] = (o11y_str){line, (size_t)(colon - line)};
-            rs.values[rs.n_headers] = (o11y_str){v, (size_t)(ve - v)};
-            o11y_exchange_add_header(rs.ex, line, (size_t)(colon - line), v, (size_t)(ve - v));
-            rs.n_headers++;
-        }
-        line = le + 2;
+    cut_fields f = {&rs, max};
+    /* the request line first: the exchange is made from its target, then fed the fields */
+    if (o11y__head_parse(cs->head, cs->head_len, &method, &target, NULL, NULL) &&
+        (rs.ex = o11y_exchange_new(cs->lt->srv->svc, target.ptr, target.len))) {
+        o11y__head_parse(cs->head, cs->head_len, &method, &target, add_cut_field, &f);
+        o11y_exchange_set_peer(rs.ex, &cs->peer);
+        char m[17];
+        memcpy(m, method.ptr, method.len);
+        m[method.len] = '\0';
+        o11y_exchange_begin(rs.ex, m, lookup, &rs);
+        o11y_exchange_timed_out(rs.ex);
+        o11y_exchange_done(rs.ex, 0, false);
     }
-    o11y_exchange_set_peer(rs.ex, &cs->peer);
-    char method[17];
-    memcpy(method, head, (size_t)(sp1 - head));
-    method[sp1 - head] = '\0';
-    o11y_exchange_begin(rs.ex, method, lookup, &rs);
-    o11y_exchange_timed_out(rs.ex);
-    o11y_exchange_done(rs.ex, 0, false);
     free(rs.names);
 }
 
