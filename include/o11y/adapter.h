@@ -73,11 +73,12 @@ O11Y_API void o11y_exchange_run(o11y_exchange *ex);
 O11Y_API int o11y_exchange_status(const o11y_exchange *ex);
 /* "" when the response has no Content-Type. */
 O11Y_API const char *o11y_exchange_content_type(const o11y_exchange *ex);
+/* How many response headers there are (the Content-Type aside). */
 O11Y_API size_t o11y_exchange_header_count(const o11y_exchange *ex);
-/* The i-th response header (NUL-terminated name and value, valid until done); false past the
- * end. Iterating is O(i): walk them in order with the cursor form below. */
+/* The response headers in order: *cursor starts at 0, and each call gives the next name and
+ * value (lengths given, NUL-terminated too; valid until done); false past the last. */
 O11Y_API bool o11y_exchange_header_next(const o11y_exchange *ex, size_t *cursor /* IN/OUT */,
-                                        const char **name /* OUT */, const char **value /* OUT */);
+                                        o11y_str *name /* OUT */, o11y_str *value /* OUT */);
 /* The body (NULL, 0 for none or a stream). Valid until done. */
 O11Y_API const void *o11y_exchange_body_bytes(const o11y_exchange *ex, size_t *len /* OUT */);
 /* The connection should close after this response. */

@@ -89,15 +89,19 @@ size_t o11y_exchange_header_count(const o11y_exchange *ex)
     return ex->res.n_headers;
 }
 
-bool o11y_exchange_header_next(const o11y_exchange *ex, size_t *cursor, const char **name,
-                               const char **value)
+bool o11y_exchange_header_next(const o11y_exchange *ex, size_t *cursor, o11y_str *name,
+                               o11y_str *value)
 {
     const o11y__buf *h = &ex->res.headers;
     if (*cursor >= h->len)
         return false;
-    *name = h->ptr + *cursor;
-    *value = *name + strlen(*name) + 1;
-    *cursor = (size_t)(*value + strlen(*value) + 1 - h->ptr);
+    const char *n = h->ptr + *cursor;
+    size_t nlen = strlen(n);
+    const char *v = n + nlen + 1;
+    size_t vlen = strlen(v);
+    *name = (o11y_str){n, nlen};
+    *value = (o11y_str){v, vlen};
+    *cursor = (size_t)(v + vlen + 1 - h->ptr);
     return true;
 }
 

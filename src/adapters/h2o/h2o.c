@@ -322,23 +322,31 @@ static void set_response_head(h2o_req_t *req, o11y_exchange *ex)
     const char *ct = o11y_exchange_content_type(ex);
     if (ct[0])
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ct, strlen(ct));
-    size_t cursor = 0;
-    const char *name, *value;
+    /* One reservation and one allocation for all the names, rather than h2o's per header. */
+    size_t count = o11y_exchange_header_count(ex), cursor = 0;
+    h2o_vector_reserve(&req->pool, &req->res.headers, req->res.headers.size + count);
+    h2o_iovec_t *names = h2o_mem_alloc_pool(&req->pool, (count ? count : 1) * sizeof *names);
+    o11y_str name, value;
     while (o11y_exchange_header_next(ex, &cursor, &name, &value)) {
-        size_t nlen = strlen(name);
-        if (nlen == 10 && strcasecmp(name, "Connection") == 0) {
+        size_t nlen = name.len;
+        if (nlen == 10 && strcasecmp(name.ptr, "Connection") == 0) {
             req->http1_is_persistent = 0; /* HTTP/1.1 closes; HTTP/2 has no such header */
             continue;
         }
-        char *n = (char *)name;
-        if (h2) { /* HTTP/2 field names are lowercase (RFC 9113 section 8.2.1) */
-            n = h2o_mem_alloc_pool(&req->pool, nlen);
+        if (h2) { /* HTTP/2 field names are lowercase (RFC 9113 section 8.2.1), and h2o's
+                   * tokens (its HPACK static table) are looked up by them */
+            char *n = h2o_mem_alloc_pool(&req->pool, nlen);
             for (size_t i = 0; i < nlen; i++)
-                n[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+                n[i] = (char)(name.ptr[i] >= 'A' && name.ptr[i] <= 'Z' ? name.ptr[i] + 32
+                                                                       : name.ptr[i]);
+            h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, 1, NULL, value.ptr,
+                                  value.len);
+            continue;
         }
-        /* h2o's tokens are lowercase: a mixed-case HTTP/1.1 name is never one */
-        h2o_add_header_by_str(&req->pool, &req->res.headers, n, nlen, h2, NULL, value,
-                              strlen(value));
+        h2o_iovec_t *n = names++;
+        *n = h2o_iovec_init(name.ptr, nlen);
+        req->res.headers.entries[req->res.headers.size++] =
+            (h2o_header_t){n, NULL, h2o_iovec_init(value.ptr, value.len)};
     }
     if (o11y_exchange_close_after(ex))
         req->http1_is_persistent = 0;
