@@ -7,8 +7,8 @@
  * One event loop, the handler on it (handler_threads 0): h2o's own shape. */
 #define H2O_USE_LIBUV 0
 #define H2O_USE_EPOLL 1
+#include "bench_wrapped.h"
 #include <o11y/h2o.h>
-#include <o11y/o11y.h>
 
 #include <arpa/inet.h>
 #include <h2o.h>
@@ -19,9 +19,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-static const char body[] = "{\"id\":\"proj_0193f0a27c1e7d3a9b1c2f4e5d6a7b8c\",\"name\":\"Show\","
-                           "\"createdAt\":\"2026-11-27T10:30:00.123Z\"}";
 
 static volatile sig_atomic_t stop;
 
@@ -83,22 +80,10 @@ static int run_bare(uint16_t port)
     return 0;
 }
 
-static int wrapped(o11y_request *req, o11y_response *res, void *user)
-{
-    (void)req, (void)user;
-    return o11y_res_body(res, 200, NULL, body, sizeof body - 1) == O11Y_OK ? 0 : 1;
-}
-
 static int run_wrapped(uint16_t port, const char *log, bool access_log)
 {
-    o11y_service_config cfg;
-    o11y_service_config_init(&cfg);
-    cfg.service_name = "bench-service";
-    cfg.log.file_path = log;
-    cfg.access_log_off = !access_log;
-    o11y_service *svc;
-    if (o11y_service_create(&cfg, &svc) != O11Y_OK ||
-        o11y_service_route(svc, O11Y_GET, "/projects/{projectId}", wrapped, NULL, 0) != O11Y_OK)
+    o11y_service *svc = bench_service(log, access_log);
+    if (!svc)
         return 1;
     o11y_h2o_config hc;
     o11y_h2o_config_init(&hc);

@@ -4,16 +4,13 @@
  *   bench_server bare    PORT THREADS
  *   bench_server wrapped PORT THREADS LOGFILE   (access logging on, to LOGFILE)
  *   bench_server quiet   PORT THREADS LOGFILE   (wrapped, access logging off) */
-#include <o11y/o11y.h>
+#include "bench_wrapped.h"
 
 #include <microhttpd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char body[] = "{\"id\":\"proj_0193f0a27c1e7d3a9b1c2f4e5d6a7b8c\",\"name\":\"Show\","
-                           "\"createdAt\":\"2026-11-27T10:30:00.123Z\"}";
 
 static enum MHD_Result bare(void *cls, struct MHD_Connection *c, const char *url,
                             const char *method, const char *version, const char *upload,
@@ -37,12 +34,6 @@ static enum MHD_Result bare(void *cls, struct MHD_Connection *c, const char *url
     return ret;
 }
 
-static int wrapped(o11y_request *req, o11y_response *res, void *user)
-{
-    (void)req, (void)user;
-    return o11y_res_body(res, 200, NULL, body, sizeof body - 1) == O11Y_OK ? 0 : 1;
-}
-
 static int run_bare(unsigned port, unsigned threads)
 {
     sigset_t sigs;
@@ -64,14 +55,8 @@ static int run_bare(unsigned port, unsigned threads)
 
 static int run_wrapped(unsigned port, unsigned threads, const char *log, bool access_log)
 {
-    o11y_service_config cfg;
-    o11y_service_config_init(&cfg);
-    cfg.service_name = "bench-service";
-    cfg.log.file_path = log;
-    cfg.access_log_off = !access_log;
-    o11y_service *svc;
-    if (o11y_service_create(&cfg, &svc) != O11Y_OK ||
-        o11y_service_route(svc, O11Y_GET, "/projects/{projectId}", wrapped, NULL, 0) != O11Y_OK)
+    o11y_service *svc = bench_service(log, access_log);
+    if (!svc)
         return 1;
     /* /health reads cached results: two checks that are always up (a TCP port of our own). */
     o11y_health_check_opts o = {.name = "self", .critical = true, .interval_ms = 1000};

@@ -60,28 +60,68 @@ threads=${BENCH_THREADS:-1}
 duration=${BENCH_SECONDS:-5}
 conns=${BENCH_CONNECTIONS:-50}
 echo "== middleware: the same GET, libmicrohttpd bare vs wrapped by o11y (wrk -t1 -c$conns -d${duration}s, server threads $threads)"
-start_server() { # mode port [log]
-    "$bin/bench_server" "$1" "$2" "$threads" ${3:+"$3"} >/dev/null 2>&1 &
+# A middleware server in the background: PROGRAM MODE PORT [ARGS...] (bench_server takes the
+# thread count then the log file, bench_h2o the log file).
+start_bench() {
+    local prog=$1 mode=$2 port=$3
+    shift 3
+    "$prog" "$mode" "$port" "$@" >/dev/null 2>&1 &
     pids+=($!)
-    wait_port "$2"
+    wait_port "$port"
 }
 rps() { wrk -t1 -c"$conns" -d"${duration}s" "http://127.0.0.1:$1/projects/proj_1" | awk '/Requests\/sec/ {print $2}'; }
-bare_port=$(free_port); start_server bare "$bare_port"
-wrap_port=$(free_port); start_server wrapped "$wrap_port" "$work/access.log"
-quiet_port=$(free_port); start_server quiet "$quiet_port" "$work/quiet.log"
-declare -a bare_r wrap_r quiet_r
-for round in 1 2 3; do # interleaved, so all three see the same machine
-    bare_r+=("$(rps "$bare_port")")
-    wrap_r+=("$(rps "$wrap_port")")
-    quiet_r+=("$(rps "$quiet_port")")
-done
 median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
-b=$(median "${bare_r[@]}"); w=$(median "${wrap_r[@]}"); q=$(median "${quiet_r[@]}")
-echo "bare:                    ${bare_r[*]} req/s (median $b)"
-echo "wrapped, access log on:  ${wrap_r[*]} req/s (median $w), lines: $(wc -l < "$work/access.log")"
-echo "wrapped, access log off: ${quiet_r[*]} req/s (median $q)"
-awk -v b="$b" -v w="$w" -v q="$q" \
-    'BEGIN { printf "wrapped / bare = %.3f (log on), %.3f (log off)\n", w / b, q / b }'
+# PROGRAM bare, wrapped and wrapped without the access line, side by side, wrk rounds
+# interleaved so all three see the same machine. The servers are left running (pids);
+# quiet_port is the third one's.
+#   compare_middleware NAME PROGRAM [ARGS BEFORE THE LOG FILE...]
+compare_middleware() {
+    local name=$1 prog=$2 bare_port wrap_port
+    shift 2
+    bare_port=$(free_port); start_bench "$prog" bare "$bare_port" "$@"
+    wrap_port=$(free_port); start_bench "$prog" wrapped "$wrap_port" "$@" "$work/$name-access.log"
+    quiet_port=$(free_port); start_bench "$prog" quiet "$quiet_port" "$@" "$work/$name-quiet.log"
+    local -a bare_r wrap_r quiet_r
+    for round in 1 2 3; do
+        bare_r+=("$(rps "$bare_port")")
+        wrap_r+=("$(rps "$wrap_port")")
+        quiet_r+=("$(rps "$quiet_port")")
+    done
+    local b w q
+    b=$(median "${bare_r[@]}"); w=$(median "${wrap_r[@]}"); q=$(median "${quiet_r[@]}")
+    echo "$name bare:                ${bare_r[*]} req/s (median $b)"
+    echo "wrapped, access log on:  ${wrap_r[*]} req/s (median $w), lines: $(wc -l < "$work/$name-access.log")"
+    echo "wrapped, access log off: ${quiet_r[*]} req/s (median $q)"
+    awk -v b="$b" -v w="$w" -v q="$q" \
+        'BEGIN { printf "wrapped / bare = %.3f (log on), %.3f (log off)\n", w / b, q / b }'
+}
+# Instructions per request (callgrind): the difference of 3000 and 1000 requests, per request.
+#   count_ir REQUESTS PROGRAM MODE [ARGS BEFORE THE LOG FILE...]
+count_ir() {
+    local n=$1 prog=$2 mode=$3 port pid
+    shift 3
+    port=$(free_port)
+    valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" \
+        "$prog" "$mode" "$port" "$@" "$work/cg-access.log" >/dev/null 2>&1 &
+    pid=$!
+    wait_port "$port"
+    curl -s -o /dev/null "http://127.0.0.1:$port/projects/p[1-$n]"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    callgrind_annotate "$work/cg.$pid" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}'
+}
+#   ir_added NAME PROGRAM [ARGS BEFORE THE LOG FILE...]: bare, wrapped, and the difference
+ir_added() {
+    local name=$1 prog=$2 mode lo hi bare_ir=0 per
+    shift 2
+    for mode in bare wrapped; do
+        lo=$(count_ir 1000 "$prog" "$mode" "$@"); hi=$(count_ir 3000 "$prog" "$mode" "$@")
+        per=$(( (hi - lo) / 2000 ))
+        echo "$mode: $per instructions per request"
+        if [ "$mode" = bare ]; then bare_ir=$per; fi
+    done
+    echo "added by o11y on $name: $((per - bare_ir)) instructions per request"
+}
+compare_middleware libmicrohttpd "$bin/bench_server" "$threads"
 echo "== /health from cached results vs a plain handler on the same server (wrk, same settings)"
 rps_path() { wrk -t1 -c"$conns" -d"${duration}s" "http://127.0.0.1:$1$2" | awk '/Requests\/sec/ {print $2}'; }
 declare -a plain_r health_r
@@ -98,23 +138,7 @@ wait 2>/dev/null || true
 pids=()
 
 echo "== middleware, instructions per request (callgrind, difference of 3000 and 1000 requests)"
-count_ir() { # mode requests
-    local port; port=$(free_port)
-    valgrind --tool=callgrind --callgrind-out-file="$work/srv.%p" \
-        "$bin/bench_server" "$1" "$port" 1 "$work/cg-access.log" >/dev/null 2>&1 &
-    local pid=$!
-    wait_port "$port"
-    curl -s -o /dev/null "http://127.0.0.1:$port/projects/p[1-$2]"
-    kill "$pid"; wait "$pid" 2>/dev/null || true
-    callgrind_annotate "$work/srv.$pid" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}'
-}
-for mode in bare wrapped; do
-    lo=$(count_ir "$mode" 1000); hi=$(count_ir "$mode" 3000)
-    per=$(( (hi - lo) / 2000 ))
-    echo "$mode: $per instructions per request"
-    eval "ir_$mode=$per"
-done
-echo "added by o11y: $((ir_wrapped - ir_bare)) instructions per request"
+ir_added libmicrohttpd "$bin/bench_server" 1
 
 echo "== rate limiting: the memory store's decisions, the Redis store's round trips (bench_ratelimit)"
 redis_port=$(free_port)
@@ -243,45 +267,10 @@ fi
 
 if [ -x "$bin/bench_h2o" ]; then
     echo "== middleware on h2o: the same GET, h2o bare vs wrapped by o11y (wrk -t1 -c$conns -d${duration}s, one loop, interleaved)"
-    start_h2o() { # mode port [log]
-        "$bin/bench_h2o" "$1" "$2" ${3:+"$3"} >/dev/null 2>&1 &
-        pids+=($!)
-        wait_port "$2"
-    }
-    hb_port=$(free_port); start_h2o bare "$hb_port"
-    hw_port=$(free_port); start_h2o wrapped "$hw_port" "$work/h2o-access.log"
-    hq_port=$(free_port); start_h2o quiet "$hq_port" "$work/h2o-quiet.log"
-    declare -a hb_r hw_r hq_r
-    for round in 1 2 3; do
-        hb_r+=("$(rps "$hb_port")")
-        hw_r+=("$(rps "$hw_port")")
-        hq_r+=("$(rps "$hq_port")")
-    done
-    b=$(median "${hb_r[@]}"); w=$(median "${hw_r[@]}"); q=$(median "${hq_r[@]}")
-    echo "h2o bare:                ${hb_r[*]} req/s (median $b)"
-    echo "wrapped, access log on:  ${hw_r[*]} req/s (median $w)"
-    echo "wrapped, access log off: ${hq_r[*]} req/s (median $q)"
-    awk -v b="$b" -v w="$w" -v q="$q" \
-        'BEGIN { printf "wrapped / bare = %.3f (log on), %.3f (log off)\n", w / b, q / b }'
+    compare_middleware h2o "$bin/bench_h2o"
     for p in "${pids[@]}"; do kill "$p"; done
     wait 2>/dev/null || true
     pids=()
     echo "== middleware on h2o, instructions per request (callgrind, difference of 3000 and 1000 requests)"
-    count_h2o_ir() { # mode requests
-        local port; port=$(free_port)
-        valgrind --tool=callgrind --callgrind-out-file="$work/h2o.%p" \
-            "$bin/bench_h2o" "$1" "$port" "$work/cg-h2o.log" >/dev/null 2>&1 &
-        local pid=$!
-        wait_port "$port"
-        curl -s -o /dev/null "http://127.0.0.1:$port/projects/p[1-$2]"
-        kill "$pid"; wait "$pid" 2>/dev/null || true
-        callgrind_annotate "$work/h2o.$pid" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}'
-    }
-    for mode in bare wrapped; do
-        lo=$(count_h2o_ir "$mode" 1000); hi=$(count_h2o_ir "$mode" 3000)
-        per=$(( (hi - lo) / 2000 ))
-        echo "$mode: $per instructions per request"
-        eval "h2o_ir_$mode=$per"
-    done
-    echo "added by o11y on h2o: $((h2o_ir_wrapped - h2o_ir_bare)) instructions per request"
+    ir_added h2o "$bin/bench_h2o"
 fi

@@ -437,36 +437,34 @@ static void a_client_that_takes_nothing_is_closed_as_stalled(void **state)
 /* The same two bounds on the h2o adapter: its generator sends a chunk and waits for h2o to ask
  * for more, so a slow client is seen by the socket's unsent bytes and a stalled one by a chunk
  * never taken. */
-static void on_h2o_a_client_that_stops_reading_is_closed_as_too_slow(void **state)
+/* How an h2o server of its own ends the firehose of a client that never reads. */
+static int firehose_end_on_h2o(unsigned io_timeout_s, size_t max_unsent_bytes)
 {
-    (void)state;
     o11y_h2o_config hc;
     o11y_h2o_config_init(&hc);
     hc.threads = 1;
+    if (io_timeout_s)
+        hc.io_timeout_s = io_timeout_s;
+    hc.stream_max_unsent_bytes = max_unsent_bytes;
     o11y_h2o_server *srv;
     assert_int_equal(o11y_h2o_start(svc, &hc, &srv), O11Y_OK);
     int fd;
     int end = firehose_without_reading(o11y_h2o_port(srv), &fd);
     close(fd);
     o11y_h2o_stop(srv);
-    assert_int_equal(end, O11Y_STREAM_CLIENT_TOO_SLOW);
+    return end;
+}
+
+static void on_h2o_a_client_that_stops_reading_is_closed_as_too_slow(void **state)
+{
+    (void)state;
+    assert_int_equal(firehose_end_on_h2o(0, 0), O11Y_STREAM_CLIENT_TOO_SLOW);
 }
 
 static void on_h2o_a_client_that_takes_nothing_is_closed_as_stalled(void **state)
 {
     (void)state;
-    o11y_h2o_config hc;
-    o11y_h2o_config_init(&hc);
-    hc.threads = 1;
-    hc.io_timeout_s = 1;
-    hc.stream_max_unsent_bytes = 1u << 30;
-    o11y_h2o_server *srv;
-    assert_int_equal(o11y_h2o_start(svc, &hc, &srv), O11Y_OK);
-    int fd;
-    int end = firehose_without_reading(o11y_h2o_port(srv), &fd);
-    close(fd);
-    o11y_h2o_stop(srv);
-    assert_int_equal(end, O11Y_STREAM_CLIENT_STALLED);
+    assert_int_equal(firehose_end_on_h2o(1, 1u << 30), O11Y_STREAM_CLIENT_STALLED);
 }
 #endif
 
