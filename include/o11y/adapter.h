@@ -155,7 +155,8 @@ O11Y_API void o11y_conn_guard_idle(o11y_guarded_conn *c);      /* a request ende
 /* True when the reaper ended this connection's request (the access line's 408). */
 O11Y_API bool o11y_conn_guard_timed_out(const o11y_guarded_conn *c);
 /* Counts a message of the server library and logs it at most once in 10 s, with the number left
- * out since the last line: one client's aborted connections never flood the log. */
+ * out since the last line: one client's aborted connections never flood the log. msg need not
+ * be NUL-terminated. Thread-safe. */
 O11Y_API void o11y_conn_guard_server_message(o11y_conn_guard *g, const char *msg, size_t len);
 
 /*=== the server's life ===*/
@@ -174,7 +175,8 @@ typedef struct o11y_server_run {
     O11Y_RESERVED;              /* zero: room to grow (common.h) */
 } o11y_server_run;
 
-/* Blocks SIGINT, SIGTERM and SIGHUP, starts the server, logs service_started, and serves until
+/* Call once, from the application's main thread (run and its members must not be NULL):
+ * blocks SIGINT, SIGTERM and SIGHUP, starts the server, logs service_started, and serves until
  * SIGINT or SIGTERM (SIGHUP reopens the log file): then /health/ready answers 503, the line
  * service_stopping is logged, the server keeps serving shutdown_delay_ms, stops, and
  * service_stopped is logged. The signal mask is restored. Returns start's status, or O11Y_OK. */

@@ -685,17 +685,15 @@ static void add_cut_field(void *ctx, o11y_str name, o11y_str value)
 {
     cut_fields *f = ctx;
     request_state *rs = f->rs;
-    if (rs->n_headers == f->max)
-        return;
-    rs->names[rs->n_headers] = name;
-    rs->values[rs->n_headers] = value;
-    rs->n_headers++;
-    o11y_exchange_add_header(rs->ex, name.ptr, name.len, value.ptr, value.len);
+    if (rs->n_headers < f->max) {
+        rs->names[rs->n_headers] = name;
+        rs->values[rs->n_headers] = value;
+        rs->n_headers++;
+    }
 }
 
 static void log_cut_request(conn_state *cs)
 {
-    o11y_str method, target;
     size_t max = 1;
     for (size_t i = 0; i < cs->head_len; i++)
         max += cs->head[i] == '\n';
@@ -705,10 +703,12 @@ static void log_cut_request(conn_state *cs)
         return;
     rs.values = rs.names + max;
     cut_fields f = {&rs, max};
-    /* the request line first: the exchange is made from its target, then fed the fields */
-    if (o11y__head_parse(cs->head, cs->head_len, &method, &target, NULL, NULL) &&
+    o11y_str method, target;
+    if (o11y__head_parse(cs->head, cs->head_len, &method, &target, add_cut_field, &f) &&
         (rs.ex = o11y_exchange_new(cs->lt->srv->svc, target.ptr, target.len))) {
-        o11y__head_parse(cs->head, cs->head_len, &method, &target, add_cut_field, &f);
+        for (size_t i = 0; i < rs.n_headers; i++)
+            o11y_exchange_add_header(rs.ex, rs.names[i].ptr, rs.names[i].len, rs.values[i].ptr,
+                                     rs.values[i].len);
         o11y_exchange_set_peer(rs.ex, &cs->peer);
         char m[17];
         memcpy(m, method.ptr, method.len);

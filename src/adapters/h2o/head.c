@@ -37,8 +37,7 @@ bool o11y__head_parse(const char *head, size_t len, o11y_str *method, o11y_str *
         return false;
     *method = (o11y_str){head, (size_t)(sp1 - head)};
     *target = (o11y_str){sp1 + 1, (size_t)(sp2 - sp1 - 1)};
-    for (const char *line = next_line(eol, end); on_field && line < end;
-         line = next_line(eol, end)) {
+    for (const char *line = next_line(eol, end); line < end; line = next_line(eol, end)) {
         eol = line_end(line, end);
         if (eol == line)
             break; /* the blank line: the head is over */
