@@ -120,24 +120,32 @@ uint64_t client_random_below(uint64_t n)
     return r % n;
 }
 
+/* Any wait past this is "far too long" to the caller: its deadline decides. Capping here keeps
+ * the seconds-to-milliseconds product in range for every value a server may send (fuzz found a
+ * date in the year 2066666518). */
+#define RETRY_AFTER_MAX_S (INT64_MAX / 1000)
+
 int64_t client_retry_after_ms(const char *v)
 {
     if (!v || !*v)
         return -1;
     if (*v >= '0' && *v <= '9') {
         int64_t s = 0;
-        for (; *v >= '0' && *v <= '9'; v++) {
-            if (s > INT64_MAX / 10000)
-                return INT64_MAX / 1000; /* "a year" or more: the deadline decides */
-            s = s * 10 + (*v - '0');
-        }
-        return *v ? -1 : s * 1000;
+        for (; *v >= '0' && *v <= '9'; v++)
+            if (s <= RETRY_AFTER_MAX_S)
+                s = s * 10 + (*v - '0');
+        if (*v)
+            return -1;
+        return (s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : s) * 1000;
     }
     time_t when = curl_getdate(v, NULL); /* RFC 9110 HTTP-date, and the obsolete forms */
     if (when == -1)
         return -1;
     time_t now = time(NULL);
-    return when <= now ? 0 : (int64_t)(when - now) * 1000;
+    if (when <= now)
+        return 0;
+    int64_t wait_s = (int64_t)when - (int64_t)now;
+    return (wait_s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : wait_s) * 1000;
 }
 
 /*=== the object ===*/
