@@ -128,8 +128,8 @@ void o11y__rfc3339_ms(int64_t real_ns, char out[O11Y__RFC3339_LEN]);
  * no system call per number. Not for secrets. */
 uint64_t o11y__rand64(void);
 enum { O11Y__UUID_LEN = 36 };
-/* A lowercase UUIDv7 (RFC 9562) for the given Unix time in milliseconds. */
-void o11y__uuid7(int64_t unix_ms, char out[O11Y__UUID_LEN]);
+/* A lowercase UUIDv7 (RFC 9562) for the given Unix time in nanoseconds. */
+void o11y__uuid7(int64_t unix_ns, char out[O11Y__UUID_LEN]);
 extern const char o11y__hex_digits[16];
 void o11y__hex_u64(uint64_t v, char out[16]);
 

@@ -92,17 +92,7 @@ size_t o11y_exchange_header_count(const o11y_exchange *ex)
 bool o11y_exchange_header_next(const o11y_exchange *ex, size_t *cursor, o11y_str *name,
                                o11y_str *value)
 {
-    const o11y__buf *h = &ex->res.headers;
-    if (*cursor >= h->len)
-        return false;
-    const char *n = h->ptr + *cursor;
-    size_t nlen = strlen(n);
-    const char *v = n + nlen + 1;
-    size_t vlen = strlen(v);
-    *name = (o11y_str){n, nlen};
-    *value = (o11y_str){v, vlen};
-    *cursor = (size_t)(v + vlen + 1 - h->ptr);
-    return true;
+    return o11y__res_header_next(&ex->res, cursor, name, value);
 }
 
 const void *o11y_exchange_body_bytes(const o11y_exchange *ex, size_t *len)

@@ -42,6 +42,9 @@ typedef struct o11y__route {
     char *param_names[O11Y__MAX_PARAMS];
     uint8_t param_at[O11Y__MAX_SEGMENTS]; /* segment -> 1 + parameter index, 0: literal */
     size_t n_segments, n_params;
+    /* 1 + the index of the service's project and job parameters, 0: the route has none
+     * (found once here, not by name on every request) */
+    uint8_t project_param_at, job_param_at;
     unsigned methods;
     o11y_handler_fn handlers[O11Y__N_METHODS];
     void *users[O11Y__N_METHODS];
@@ -74,6 +77,7 @@ typedef struct o11y__client_logs o11y__client_logs;
 struct o11y_service {
     char *name, *version, *problem_base, *project_param, *job_param;
     char *service_header; /* X-Service value */
+    size_t service_header_len;
     o11y_logger *logger;
     bool owns_logger, access_log;
     size_t max_body;
@@ -192,19 +196,60 @@ struct o11y_response {
     int status;
     o11y_stream *stream; /* a streamed response (the adapter takes it over) */
     bool answered;
-    char *body; /* owned */
+    char *body; /* owned, or body_room */
     size_t body_len;
+    char *body_room; /* the exchange's O11Y__BODY_INLINE bytes for a small body */
     char content_type[96];
     const o11y_error_def *error; /* the catalog entry answered, or NULL */
     char *error_message;         /* owned */
     struct json_t *error_details;
     struct json_t *field_errors;
-    o11y__buf headers; /* "Name\0Value\0" pairs */
+    o11y__buf headers; /* o11y__res_header_put's records */
     size_t n_headers;
     const char *allow;            /* for 405 */
     bool close;                   /* ask the adapter to close the connection after the response */
     size_t field_errors_left_out; /* past O11Y__MAX_FIELD_ERRORS (CONTRACT section 1) */
 };
+
+/* A response header is kept as its two lengths (2 bytes each, as the list is at most 16 KiB),
+ * then "Name\0Value\0": the adapters get both lengths without a strlen each (five headers a
+ * request, 300 instructions). All or nothing: false when the list is full. */
+static inline bool o11y__res_header_put(o11y_response *res, const char *name, size_t name_len,
+                                        const char *value, size_t value_len)
+{
+    o11y__buf *h = &res->headers;
+    size_t need = 4 + name_len + 1 + value_len + 1;
+    if (name_len > UINT16_MAX || value_len > UINT16_MAX || !o11y__buf_reserve(h, need)) {
+        h->overflow = false; /* the list stays as it was */
+        return false;
+    }
+    char *p = h->ptr + h->len;
+    uint16_t lens[2] = {(uint16_t)name_len, (uint16_t)value_len};
+    memcpy(p, lens, sizeof lens);
+    memcpy(p + 4, name, name_len);
+    p[4 + name_len] = '\0';
+    memcpy(p + 5 + name_len, value, value_len);
+    p[5 + name_len + value_len] = '\0';
+    h->len += need;
+    res->n_headers++;
+    return true;
+}
+
+/* The header at *cursor (0 for the first), and *cursor moved past it; false past the last. */
+static inline bool o11y__res_header_next(const o11y_response *res, size_t *cursor, o11y_str *name,
+                                         o11y_str *value)
+{
+    const o11y__buf *h = &res->headers;
+    if (*cursor + 4 > h->len)
+        return false;
+    const char *p = h->ptr + *cursor;
+    uint16_t lens[2];
+    memcpy(lens, p, sizeof lens);
+    *name = (o11y_str){p + 4, lens[0]};
+    *value = (o11y_str){p + 4 + lens[0] + 1, lens[1]};
+    *cursor += 4 + (size_t)lens[0] + 1 + lens[1] + 1;
+    return true;
+}
 
 enum { O11Y__MAX_FIELD_ERRORS = 100 };
 
@@ -247,7 +292,20 @@ struct o11y_request {
     bool preflight, preflight_ok;
 };
 
-enum { O11Y__URI_INLINE = 512, O11Y__HEADERS_INLINE = 512, O11Y__ARENA_INLINE = 256 };
+enum {
+    O11Y__URI_INLINE = 512,
+    O11Y__HEADERS_INLINE = 512,
+    O11Y__ARENA_INLINE = 256,
+    O11Y__BODY_INLINE = 1024,
+};
+
+/* Frees the response's body unless it is in the exchange's own room. */
+static inline void o11y__res_body_free(o11y_response *res)
+{
+    if (res->body != res->body_room)
+        o11y__free(res->body);
+    res->body = NULL;
+}
 
 /* A request and its response, allocated together for one exchange, and recycled through a
  * per-thread cache: a request costs no malloc in the steady state. */
@@ -266,6 +324,7 @@ typedef struct o11y__exchange {
     char uri_inline[O11Y__URI_INLINE];
     char headers_inline[O11Y__HEADERS_INLINE];
     char arena_inline[O11Y__ARENA_INLINE];
+    char body_inline[O11Y__BODY_INLINE]; /* res.body_room: a small body needs no malloc */
 } o11y__exchange;
 
 /* Creates an exchange for the request target uri (copied). NULL on ENOMEM. */

@@ -169,13 +169,11 @@ bool o11y__idem_check_key(o11y__exchange *ex, const o11y__std_headers *std)
 
 static const char *find_header(const o11y_response *res, const char *name)
 {
-    const char *p = res->headers.ptr;
-    for (size_t i = 0; i < res->n_headers; i++) {
-        const char *value = p + strlen(p) + 1;
-        if (strcasecmp(p, name) == 0)
-            return value;
-        p = value + strlen(value) + 1;
-    }
+    size_t cursor = 0;
+    o11y_str n, v;
+    while (o11y__res_header_next(res, &cursor, &n, &v))
+        if (strcasecmp(n.ptr, name) == 0)
+            return v.ptr;
     return NULL;
 }
 

@@ -60,6 +60,7 @@ o11y__exchange *o11y__exchange_new(o11y_service *svc, const char *uri, size_t ur
     copy[uri_len] = '\0';
     ex->req.uri = copy;
     ex->req.svc = svc;
+    ex->res.body_room = ex->body_inline;
     ex->std.content_length = -1;
     ex->req.start_ns = o11y__now_mono_ns();
     const char *q = memchr(uri, '?', uri_len);
@@ -84,7 +85,7 @@ void o11y__exchange_free(o11y__exchange *ex)
     o11y__arena_release(&ex->req.arena);
     o11y__buf_release(&ex->req.body);
     json_decref(ex->req.json);
-    o11y__free(ex->res.body);
+    o11y__res_body_free(&ex->res);
     o11y__free(ex->res.error_message);
     json_decref(ex->res.error_details);
     json_decref(ex->res.field_errors);
@@ -379,12 +380,14 @@ static bool token_valid(const char *s)
     return true;
 }
 
-static bool header_safe_cstr(const char *s)
+/* strlen of a header-safe string, SIZE_MAX when it holds a control character: one pass. */
+static size_t header_safe_len(const char *s)
 {
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return false;
-    return true;
+    const char *p = s;
+    for (; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return SIZE_MAX;
+    return (size_t)(p - s);
 }
 
 static bool pipeline_owns(const char *name)
@@ -402,26 +405,17 @@ o11y_status o11y_res_header(o11y_response *res, const char *name, const char *va
 {
     if (!res || !name || !value || !token_valid(name) || pipeline_owns(name))
         return O11Y_EINVAL;
-    if (!header_safe_cstr(value))
+    if (header_safe_len(value) == SIZE_MAX)
         return O11Y_EINVAL;
     if (res->n_headers == O11Y__MAX_RES_HEADERS)
         return O11Y_ELIMIT;
-    size_t mark = res->headers.len;
-    o11y__buf_append(&res->headers, name, strlen(name) + 1);
-    o11y__buf_append(&res->headers, value, strlen(value) + 1);
-    if (res->headers.overflow) {
-        res->headers.len = mark;
-        res->headers.overflow = false;
-        return O11Y_ELIMIT;
-    }
-    res->n_headers++;
-    return O11Y_OK;
+    return o11y__res_header_put(res, name, strlen(name), value, strlen(value)) ? O11Y_OK
+                                                                               : O11Y_ELIMIT;
 }
 
 static void clear_body(o11y_response *res)
 {
-    o11y__free(res->body);
-    res->body = NULL;
+    o11y__res_body_free(res);
     res->body_len = 0;
     res->error = NULL;
     o11y__free(res->error_message);
@@ -435,21 +429,30 @@ o11y_status o11y_res_body(o11y_response *res, int status, const char *content_ty
 {
     if (!res || status < 100 || status > 599 || (len && !body))
         return O11Y_EINVAL;
+    static const char json_type[] = "application/json";
+    size_t ct_len = sizeof json_type - 1;
     if (!content_type)
-        content_type = "application/json";
-    if (strlen(content_type) >= sizeof res->content_type || !header_safe_cstr(content_type))
-        return O11Y_EINVAL;
-    char *copy = o11y__malloc(len);
-    if (!copy)
-        return O11Y_ENOMEM;
-    if (len)
-        memcpy(copy, body, len);
-    clear_body(res);
-    res->body = copy;
+        content_type = json_type; /* known safe: not scanned */
+    else if ((ct_len = header_safe_len(content_type)) >= sizeof res->content_type)
+        return O11Y_EINVAL; /* too long, or not header-safe */
+    if (res->body_room && len <= O11Y__BODY_INLINE) {
+        if (len) /* memmove: the new body may be the old one */
+            memmove(res->body_room, body, len);
+        clear_body(res); /* frees a body of before, never the room */
+        res->body = res->body_room;
+    } else {
+        char *copy = o11y__malloc(len);
+        if (!copy)
+            return O11Y_ENOMEM;
+        if (len)
+            memcpy(copy, body, len);
+        clear_body(res);
+        res->body = copy;
+    }
     res->body_len = len;
     res->status = status;
     res->answered = true;
-    memcpy(res->content_type, content_type, strlen(content_type) + 1);
+    memcpy(res->content_type, content_type, ct_len + 1);
     return O11Y_OK;
 }
 

@@ -156,6 +156,12 @@ o11y_status o11y_service_route(o11y_service *svc, unsigned methods, const char *
         o11y_status st = compile_template(path_template, &r);
         if (st != O11Y_OK)
             return st;
+        for (size_t i = 0; i < r->n_params; i++) {
+            if (strcmp(r->param_names[i], svc->project_param) == 0)
+                r->project_param_at = (uint8_t)(i + 1);
+            if (strcmp(r->param_names[i], svc->job_param) == 0)
+                r->job_param_at = (uint8_t)(i + 1);
+        }
     }
     if (r->methods & methods) {
         if (is_new)

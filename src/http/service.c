@@ -85,6 +85,7 @@ o11y_status o11y_service_create(const o11y_service_config *cfg_in, o11y_service 
     svc->name = o11y__strdup(cfg.service_name);
     svc->version = o11y__strdup(cfg.version);
     svc->service_header = o11y__strdup(cfg.service_name);
+    svc->service_header_len = svc->service_header ? strlen(svc->service_header) : 0;
     svc->project_param = o11y__strdup(cfg.project_param);
     svc->job_param = o11y__strdup(cfg.job_param);
     if (cfg.problem_type_base)

@@ -131,7 +131,7 @@ static void set_id(char *dst, uint8_t *dst_len, const char *s, size_t len)
 
 void o11y_trace_new_id(char out[37])
 {
-    o11y__uuid7(o11y__now_real_ns() / 1000000, out);
+    o11y__uuid7(o11y__now_real_ns(), out);
     out[36] = '\0';
 }
 

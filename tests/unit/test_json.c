@@ -7,6 +7,8 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <inttypes.h>
+#include <stdio.h>
 
 static char out[4096];
 
@@ -80,6 +82,33 @@ static void numbers(void **state)
     assert_string_equal(out, "-9223372036854775808 18446744073709551615 0.412 12.000 0.1 null");
 }
 
+/* Every digit count, both sides of each power of ten, against printf. */
+static void integers_match_printf(void **state)
+{
+    (void)state;
+    char want[32];
+    for (uint64_t p = 1;; p *= 10) {
+        uint64_t around[] = {p - 1, p, p + 1, p * 2 - 1};
+        for (size_t i = 0; i < 4; i++) {
+            o11y__buf b;
+            o11y__buf_init_fixed(&b, out, sizeof out - 1);
+            o11y__json_u64(&b, around[i]);
+            out[b.len] = '\0';
+            snprintf(want, sizeof want, "%" PRIu64, around[i]);
+            assert_string_equal(out, want);
+        }
+        if (p > UINT64_MAX / 10)
+            break;
+    }
+    /* No room for all the digits: nothing written, and the overflow kept. */
+    char small[3];
+    o11y__buf b;
+    o11y__buf_init_fixed(&b, small, 2);
+    o11y__json_u64(&b, 123);
+    assert_int_equal(b.len, 0);
+    assert_true(b.overflow);
+}
+
 static void fixed_buffer_overflow_is_sticky(void **state)
 {
     (void)state;
@@ -146,6 +175,7 @@ int main(void)
         cmocka_unit_test(replaces_invalid_utf8),
         cmocka_unit_test(truncates_on_a_character_boundary),
         cmocka_unit_test(numbers),
+        cmocka_unit_test(integers_match_printf),
         cmocka_unit_test(fixed_buffer_overflow_is_sticky),
         cmocka_unit_test(growable_buffer_respects_its_max),
         cmocka_unit_test(utf8_validation),

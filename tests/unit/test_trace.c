@@ -1,12 +1,15 @@
 /* Tests for trace/trace.c: CONTRACT section 2 and W3C Trace Context. */
 #include "o11y/trace.h"
 
+#include "core/internal.h"
+
 /* cmocka needs these first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -128,9 +131,10 @@ static void ids_are_unique_uuid7(void **state)
         o11y_trace_new_id(ids[i]);
         assert_true(is_uuid7(ids[i]));
     }
-    /* The 48-bit millisecond prefix never goes backwards within a thread. */
+    /* The time (48-bit milliseconds, then 12 bits of the millisecond in rand_a) never goes
+     * backwards within a thread. */
     for (int i = 1; i < N; i++)
-        assert_true(memcmp(ids[i - 1], ids[i], 13) <= 0);
+        assert_true(memcmp(ids[i - 1], ids[i], 18) <= 0);
     for (int i = 1; i < N; i += 997)
         for (int j = 0; j < i; j++)
             assert_string_not_equal(ids[i], ids[j]);
@@ -278,9 +282,42 @@ static void baggage_keeps_only_valid_members(void **state)
     assert_string_equal(bg("k=\r\nX: 1"), "");
 }
 
+/* The word-at-a-time hex of ids against printf, on the edges and a million random values. */
+static void hex_u64_matches_printf(void **state)
+{
+    (void)state;
+    uint64_t edges[] = {0,
+                        1,
+                        9,
+                        10,
+                        15,
+                        16,
+                        0xA0,
+                        0xFF,
+                        0x9999999999999999ull,
+                        0xAAAAAAAAAAAAAAAAull,
+                        0x0123456789ABCDEFull,
+                        0xFEDCBA9876543210ull,
+                        UINT64_MAX};
+    char want[17], got[17] = {0};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        snprintf(want, sizeof want, "%016" PRIx64, edges[i]);
+        o11y__hex_u64(edges[i], got);
+        assert_string_equal(got, want);
+    }
+    for (int i = 0; i < 1000000; i++) {
+        uint64_t v = o11y__rand64();
+        snprintf(want, sizeof want, "%016" PRIx64, v);
+        o11y__hex_u64(v, got);
+        if (memcmp(got, want, 16) != 0)
+            fail_msg("%016" PRIx64 ": %.16s", v, got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(hex_u64_matches_printf),
         cmocka_unit_test(id_validity),
         cmocka_unit_test(traceparent_strict),
         cmocka_unit_test(precedence),

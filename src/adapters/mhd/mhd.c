@@ -179,6 +179,8 @@ static enum MHD_Result respond(const o11y_mhd_embed *b, o11y__exchange *ex,
             res->stream->max_unsent_bytes = b->stream_max_unsent_bytes;
             o11y__stream_attach(res->stream, ex->req.svc, conn, suspend_conn, resume_conn);
         }
+    } else if (res->body_len && res->body == res->body_room) { /* the exchange's: MHD copies */
+        r = MHD_create_response_from_buffer(res->body_len, res->body, MHD_RESPMEM_MUST_COPY);
     } else if (res->body_len) {
         r = MHD_create_response_from_buffer_with_free_callback(res->body_len, res->body, free_body);
         if (r)
@@ -190,13 +192,10 @@ static enum MHD_Result respond(const o11y_mhd_embed *b, o11y__exchange *ex,
         return MHD_NO;
     if (res->content_type[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, res->content_type);
-    const char *p = res->headers.ptr;
-    for (size_t i = 0; i < res->n_headers; i++) {
-        const char *name = p;
-        const char *value = name + strlen(name) + 1;
-        MHD_add_response_header(r, name, value);
-        p = value + strlen(value) + 1;
-    }
+    size_t cursor = 0;
+    o11y_str name, value;
+    while (o11y__res_header_next(res, &cursor, &name, &value))
+        MHD_add_response_header(r, name.ptr, value.ptr);
     ex->responded = true;
     ex->bytes_sent = ex->req.method == O11Y_HEAD ? 0 : res->body_len;
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
